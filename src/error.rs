@@ -1,0 +1,93 @@
+//! Error types shared by every layer.
+//!
+//! Attaching to foreign memory has its own precise enum ([`AttachError`]);
+//! per-operation errors of locks and queues live next to those types.
+
+use std::io;
+
+/// Why attaching to (or validating) a shared segment failed.
+///
+/// Every value a peer or a stranger could have written is checked; a bad
+/// one is reported here, never dereferenced.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No segment with this name exists.
+    #[error("no shared segment named {0:?}: create it first or check the name")]
+    NotFound(String),
+    /// The segment exists but belongs to another user (segments are 0600).
+    #[error("permission denied for segment {0:?}: it belongs to another user")]
+    PermissionDenied(String),
+    /// The name is not a valid segment name.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// What rule it broke.
+        reason: &'static str,
+    },
+    /// The creator has not published the segment (yet): it is still
+    /// initialising past the open timeout, or it died before finishing.
+    #[error("segment not ready: {0}; retry later or remove the stale segment")]
+    NotReady(&'static str),
+    /// The segment was laid out by an incompatible shmkit version.
+    #[error("layout version mismatch: segment is v{found}, this shmkit reads v{expected}; use the same shmkit version in every process")]
+    VersionMismatch {
+        /// Version found in the header.
+        found: u32,
+        /// Version this build understands.
+        expected: u32,
+    },
+    /// The segment holds a different kind of object.
+    #[error("kind mismatch: segment holds object kind {found:#x}, expected {expected:#x}; check the name and the type you open it as")]
+    KindMismatch {
+        /// Kind found in the header.
+        found: u32,
+        /// Kind the caller asked for.
+        expected: u32,
+    },
+    /// The segment is smaller than its header or its object requires.
+    #[error("segment too small: {actual} bytes, need at least {required}")]
+    TooSmall {
+        /// Actual size in bytes.
+        actual: u64,
+        /// Required size in bytes.
+        required: u64,
+    },
+    /// The segment holds the right kind of object, but laid out with other
+    /// parameters than the caller expects (element size, capacity...).
+    #[error("parameter mismatch: segment has {what} = {found}, expected {expected}")]
+    ParamMismatch {
+        /// Which parameter differs.
+        what: &'static str,
+        /// Value in the segment.
+        found: u64,
+        /// Value the caller expects.
+        expected: u64,
+    },
+    /// A header or object field holds an impossible value.
+    #[error("segment is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// An OS error not covered above.
+    #[error("I/O error attaching segment: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The crate-wide error for creating and attaching shared objects.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Attaching or validating failed.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// A segment with this name already exists.
+    #[error("a shared segment named {0:?} already exists: open it, or unlink the stale one")]
+    AlreadyExists(String),
+    /// `/dev/shm` (or memory) has no room for the segment.
+    #[error("no space for a {0}-byte segment in /dev/shm: free space or use a smaller capacity")]
+    NoSpace(u64),
+    /// A size or capacity parameter is out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// Any other OS error.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}

@@ -1,0 +1,137 @@
+//! Shared futex wait/wake.
+//!
+//! Always the *shared* variant: `FUTEX_PRIVATE_FLAG` keys the wait queue on
+//! the virtual address in one process and would never see a wake from
+//! another process mapping the same page at another address. Waits take an
+//! absolute `CLOCK_MONOTONIC` deadline (`FUTEX_WAIT_BITSET`).
+//!
+//! Under `cfg(loom)` the futex is modelled with a loom mutex and condvar so
+//! that a lost wake-up shows up as a deadlock in the model.
+
+use crate::os::clock::Deadline;
+use crate::primitives::AtomicU32;
+
+/// Why [`wait`] returned. Callers re-check their condition in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken by [`wake`] (or spuriously).
+    Woken,
+    /// The word did not hold the expected value when the kernel checked.
+    ValueChanged,
+    /// The deadline passed.
+    TimedOut,
+    /// A signal interrupted the wait.
+    Interrupted,
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline` passes.
+///
+/// ```
+/// use shmkit::os::{futex, Deadline};
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+///
+/// let word = AtomicU32::new(1);
+/// // The value is not 0, so the kernel returns at once.
+/// assert_eq!(futex::wait(&word, 0, None), futex::WaitOutcome::ValueChanged);
+/// let d = Deadline::after(Duration::from_millis(1));
+/// assert_eq!(futex::wait(&word, 1, Some(d)), futex::WaitOutcome::TimedOut);
+/// ```
+#[cfg(not(loom))]
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
+    let ts = deadline.map(Deadline::to_timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned AtomicU32 for the duration of the
+    // call; the timeout pointer is null or points at `ts`, which outlives the
+    // call. FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME interprets the
+    // timeout as an absolute CLOCK_MONOTONIC time. No FUTEX_PRIVATE_FLAG: the
+    // word lives in memory shared between processes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == 0 {
+        return WaitOutcome::Woken;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
+        Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+        Some(libc::EINTR) => WaitOutcome::Interrupted,
+        // EFAULT/EINVAL cannot happen for a valid reference; treat anything
+        // else as a spurious wake-up, which every caller already handles.
+        _ => WaitOutcome::Woken,
+    }
+}
+
+/// Wakes up to `count` waiters sleeping on `word`; returns how many woke.
+///
+/// ```
+/// use shmkit::os::futex;
+/// use std::sync::atomic::AtomicU32;
+///
+/// let word = AtomicU32::new(0);
+/// assert_eq!(futex::wake(&word, u32::MAX), 0); // nobody sleeps
+/// ```
+#[cfg(not(loom))]
+pub fn wake(word: &AtomicU32, count: u32) -> usize {
+    let count = count.min(i32::MAX as u32);
+    // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE only uses the
+    // address as a key. Shared (not private) for the reason above.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    r.max(0) as usize
+}
+
+#[cfg(loom)]
+mod model {
+    use loom::sync::{Condvar, Mutex};
+
+    pub(super) struct Table {
+        pub(super) lock: Mutex<()>,
+        pub(super) cond: Condvar,
+    }
+
+    loom::lazy_static! {
+        pub(super) static ref TABLE: Table = Table { lock: Mutex::new(()), cond: Condvar::new() };
+    }
+}
+
+/// Loom model of `futex_wait`: the value check and the sleep are atomic
+/// with respect to [`wake`], exactly like the kernel's hash-bucket lock.
+#[cfg(loom)]
+pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<Deadline>) -> WaitOutcome {
+    use crate::primitives::Ordering;
+    let guard = model::TABLE.lock.lock().unwrap();
+    if word.load(Ordering::SeqCst) != expected {
+        return WaitOutcome::ValueChanged;
+    }
+    drop(model::TABLE.cond.wait(guard).unwrap());
+    WaitOutcome::Woken
+}
+
+/// Loom model of `futex_wake` (wakes everyone; futex users must tolerate
+/// spurious wake-ups anyway).
+#[cfg(loom)]
+pub fn wake(_word: &AtomicU32, _count: u32) -> usize {
+    let _guard = model::TABLE.lock.lock().unwrap();
+    model::TABLE.cond.notify_all();
+    1
+}

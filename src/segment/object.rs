@@ -1,0 +1,294 @@
+//! The create/open pattern shared by every object: [`create_object`],
+//! [`open_object`], [`attach_object`], and the typed [`ShmBox`] over them.
+
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+use super::header::{HeaderInfo, ObjectKind, OpenOptions, SegmentHeader, HEADER_SIZE};
+use super::layout::Region;
+use super::raw::Segment;
+use crate::error::{AttachError, Error};
+use crate::os::Deadline;
+
+/// Creates a segment holding one object: writes the header, lets `init`
+/// initialise the (zeroed) body, then publishes. `name: None` makes an
+/// anonymous segment.
+///
+/// This is the pattern every shmkit type uses; other crates can use it for
+/// their own kinds (≥ [`ObjectKind::USER`]).
+///
+/// ```
+/// use shmkit::segment::{create_object, open_object, ObjectKind, OpenOptions};
+///
+/// let kind = ObjectKind(ObjectKind::USER.0 + 1);
+/// let name = format!("doc-obj-{}", std::process::id());
+/// let (seg, body) = create_object(Some(&name), kind, &[42], 64, |body| {
+///     // SAFETY: the body is 64 writable bytes.
+///     unsafe { body.as_ptr().write(7) };
+///     Ok(())
+/// })?;
+/// let (_seg2, info, body2) = open_object(&name, kind, &OpenOptions::new())?;
+/// assert_eq!(info.params[0], 42);
+/// // SAFETY: the validated body has 64 bytes.
+/// assert_eq!(unsafe { body2.as_ptr().read() }, 7);
+/// # drop(seg);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn create_object(
+    name: Option<&str>,
+    kind: ObjectKind,
+    params: &[u64],
+    body_len: usize,
+    init: impl FnOnce(Region) -> Result<(), Error>,
+) -> Result<(Segment, Region), Error> {
+    if params.len() > super::header::PARAM_WORDS {
+        return Err(Error::InvalidArgument("too many header parameters"));
+    }
+    let total = HEADER_SIZE
+        .checked_add(body_len)
+        .ok_or(Error::InvalidArgument("object size overflows"))?;
+    let seg = match name {
+        Some(n) => Segment::create(n, total)?,
+        None => Segment::anonymous(total)?,
+    };
+    // SAFETY: the mapping is `total` bytes, page-aligned, freshly created
+    // and zero-filled; nobody treats it as ready before `publish` below.
+    unsafe { SegmentHeader::write(seg.as_ptr(), kind, total, HEADER_SIZE, body_len, params) };
+    // SAFETY: the mapping covers [0, total) and lives as long as `seg`.
+    let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
+    let body = whole.sub(HEADER_SIZE, body_len)?;
+    init(body)?;
+    header(&seg)?.publish();
+    Ok((seg, body))
+}
+
+/// Opens a named object of `kind`: waits (bounded by `opts`) for its
+/// creator to publish it, validates the header, and returns the segment,
+/// the header's description and the body region.
+pub fn open_object(
+    name: &str,
+    kind: ObjectKind,
+    opts: &OpenOptions,
+) -> Result<(Segment, HeaderInfo, Region), AttachError> {
+    let deadline = Deadline::after(opts.get_ready_timeout());
+    loop {
+        // A creator sizes the segment right after creating it; an opener
+        // racing it may see a short file. Retry until the deadline.
+        match Segment::open(name) {
+            Ok(seg) if seg.len() >= HEADER_SIZE => return attach_object(seg, kind, opts),
+            Ok(seg) if deadline.has_passed() => {
+                return Err(AttachError::TooSmall {
+                    actual: seg.len() as u64,
+                    required: HEADER_SIZE as u64,
+                })
+            }
+            Err(e @ AttachError::TooSmall { .. }) if deadline.has_passed() => return Err(e),
+            Ok(_) | Err(AttachError::TooSmall { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Validates an already-mapped segment (for example one inherited as a
+/// file descriptor) as holding an object of `kind`.
+pub fn attach_object(
+    seg: Segment,
+    kind: ObjectKind,
+    opts: &OpenOptions,
+) -> Result<(Segment, HeaderInfo, Region), AttachError> {
+    let info = header(&seg)?.wait_and_validate(seg.len(), kind, opts)?;
+    // SAFETY: the mapping covers [0, len) and lives as long as `seg`.
+    let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
+    let body = whole.sub(info.body_offset, info.body_len)?;
+    Ok((seg, info, body))
+}
+
+fn header(seg: &Segment) -> Result<&SegmentHeader, AttachError> {
+    if seg.len() < HEADER_SIZE {
+        return Err(AttachError::TooSmall {
+            actual: seg.len() as u64,
+            required: HEADER_SIZE as u64,
+        });
+    }
+    // SAFETY: the mapping is page-aligned and at least HEADER_SIZE bytes;
+    // the header consists of atomics only, so any bytes are a valid value
+    // and concurrent writes by other processes are not data races.
+    Ok(unsafe { &*(seg.as_ptr() as *const SegmentHeader) })
+}
+
+/// A fixed-size type that can live in shared memory.
+///
+/// # Safety
+/// Implementors guarantee that
+/// * every bit pattern is a valid `Self` (only atomics and `Pod` data, no
+///   pointers, references, enums with invalid discriminants, or `Drop`), so
+///   a `&Self` over bytes written by anyone is sound;
+/// * `Self` is `#[repr(C)]` with a layout that does not change without a
+///   [`LAYOUT_VERSION`](super::LAYOUT_VERSION) bump;
+/// * all mutation through `&Self` goes through atomics or through
+///   `UnsafeCell` data guarded by the type's own lock.
+pub unsafe trait ShmObject: Sync + Sized {
+    /// The kind recorded in the segment header.
+    const KIND: ObjectKind;
+    /// What [`init_in_place`](ShmObject::init_in_place) needs.
+    type Init;
+
+    /// Writes a valid initial value at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `size_of::<Self>()` bytes, aligned,
+    /// and not yet in use by any other thread or process.
+    unsafe fn init_in_place(ptr: *mut Self, init: Self::Init);
+
+    /// A number distinguishing instantiations of a generic type that share
+    /// a size (e.g. `ShmValue<i64>` vs `ShmValue<u64>`); recorded in the
+    /// header and checked on attach. Defaults to 0.
+    fn type_code() -> u64 {
+        0
+    }
+
+    /// Checks invariants of a value written by another process (called on
+    /// attach). The default accepts everything.
+    fn validate(&self) -> Result<(), AttachError> {
+        Ok(())
+    }
+}
+
+/// A typed handle to one [`ShmObject`] in its own segment, like a `Box` in
+/// shared memory. Dereferences to the object.
+///
+/// ```
+/// use shmkit::{ShmBox, Event};
+///
+/// let name = format!("doc-box-{}", std::process::id());
+/// let ev = ShmBox::<Event>::create(&name, ())?; // creator (owns the name)
+/// let seen = ShmBox::<Event>::open(&name)?; // e.g. in another process
+/// ev.set();
+/// assert!(seen.is_set());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct ShmBox<T: ShmObject> {
+    ptr: NonNull<T>,
+    seg: Segment,
+}
+
+// SAFETY: `T: Sync` (required by ShmObject) and the box only hands out
+// `&T`; the segment mapping itself is Send + Sync.
+unsafe impl<T: ShmObject> Send for ShmBox<T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmObject> Sync for ShmBox<T> {}
+
+impl<T: ShmObject> ShmBox<T> {
+    fn params() -> [u64; 3] {
+        [
+            std::mem::size_of::<T>() as u64,
+            std::mem::align_of::<T>() as u64,
+            T::type_code(),
+        ]
+    }
+
+    fn create_in(name: Option<&str>, init: T::Init) -> Result<Self, Error> {
+        if std::mem::align_of::<T>() > HEADER_SIZE {
+            return Err(Error::InvalidArgument("object alignment above 128 bytes"));
+        }
+        let (seg, body) = create_object(name, T::KIND, &Self::params(), std::mem::size_of::<T>(), |body| {
+            let ptr = body.ptr_at::<T>(0)?;
+            // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
+            // segment is fresh and unpublished, so nobody else uses it.
+            unsafe { T::init_in_place(ptr, init) };
+            Ok(())
+        })?;
+        let ptr = NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
+        Ok(Self { ptr, seg })
+    }
+
+    /// Creates a named segment holding a new `T`.
+    pub fn create(name: &str, init: T::Init) -> Result<Self, Error> {
+        Self::create_in(Some(name), init)
+    }
+
+    /// Creates an anonymous segment holding a new `T` (shared with children
+    /// forked afterwards).
+    pub fn anonymous(init: T::Init) -> Result<Self, Error> {
+        Self::create_in(None, init)
+    }
+
+    /// Attaches to the named `T` created by another process.
+    pub fn open(name: &str) -> Result<Self, AttachError> {
+        Self::open_with(name, &OpenOptions::new())
+    }
+
+    /// [`open`](ShmBox::open) with explicit options.
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = open_object(name, T::KIND, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    /// Attaches to a `T` in an already-mapped segment (e.g. inherited fd).
+    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, T::KIND, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
+        let [size, align, code] = Self::params();
+        if info.params[0] != size {
+            return Err(AttachError::ParamMismatch {
+                what: "object size",
+                found: info.params[0],
+                expected: size,
+            });
+        }
+        if info.params[1] != align {
+            return Err(AttachError::ParamMismatch {
+                what: "object alignment",
+                found: info.params[1],
+                expected: align,
+            });
+        }
+        if info.params[2] != code {
+            return Err(AttachError::ParamMismatch {
+                what: "element type code",
+                found: info.params[2],
+                expected: code,
+            });
+        }
+        let ptr = NonNull::new(body.ptr_at::<T>(0)?).ok_or(AttachError::Corrupt("null mapping"))?;
+        // SAFETY: in bounds and aligned (ptr_at); any bit pattern is a valid
+        // T (ShmObject contract); the mapping lives as long as `seg`, which
+        // we keep in the box.
+        unsafe { ptr.as_ref() }.validate()?;
+        Ok(Self { ptr, seg })
+    }
+
+    /// The segment holding the object.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Keeps the segment's name after this (owning) handle is dropped.
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}
+
+impl<T: ShmObject> Deref for ShmBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` points into `self.seg`'s mapping (bounds and
+        // alignment checked at construction) and the mapping lives as long
+        // as `self`. `T` is valid for any bit pattern.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmObject> std::fmt::Debug for ShmBox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmBox")
+            .field("segment", &self.seg.name())
+            .field("kind", &T::KIND)
+            .finish()
+    }
+}
