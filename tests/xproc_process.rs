@@ -1,0 +1,1 @@
+fn main() { shmkit::process::init(); }
