@@ -165,7 +165,8 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Defaults: name `Process-N`, not a daemon, 60 s start timeout.
+    /// Defaults: name `Process-N` (N counts every child this process
+    /// starts, named or not, as in Python), not a daemon, 60 s start timeout.
     pub fn new() -> Self {
         Self {
             name: None,
@@ -206,9 +207,9 @@ impl Builder {
     }
 
     fn take_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("Process-{}", NEXT_CHILD.fetch_add(1, StdOrdering::Relaxed)))
+        // Like Python, every child consumes a number, named or not.
+        let n = NEXT_CHILD.fetch_add(1, StdOrdering::Relaxed);
+        self.name.clone().unwrap_or_else(|| format!("Process-{n}"))
     }
 
     pub(crate) fn is_daemon(&self) -> bool {
