@@ -37,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .name("daemon")
         .daemon(true)
         .spawn(&DAEMON, &Shared::new(&started)?)?;
-    let n = Process::builder().name("non-daemon").daemon(false).spawn(&NON_DAEMON, &())?;
+    let n = Process::builder()
+        .name("non-daemon")
+        .daemon(false)
+        .spawn(&NON_DAEMON, &())?;
     started.wait(); // the seed's sleep(1): the daemon has printed its first line
     std::thread::sleep(Duration::from_millis(50));
     println!("d.is_alive() {}", d.is_alive());

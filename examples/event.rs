@@ -17,7 +17,9 @@ fn wait_for_event(e: Shared<ShmBox<Event>>) -> Result<(), shmkit::AttachError> {
     Ok(())
 }
 
-fn wait_for_event_timeout((e, t): (Shared<ShmBox<Event>>, Duration)) -> Result<(), shmkit::AttachError> {
+fn wait_for_event_timeout(
+    (e, t): (Shared<ShmBox<Event>>, Duration),
+) -> Result<(), shmkit::AttachError> {
     let e = e.attach()?;
     println!("wait_for_event_timeout: starting");
     e.wait_timeout(t);
@@ -33,10 +35,13 @@ shmkit::entry! {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
     let e = ShmBox::<Event>::anonymous(())?;
-    let w1 = Process::builder().name("block").spawn(&WAIT_FOR_EVENT, &Shared::new(&e)?)?;
-    let w2 = Process::builder()
-        .name("nonblock")
-        .spawn(&WAIT_FOR_EVENT_TIMEOUT, &(Shared::new(&e)?, Duration::from_millis(100)))?;
+    let w1 = Process::builder()
+        .name("block")
+        .spawn(&WAIT_FOR_EVENT, &Shared::new(&e)?)?;
+    let w2 = Process::builder().name("nonblock").spawn(
+        &WAIT_FOR_EVENT_TIMEOUT,
+        &(Shared::new(&e)?, Duration::from_millis(100)),
+    )?;
     println!("main: waiting before calling Event.set()");
     // The seed sleeps 3 s, longer than the 2 s timeout; waiting for the
     // timed waiter to finish gives the same order deterministically.

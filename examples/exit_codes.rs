@@ -52,7 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for j in &jobs {
         let status = j.join()?;
         match status.panic_message() {
-            Some(msg) => println!("{}.exitcode = {} (panicked: {msg})", j.name(), status.exitcode()),
+            Some(msg) => println!(
+                "{}.exitcode = {} (panicked: {msg})",
+                j.name(),
+                status.exitcode()
+            ),
             None => println!("{}.exitcode = {}", j.name(), status.exitcode()),
         }
     }

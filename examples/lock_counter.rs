@@ -33,6 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &p_list {
         p.join()?;
     }
-    println!("num = {}", *num.lock().unwrap_or_else(|died| died.into_inner()));
+    println!(
+        "num = {}",
+        *num.lock().unwrap_or_else(|died| died.into_inner())
+    );
     Ok(())
 }

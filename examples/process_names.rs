@@ -28,7 +28,9 @@ shmkit::entry! {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
-    let service = Process::builder().name("my_service").spawn(&MY_SERVICE, &())?;
+    let service = Process::builder()
+        .name("my_service")
+        .spawn(&MY_SERVICE, &())?;
     let worker_1 = Process::builder().name("worker 1").spawn(&WORKER, &())?;
     let worker_2 = Process::builder().spawn(&WORKER, &())?; // default name: Process-3
     for p in [worker_1, worker_2, service] {

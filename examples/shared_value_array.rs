@@ -9,6 +9,8 @@ use shmkit::{ShmArray, ShmBox, ShmValue};
 
 type Args = (Shared<ShmBox<ShmValue<f64>>>, Shared<ShmArray<i32>>);
 
+// The seed stores this literal (not `PI`), and the output shows it.
+#[allow(clippy::approx_constant)]
 fn f((n, a): Args) -> Result<(), shmkit::AttachError> {
     let (n, a) = (n.attach()?, a.attach()?);
     n.store(3.1415927);

@@ -44,6 +44,6 @@ pub use error::{AttachError, Error};
 pub use process::{current_process, ExitStatus, Process, SpawnError};
 pub use segment::{Segment, ShmBox, ShmObject};
 pub use sync::{
-    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray,
-    ShmValue, TryLockError,
+    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,
+    TryLockError,
 };

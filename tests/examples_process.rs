@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 /// `<target>/<profile>/deps/<test>` → `<target>/<profile>/examples/<name>`.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     profile_dir.join("examples").join(name)
 }
 
@@ -20,14 +23,22 @@ fn run(name: &str) -> (String, String) {
         .stderr(Stdio::piped())
         .env("RUST_BACKTRACE", "0")
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (cargo test builds examples first)", path.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (cargo test builds examples first)",
+                path.display()
+            )
+        });
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             let out = child.wait_with_output().expect("output");
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(status.success(), "{name} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            assert!(
+                status.success(),
+                "{name} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
             return (stdout, stderr);
         }
         if start.elapsed() > Duration::from_secs(120) {
@@ -58,8 +69,16 @@ fn process_basics() {
     expected.sort_unstable();
     assert_eq!(sorted(&out), expected);
     // Each child's own lines are in order.
-    let working: Vec<_> = lines(&out).into_iter().filter(|l| l.ends_with("working")).collect();
-    assert_eq!(working, (0..6).map(|i| format!("Main process {i} working")).collect::<Vec<_>>());
+    let working: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l.ends_with("working"))
+        .collect();
+    assert_eq!(
+        working,
+        (0..6)
+            .map(|i| format!("Main process {i} working"))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -107,11 +126,18 @@ fn process_names() {
 fn terminate() {
     let (out, _) = run("terminate");
     // The child's "Starting worker" may or may not print before SIGTERM.
-    let l: Vec<_> = lines(&out).into_iter().filter(|l| *l != "Starting worker").collect();
+    let l: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| *l != "Starting worker")
+        .collect();
     assert_eq!(l.len(), 5, "{out}");
     assert_eq!(l[0], "BEFORE: <Process(slow_worker, initial)> false");
     assert_eq!(l[1], "DURING: <Process(slow_worker, started)> true");
-    assert!(l[2].starts_with("TERMINATED: <Process(slow_worker, "), "{}", l[2]);
+    assert!(
+        l[2].starts_with("TERMINATED: <Process(slow_worker, "),
+        "{}",
+        l[2]
+    );
     assert_eq!(l[3], "JOINED: <Process(slow_worker, stopped[-15])> false");
     assert_eq!(l[4], "exitcode = -15");
     assert!(!out.contains("Finished worker"));
@@ -135,7 +161,10 @@ fn exit_codes() {
             "terminated.exitcode = -15",
         ]
     );
-    assert!(err.contains("There was an error!"), "the child's panic is printed too");
+    assert!(
+        err.contains("There was an error!"),
+        "the child's panic is printed too"
+    );
 }
 
 #[test]
@@ -150,7 +179,10 @@ fn lock_counter() {
         .map(|s| s.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(values, (90..100).rev().collect::<Vec<_>>());
-    let mut names: Vec<_> = l[..10].iter().map(|s| s.split(' ').next().unwrap()).collect();
+    let mut names: Vec<_> = l[..10]
+        .iter()
+        .map(|s| s.split(' ').next().unwrap())
+        .collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), 10, "ten distinct processes");
@@ -193,5 +225,8 @@ fn logging() {
 #[test]
 fn shared_value_array() {
     let (out, _) = run("shared_value_array");
-    assert_eq!(lines(&out), ["3.1415927", "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"]);
+    assert_eq!(
+        lines(&out),
+        ["3.1415927", "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"]
+    );
 }

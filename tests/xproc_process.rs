@@ -90,13 +90,22 @@ fn spawn_join_with_args_and_exit_code() {
     assert_eq!(p.exitcode(), Some(42));
     assert!(!p.is_alive());
 
-    let named = Process::builder().name("worker 1").spawn(&NAME_IS, &"worker 1".to_owned()).unwrap();
+    let named = Process::builder()
+        .name("worker 1")
+        .spawn(&NAME_IS, &"worker 1".to_owned())
+        .unwrap();
     assert_eq!(named.name(), "worker 1");
-    assert_eq!(named.join().unwrap(), ExitStatus::Code(0), "child sees its name");
+    assert_eq!(
+        named.join().unwrap(),
+        ExitStatus::Code(0),
+        "child sees its name"
+    );
 }
 
 fn exit_status_code_signal_panic() {
-    let code = Process::builder().spawn(&SUM_CODE, &(1, 2, "hi".into())).unwrap();
+    let code = Process::builder()
+        .spawn(&SUM_CODE, &(1, 2, "hi".into()))
+        .unwrap();
     let sig = Process::builder().spawn(&DIE_BY, &libc::SIGUSR1).unwrap();
     let panicked = Process::builder().spawn(&BOOM, &7).unwrap();
     assert_eq!(code.join().unwrap(), ExitStatus::Code(3));
@@ -143,7 +152,10 @@ fn unknown_entry_bad_args_version_mismatch_are_parent_errors() {
         Err(SpawnError::BadArgs { entry, .. }) => assert_eq!(entry, SUM_CODE.name()),
         other => panic!("expected BadArgs, got {other:?}"),
     }
-    match Process::builder().__protocol("shmkit-0.0.0/spawn-0").spawn(&SLEEP_MS, &0) {
+    match Process::builder()
+        .__protocol("shmkit-0.0.0/spawn-0")
+        .spawn(&SLEEP_MS, &0)
+    {
         Err(SpawnError::VersionMismatch { parent, child }) => {
             assert_eq!(parent, "shmkit-0.0.0/spawn-0");
             assert_eq!(child, process::PROTOCOL);
@@ -157,19 +169,27 @@ fn unknown_entry_bad_args_version_mismatch_are_parent_errors() {
 fn daemon_dies_with_parent(sig: i32) {
     let slot = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
     let mut middle = common::fork(|| {
-        let d = Process::builder().name("daemon").daemon(true).spawn(&SLEEP_MS, &600_000).unwrap();
+        let d = Process::builder()
+            .name("daemon")
+            .daemon(true)
+            .spawn(&SLEEP_MS, &600_000)
+            .unwrap();
         slot.store(d.pid());
         std::mem::forget(d); // keep it running until our death takes it
         std::thread::sleep(Duration::from_secs(600));
         0
     });
-    wait_until(LONG, "intermediate never reported its daemon", || slot.load() != 0);
+    wait_until(LONG, "intermediate never reported its daemon", || {
+        slot.load() != 0
+    });
     let daemon = slot.load();
     assert!(process_alive(daemon));
     // SAFETY: signalling our own unreaped child.
     unsafe { libc::kill(middle.pid, sig) };
     assert_eq!(middle.wait(LONG, "intermediate"), common::Exit::Signal(sig));
-    wait_until(LONG, "daemon child outlived its parent", || !process_alive(daemon));
+    wait_until(LONG, "daemon child outlived its parent", || {
+        !process_alive(daemon)
+    });
 }
 
 fn daemon_dies_when_parent_sigkilled() {
@@ -181,7 +201,10 @@ fn daemon_dies_when_parent_sigtermed() {
 }
 
 fn dropping_a_daemon_handle_kills_it() {
-    let d = Process::builder().daemon(true).spawn(&SLEEP_MS, &600_000).unwrap();
+    let d = Process::builder()
+        .daemon(true)
+        .spawn(&SLEEP_MS, &600_000)
+        .unwrap();
     let pid = d.pid();
     assert!(process_alive(pid));
     drop(d);
@@ -190,14 +213,20 @@ fn dropping_a_daemon_handle_kills_it() {
     let n = Process::builder().spawn(&SLEEP_MS, &1).unwrap();
     let pid = n.pid();
     drop(n);
-    wait_until(LONG, "non-daemon child did not finish", || !process_alive(pid));
+    wait_until(LONG, "non-daemon child did not finish", || {
+        !process_alive(pid)
+    });
 }
 
 fn named_box_handed_to_four_children() {
     let name = common::unique_name("proc-named");
     let counter = ShmBox::<Mutex<u64>>::create(&name, 0).unwrap();
     let kids: Vec<_> = (0..4)
-        .map(|_| Process::builder().spawn(&ADD_NAMED, &(name.clone(), 1000)).unwrap())
+        .map(|_| {
+            Process::builder()
+                .spawn(&ADD_NAMED, &(name.clone(), 1000))
+                .unwrap()
+        })
         .collect();
     for k in &kids {
         assert_eq!(k.join().unwrap(), ExitStatus::Code(0));
@@ -210,7 +239,9 @@ fn anonymous_segment_handed_by_fd() {
     let kids: Vec<_> = (0..4)
         .map(|_| {
             let shared = Shared::new(&counter).unwrap();
-            Process::builder().spawn(&ADD_SHARED, &(shared, 1000)).unwrap()
+            Process::builder()
+                .spawn(&ADD_SHARED, &(shared, 1000))
+                .unwrap()
         })
         .collect();
     for k in &kids {
@@ -241,7 +272,10 @@ fn fork_variant() {
     assert_eq!(*hits.lock().unwrap(), 4000);
 
     let p = process::fork(|| -> i32 { panic!("forked boom") }).unwrap();
-    assert_eq!(p.join().unwrap(), ExitStatus::Panicked("forked boom".into()));
+    assert_eq!(
+        p.join().unwrap(),
+        ExitStatus::Panicked("forked boom".into())
+    );
     let t = process::fork(|| std::thread::sleep(Duration::from_secs(600))).unwrap();
     t.terminate().unwrap();
     assert_eq!(t.join().unwrap().exitcode(), -15);
@@ -263,21 +297,45 @@ fn main() {
     shmkit::process::init();
     common::run(
         &[
-            ("spawn_join_with_args_and_exit_code", spawn_join_with_args_and_exit_code),
-            ("exit_status_code_signal_panic", exit_status_code_signal_panic),
+            (
+                "spawn_join_with_args_and_exit_code",
+                spawn_join_with_args_and_exit_code,
+            ),
+            (
+                "exit_status_code_signal_panic",
+                exit_status_code_signal_panic,
+            ),
             ("terminate_and_kill", terminate_and_kill),
             ("join_timeout_none_then_some", join_timeout_none_then_some),
             (
                 "unknown_entry_bad_args_version_mismatch_are_parent_errors",
                 unknown_entry_bad_args_version_mismatch_are_parent_errors,
             ),
-            ("daemon_dies_when_parent_sigkilled", daemon_dies_when_parent_sigkilled),
-            ("daemon_dies_when_parent_sigtermed", daemon_dies_when_parent_sigtermed),
-            ("dropping_a_daemon_handle_kills_it", dropping_a_daemon_handle_kills_it),
-            ("named_box_handed_to_four_children", named_box_handed_to_four_children),
-            ("anonymous_segment_handed_by_fd", anonymous_segment_handed_by_fd),
+            (
+                "daemon_dies_when_parent_sigkilled",
+                daemon_dies_when_parent_sigkilled,
+            ),
+            (
+                "daemon_dies_when_parent_sigtermed",
+                daemon_dies_when_parent_sigtermed,
+            ),
+            (
+                "dropping_a_daemon_handle_kills_it",
+                dropping_a_daemon_handle_kills_it,
+            ),
+            (
+                "named_box_handed_to_four_children",
+                named_box_handed_to_four_children,
+            ),
+            (
+                "anonymous_segment_handed_by_fd",
+                anonymous_segment_handed_by_fd,
+            ),
             ("fork_variant", fork_variant),
-            ("fork_refuses_with_other_threads", fork_refuses_with_other_threads),
+            (
+                "fork_refuses_with_other_threads",
+                fork_refuses_with_other_threads,
+            ),
         ],
         120,
     );

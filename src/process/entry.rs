@@ -147,7 +147,9 @@ where
 /// assert!(n < 1_000_000);
 /// ```
 pub fn entry_names() -> impl Iterator<Item = &'static str> {
-    inventory::iter::<EntryRegistration>.into_iter().map(|r| r.name)
+    inventory::iter::<EntryRegistration>
+        .into_iter()
+        .map(|r| r.name)
 }
 
 /// Why a lookup failed.

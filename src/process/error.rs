@@ -16,7 +16,9 @@ pub enum SpawnError {
     /// `shmkit::process::init()` was never called in this process. Spawning
     /// re-executes the current binary; without `init()` at the top of its
     /// `main` the child would run the parent's `main` again.
-    #[error("shmkit::process::init() was not called: call it first thing in main() before spawning")]
+    #[error(
+        "shmkit::process::init() was not called: call it first thing in main() before spawning"
+    )]
     NotInitialized,
     /// The child binary has no entry registered under this name.
     #[error("unknown entry {0:?}: register it with shmkit::entry! in the binary that spawns")]

@@ -82,7 +82,13 @@ impl Builder {
             if daemon {
                 // SAFETY: prctl/getppid/_exit with plain integer arguments.
                 unsafe {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    );
                     if libc::getppid() != parent {
                         libc::_exit(EXIT_PARENT_GONE);
                     }

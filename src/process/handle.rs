@@ -127,7 +127,10 @@ impl fmt::Debug for Process {
             .field("name", &self.name)
             .field("pid", &self.pid)
             .field("daemon", &self.daemon)
-            .field("exit", &*self.exit.lock().unwrap_or_else(|e| e.into_inner()))
+            .field(
+                "exit",
+                &*self.exit.lock().unwrap_or_else(|e| e.into_inner()),
+            )
             .finish()
     }
 }
@@ -139,7 +142,12 @@ impl fmt::Display for Process {
         let daemon = if self.daemon { " daemon" } else { "" };
         match exit {
             None => write!(f, "<Process({}, started{daemon})>", self.name),
-            Some(s) => write!(f, "<Process({}, stopped[{}]{daemon})>", self.name, s.exitcode()),
+            Some(s) => write!(
+                f,
+                "<Process({}, stopped[{}]{daemon})>",
+                self.name,
+                s.exitcode()
+            ),
         }
     }
 }
@@ -153,8 +161,9 @@ impl Process {
     pub(crate) fn new(pid: u32, name: String, daemon: bool, status_pipe: File) -> Self {
         // The child is ours and unreaped, so this pid cannot have been
         // reused: the pidfd names exactly our child.
-        let pidfd = Pid::from_raw(pid as i32)
-            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+        let pidfd = Pid::from_raw(pid as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
         let _ = rustix::fs::fcntl_setfl(&status_pipe, rustix::fs::OFlags::NONBLOCK);
         Self {
             pid,
@@ -244,7 +253,9 @@ impl Process {
     /// Sends `signal` to the child unless it has been reaped.
     fn signal(&self, signal: Signal) -> std::io::Result<()> {
         if self.owner != os::current_pid() {
-            return Err(std::io::Error::other("a Process handle inherited over fork cannot signal its child"));
+            return Err(std::io::Error::other(
+                "a Process handle inherited over fork cannot signal its child",
+            ));
         }
         // Hold the reap lock so the pid cannot be reaped (and reused)
         // between the check and the signal.
@@ -295,7 +306,9 @@ impl Process {
             return Ok(Some(s.clone()));
         }
         if self.owner != os::current_pid() {
-            return Err(std::io::Error::other("a Process handle inherited over fork cannot wait for its child"));
+            return Err(std::io::Error::other(
+                "a Process handle inherited over fork cannot wait for its child",
+            ));
         }
         let Some(status) = self.reap_nohang()? else {
             return Ok(None);
@@ -313,9 +326,15 @@ impl Process {
         use rustix::process::{waitid, WaitId, WaitIdOptions};
         if let Some(fd) = &self.pidfd {
             loop {
-                match waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+                match waitid(
+                    WaitId::PidFd(fd.as_fd()),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+                ) {
                     Ok(Some(st)) => {
-                        return Ok(Some(ExitStatus::from_wait(st.exit_status(), st.terminating_signal())))
+                        return Ok(Some(ExitStatus::from_wait(
+                            st.exit_status(),
+                            st.terminating_signal(),
+                        )))
                     }
                     Ok(None) => return Ok(None),
                     Err(rustix::io::Errno::INTR) => continue,

@@ -129,7 +129,9 @@ impl<H: Handoff> Shared<H> {
             Source::Named(name) => Segment::open(name)?,
             Source::Fd(fd) => Segment::from_file(File::from(fd.try_clone()?), None)?,
             Source::Inherited(fd) => {
-                let fd = fd.take().ok_or_else(|| AttachError::NotFound("<inherited descriptor>".into()))?;
+                let fd = fd
+                    .take()
+                    .ok_or_else(|| AttachError::NotFound("<inherited descriptor>".into()))?;
                 Segment::from_file(File::from(fd), None)?
             }
         };
@@ -200,7 +202,9 @@ impl<'de, H: Handoff> Deserialize<'de> for Shared<H> {
                 let fd = table
                     .get_mut(i as usize)
                     .and_then(Option::take)
-                    .ok_or_else(|| D::Error::custom(format!("inherited descriptor #{i} is missing")))?;
+                    .ok_or_else(|| {
+                        D::Error::custom(format!("inherited descriptor #{i} is missing"))
+                    })?;
                 Source::Inherited(Some(fd))
             }
         };
@@ -213,10 +217,14 @@ impl<'de, H: Handoff> Deserialize<'de> for Shared<H> {
 
 /// Serialises `args`, collecting the descriptors of anonymous `Shared`
 /// handles inside them.
-pub(crate) fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
+pub(crate) fn encode_args<A: Serialize + ?Sized>(
+    args: &A,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
     let prev = COLLECTING.with(|c| c.borrow_mut().replace(Vec::new()));
     let bytes = postcard::to_allocvec(args);
-    let fds = COLLECTING.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev)).unwrap_or_default();
+    let fds = COLLECTING
+        .with(|c| std::mem::replace(&mut *c.borrow_mut(), prev))
+        .unwrap_or_default();
     bytes.map(|b| (b, fds)).map_err(|e| e.to_string())
 }
 
@@ -242,7 +250,10 @@ mod tests {
     fn anonymous_shared_round_trips_through_the_fd_table() {
         let b = ShmBox::<Mutex<u64>>::anonymous(41).unwrap();
         let shared = Shared::new(&b).unwrap();
-        assert!(postcard::to_allocvec(&shared).is_err(), "no spawn, no channel");
+        assert!(
+            postcard::to_allocvec(&shared).is_err(),
+            "no spawn, no channel"
+        );
         let (bytes, fds) = encode_args(&(5u8, &shared)).unwrap();
         assert_eq!(fds.len(), 1);
         set_inherited(fds);

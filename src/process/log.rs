@@ -17,9 +17,19 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         // Read at format time, so a forked child logs under its own name.
-        write!(writer, "[{}/{}] ", event.metadata().level(), super::spawn::current_name())?;
+        write!(
+            writer,
+            "[{}/{}] ",
+            event.metadata().level(),
+            super::spawn::current_name()
+        )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

@@ -27,14 +27,14 @@
 //! # Tests and examples
 //!
 //! Examples and `harness = false` test binaries work as they are: call
-//! `shmkit::process::init()` at the top of `main`, then spawn. In a normal
-//! libtest binary, `main` belongs to the harness, so `init()` never runs in
-//! the child and a spawn fails with [`SpawnError::NotInitialized`]
-//! instead of re-running the whole test suite. There, either move the test
-//! into a `harness = false` binary, or use [`fork()`] (which needs no
-//! re-exec, but refuses when other threads are alive — run such tests
-//! with `--test-threads=1`... and note libtest itself may still run a
-//! second thread; a `harness = false` binary is the reliable choice).
+//! `shmkit::process::init()` at the top of `main`, then spawn (see
+//! `tests/xproc_process.rs`). In a normal libtest binary `main` belongs to
+//! the harness, so `init()` never runs and a spawn fails with
+//! [`SpawnError::NotInitialized`] instead of re-running the whole test
+//! suite in the child. There, either move the test into a
+//! `harness = false` binary (the reliable choice), or use [`fork()`], which
+//! needs no re-exec but refuses with [`SpawnError::MultiThreaded`] while
+//! the harness has other threads alive.
 //!
 //! # Parent death and orphans
 //!
@@ -82,10 +82,11 @@ pub use handle::{ExitStatus, Process};
 pub use handoff::{Handoff, Shared};
 pub use log::{log_to_stderr, ProcessNameFormat};
 pub use spawn::{
-    current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE, EXIT_START_FAILED, PROTOCOL,
+    current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
+    EXIT_START_FAILED, PROTOCOL,
 };
 
 #[doc(hidden)]
-pub use entry::{EntryRegistration, __prepare};
+pub use entry::{__prepare, EntryRegistration};
 #[doc(hidden)]
 pub use inventory as __inventory;

@@ -236,19 +236,29 @@ impl Builder {
         self.spawn_inner(entry, args, Vec::new())
     }
 
-    fn spawn_inner(&self, entry: &str, args: &[u8], fds: Vec<OwnedFd>) -> Result<Process, SpawnError> {
+    fn spawn_inner(
+        &self,
+        entry: &str,
+        args: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> Result<Process, SpawnError> {
         if !is_initialized() {
             return Err(SpawnError::NotInitialized);
         }
         let name = self.take_name();
-        let args_fd = rustix::fs::memfd_create("shmkit-spawn-args", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let args_fd =
+            rustix::fs::memfd_create("shmkit-spawn-args", rustix::fs::MemfdFlags::CLOEXEC)?;
         let mut args_file = File::from(args_fd);
         args_file.write_all(args)?;
         let (status_r, status_w) = pipe_cloexec()?;
 
         let mut inherit: Vec<RawFd> = vec![args_file.as_raw_fd(), status_w.as_raw_fd()];
         inherit.extend(fds.iter().map(|f| f.as_raw_fd()));
-        let fd_list = inherit.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",");
+        let fd_list = inherit
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
 
         let mut cmd = Command::new("/proc/self/exe");
         if let Some(arg0) = std::env::args_os().next() {
@@ -272,7 +282,13 @@ impl Builder {
                     }
                 }
                 if daemon {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    );
                     // The parent may have died before the line above.
                     if libc::getppid() != parent {
                         libc::_exit(EXIT_PARENT_GONE);
@@ -301,7 +317,9 @@ impl Builder {
                 parent: self.protocol.clone().unwrap_or_else(|| PROTOCOL.to_owned()),
                 child,
             },
-            Some(Read1::Report(Report::Panicked(_))) => SpawnError::Protocol("panic report before start"),
+            Some(Read1::Report(Report::Panicked(_))) => {
+                SpawnError::Protocol("panic report before start")
+            }
             Some(Read1::Bad(what)) => SpawnError::Protocol(what),
             Some(Read1::Eof) | Some(Read1::WouldBlock) => {
                 let status = match process.join_timeout(self.start_timeout)? {
@@ -365,14 +383,19 @@ fn child_main(proto: OsString) -> ! {
         std::env::remove_var(var);
     }
     let parsed: Option<Vec<RawFd>> = fd_list.split(',').map(|s| s.parse().ok()).collect();
-    let Some(raw) = parsed.filter(|v| v.len() >= 2 && v.iter().all(|&fd| fd >= 0 && is_open_fd(fd))) else {
+    let Some(raw) =
+        parsed.filter(|v| v.len() >= 2 && v.iter().all(|&fd| fd >= 0 && is_open_fd(fd)))
+    else {
         eprintln!("shmkit: {ENV_PROTO} is set but {ENV_FDS} is not valid; was this binary started by shmkit?");
         std::process::exit(EXIT_START_FAILED);
     };
     // SAFETY: the parent made exactly these descriptors inheritable for
     // this child and listed them; they are open (checked above) and
     // nothing else in this process (at the start of main) owns them.
-    let mut owned: Vec<OwnedFd> = raw.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+    let mut owned: Vec<OwnedFd> = raw
+        .iter()
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
     for fd in &owned {
         // Our own children must not inherit them.
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
@@ -387,7 +410,10 @@ fn child_main(proto: OsString) -> ! {
         std::process::exit(EXIT_START_FAILED)
     };
     if proto.to_str() != Some(PROTOCOL) {
-        fail(&mut status_pipe, Report::VersionMismatch(PROTOCOL.to_owned()));
+        fail(
+            &mut status_pipe,
+            Report::VersionMismatch(PROTOCOL.to_owned()),
+        );
     }
     let prepare = match lookup(&entry) {
         Lookup::Found(p) => p,
@@ -398,7 +424,10 @@ fn child_main(proto: OsString) -> ! {
         .rewind()
         .and_then(|()| (&mut args_file).take(MAX_ARGS).read_to_end(&mut bytes));
     if let Err(e) = read {
-        fail(&mut status_pipe, Report::BadArgs(format!("reading the argument memfd: {e}")));
+        fail(
+            &mut status_pipe,
+            Report::BadArgs(format!("reading the argument memfd: {e}")),
+        );
     }
     drop(args_file);
     handoff::set_inherited(handoff_fds);
