@@ -81,7 +81,15 @@ enum Source {
 }
 
 /// A handle `H` on its way to a spawned child, as part of an entry's
-/// arguments. See the [module docs](self).
+/// arguments.
+///
+/// A named segment serialises as its name and the child re-opens it (full
+/// header validation). An anonymous one (a sealed memfd) serialises as an
+/// index into a table of inherited descriptors: while a spawn serialises its
+/// arguments, each such `Shared` contributes a duplicate of its memfd, which
+/// only that child inherits. The child calls [`Shared::attach`] to map the
+/// segment and get `H` back. Serialising an anonymous `Shared` outside a
+/// spawn is an error (there is no channel for the descriptor).
 ///
 /// ```
 /// use shmkit::process::Shared;

@@ -484,3 +484,20 @@ fn install_panic_hook() {
         }));
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "would exec")]
+    fn spawning_without_init_is_refused_not_recursive() {
+        // No unit test calls init(): a libtest binary cannot be re-executed
+        // as a child, and spawning says so instead of re-running the suite.
+        assert!(!is_initialized());
+        assert!(matches!(
+            Builder::new().spawn_raw("anything", &[]),
+            Err(SpawnError::NotInitialized)
+        ));
+    }
+}
