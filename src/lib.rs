@@ -35,11 +35,13 @@ mod primitives;
 
 pub mod error;
 pub mod os;
+pub mod process;
 pub mod queue;
 pub mod segment;
 pub mod sync;
 
 pub use error::{AttachError, Error};
+pub use process::{current_process, ExitStatus, Process, SpawnError};
 pub use segment::{Segment, ShmBox, ShmObject};
 pub use sync::{
     Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,

@@ -1,0 +1,110 @@
+//! [`fork()`]: run a closure in a forked child.
+
+use std::fs::File;
+use std::io::Write;
+
+use super::entry::EntryResult;
+use super::error::SpawnError;
+use super::handle::Process;
+use super::spawn::{pipe_cloexec, run_guarded, set_current_name, Builder, EXIT_PARENT_GONE};
+use crate::os;
+
+/// Number of threads in this process (`/proc/self/task`).
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Forks; the child runs `f` and exits with its result (see
+/// [`EntryResult`]); a panic is reported as
+/// [`ExitStatus::Panicked`](super::ExitStatus::Panicked).
+///
+/// Refuses with [`SpawnError::MultiThreaded`] when the process has more
+/// than one thread: a forked child gets only the calling thread, and any
+/// lock another thread held (the allocator's, stdout's, a `Mutex`) would
+/// stay locked forever in the child. The check is race-free: with one
+/// thread alive, no other thread can start one concurrently. This makes
+/// `fork` a safe function; use [`Builder::spawn`] from multi-threaded
+/// programs (and from libtest's threaded harness).
+///
+/// The child shares every segment the parent had mapped (anonymous ones
+/// included) and a copy of everything else. It ends with `_exit`, so the
+/// parent's destructors and `atexit` handlers do not run twice; stdout is
+/// flushed first.
+///
+/// ```no_run
+/// use shmkit::{process, ShmValue, ShmBox};
+///
+/// let hits = ShmBox::<ShmValue<u64>>::anonymous(0)?;
+/// let child = process::fork(|| {
+///     hits.fetch_add(1);
+///     7
+/// })?;
+/// assert_eq!(child.join()?.exitcode(), 7);
+/// assert_eq!(hits.load(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn fork<F, R>(f: F) -> Result<Process, SpawnError>
+where
+    F: FnOnce() -> R,
+    R: EntryResult,
+{
+    Builder::new().fork(f)
+}
+
+impl Builder {
+    /// Forks a child with this builder's name and daemon flag; see
+    /// [`fork()`].
+    pub fn fork<F, R>(&self, f: F) -> Result<Process, SpawnError>
+    where
+        F: FnOnce() -> R,
+        R: EntryResult,
+    {
+        let threads = thread_count()?;
+        if threads > 1 {
+            return Err(SpawnError::MultiThreaded(threads));
+        }
+        let name = self.child_name();
+        let daemon = self.is_daemon();
+        let (status_r, status_w) = pipe_cloexec()?;
+        let parent = os::current_pid() as libc::pid_t;
+        // Buffered output would otherwise be written by both processes.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: the process has exactly one thread (checked above; only
+        // this thread could start another), so the child inherits no lock
+        // held by a thread that does not exist in it.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(SpawnError::Io(std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            drop(status_r);
+            if daemon {
+                // SAFETY: prctl/getppid/_exit with plain integer arguments.
+                unsafe {
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    );
+                    if libc::getppid() != parent {
+                        libc::_exit(EXIT_PARENT_GONE);
+                    }
+                }
+            }
+            set_current_name(&name);
+            let code = run_guarded(move || f().into_exit_code(), File::from(status_w));
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers (which could unlink segments or
+            // flush shared state twice).
+            unsafe { libc::_exit(code) };
+        }
+        drop(status_w);
+        tracing::debug!(pid, %name, "forked child process");
+        Ok(Process::new(pid as u32, name, daemon, File::from(status_r)))
+    }
+}

@@ -1,0 +1,397 @@
+//! [`Process`]: a handle to a spawned or forked child, and its
+//! [`ExitStatus`].
+
+use std::fmt;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal};
+
+use super::status::{self, Read1, Report};
+use crate::os::{self, Deadline};
+
+/// How a child process ended.
+///
+/// ```
+/// use shmkit::process::ExitStatus;
+/// assert_eq!(ExitStatus::Code(3).exitcode(), 3);
+/// assert_eq!(ExitStatus::Signal(15).exitcode(), -15); // Python's convention
+/// assert_eq!(ExitStatus::Panicked("boom".into()).exitcode(), 1);
+/// assert!(ExitStatus::Code(0).success());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// Its entry (or forked closure) panicked with this message; the
+    /// process then exited with code 1 (or aborted, with `panic = "abort"`).
+    Panicked(String),
+}
+
+impl ExitStatus {
+    /// Python's `Process.exitcode`: the exit code, or minus the signal
+    /// number; a panic counts as code 1 (an uncaught exception in Python).
+    pub fn exitcode(&self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => *c,
+            ExitStatus::Signal(s) => -s,
+            ExitStatus::Panicked(_) => 1,
+        }
+    }
+
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+
+    /// The panic message, if it panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            ExitStatus::Panicked(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_wait(code: Option<i32>, signal: Option<i32>) -> Self {
+        match (code, signal) {
+            (Some(c), _) => ExitStatus::Code(c),
+            (None, Some(s)) => ExitStatus::Signal(s),
+            (None, None) => ExitStatus::Code(-1),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+            ExitStatus::Panicked(m) => write!(f, "panic: {m}"),
+        }
+    }
+}
+
+/// A child process started by [`Builder::spawn`](super::Builder::spawn)
+/// or [`fork`](super::fork()) (Python's `multiprocessing.Process` after
+/// `start()`).
+///
+/// Waiting uses a pidfd (opened while the child is still unreaped, so it
+/// cannot refer to a recycled pid) and `waitid(P_PIDFD)`; signals go through
+/// `pidfd_send_signal`. Kernels without pidfds fall back to `waitpid`/`kill`
+/// on the pid, which is equally safe for an unreaped child of ours. All
+/// methods take `&self`; a `Process` can be shared between threads (e.g. a
+/// pool's monitor) and [`Process::pidfd`] lets a caller poll many children
+/// at once for their deaths.
+///
+/// **Drop:** dropping the handle of a *daemon* child that is still running
+/// kills it (SIGKILL) and reaps it, like Python terminating daemonic
+/// children at exit. Dropping a non-daemon child's handle leaves it running
+/// (like `std::process::Child`); it is reaped by init when this process
+/// exits. Only the process that started the child does either: a forked
+/// grandchild that inherited the handle never signals or reaps.
+///
+/// ```no_run
+/// use shmkit::process::{ExitStatus, Process};
+///
+/// fn work(n: u32) -> i32 {
+///     n as i32
+/// }
+/// shmkit::entry! { static WORK: Entry<u32> = work; }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     shmkit::process::init(); // first thing in main
+///     let p = Process::builder().name("worker 1").spawn(&WORK, &7)?;
+///     assert_eq!(p.join()?, ExitStatus::Code(7));
+///     Ok(())
+/// }
+/// ```
+pub struct Process {
+    pid: u32,
+    name: String,
+    daemon: bool,
+    /// The process that started the child (only it waits and signals).
+    owner: u32,
+    pidfd: Option<OwnedFd>,
+    /// Read end of the status pipe (non-blocking), for a panic report.
+    status_pipe: StdMutex<Option<File>>,
+    exit: StdMutex<Option<ExitStatus>>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
+            .field(
+                "exit",
+                &*self.exit.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+            .finish()
+    }
+}
+
+/// Python-like rendering: `<Process(worker 1, started daemon)>`.
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let exit = self.exit.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let daemon = if self.daemon { " daemon" } else { "" };
+        match exit {
+            None => write!(f, "<Process({}, started{daemon})>", self.name),
+            Some(s) => write!(
+                f,
+                "<Process({}, stopped[{}]{daemon})>",
+                self.name,
+                s.exitcode()
+            ),
+        }
+    }
+}
+
+impl Process {
+    /// A builder for a child process (name, daemon flag, start timeout).
+    pub fn builder() -> super::Builder {
+        super::Builder::new()
+    }
+
+    pub(crate) fn new(pid: u32, name: String, daemon: bool, status_pipe: File) -> Self {
+        // The child is ours and unreaped, so this pid cannot have been
+        // reused: the pidfd names exactly our child.
+        let pidfd = Pid::from_raw(pid as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        let _ = rustix::fs::fcntl_setfl(&status_pipe, rustix::fs::OFlags::NONBLOCK);
+        Self {
+            pid,
+            name,
+            daemon,
+            owner: os::current_pid(),
+            pidfd,
+            status_pipe: StdMutex::new(Some(status_pipe)),
+            exit: StdMutex::new(None),
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The child's name (as [`current_process`](super::current_process)
+    /// reports it inside the child).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the child dies with its parent.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// A pidfd for the child (readable once it has exited), to poll many
+    /// children for death at once; `None` on kernels without pidfds.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Whether the child is still running (reaps it if it has exited).
+    pub fn is_alive(&self) -> bool {
+        matches!(self.try_reap(), Ok(None))
+    }
+
+    /// The exit status if the child has ended (non-blocking; reaps it).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.try_reap().ok().flatten()
+    }
+
+    /// Python's `exitcode`: `None` while running, else
+    /// [`ExitStatus::exitcode`].
+    pub fn exitcode(&self) -> Option<i32> {
+        self.exit_status().map(|s| s.exitcode())
+    }
+
+    /// Blocks until the child ends and returns how.
+    pub fn join(&self) -> std::io::Result<ExitStatus> {
+        loop {
+            if let Some(s) = self.try_reap()? {
+                return Ok(s);
+            }
+            self.wait_exit(None);
+        }
+    }
+
+    /// Waits at most `timeout` for the child to end; `None` if it is still
+    /// running.
+    pub fn join_timeout(&self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if let Some(s) = self.try_reap()? {
+                return Ok(Some(s));
+            }
+            if deadline.remaining().is_zero() {
+                return Ok(None);
+            }
+            self.wait_exit(Some(deadline));
+        }
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). A child that already ended
+    /// is not an error.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`).
+    pub fn kill(&self) -> std::io::Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Sends `signal` to the child unless it has been reaped.
+    fn signal(&self, signal: Signal) -> std::io::Result<()> {
+        if self.owner != os::current_pid() {
+            return Err(std::io::Error::other(
+                "a Process handle inherited over fork cannot signal its child",
+            ));
+        }
+        // Hold the reap lock so the pid cannot be reaped (and reused)
+        // between the check and the signal.
+        let exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if exit.is_some() {
+            return Ok(());
+        }
+        let r = match &self.pidfd {
+            Some(fd) => rustix::process::pidfd_send_signal(fd, signal),
+            None => match Pid::from_raw(self.pid as i32) {
+                Some(p) => rustix::process::kill_process(p, signal),
+                None => Ok(()),
+            },
+        };
+        match r {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sleeps until the child may have exited or `deadline` passes.
+    fn wait_exit(&self, deadline: Option<Deadline>) {
+        match &self.pidfd {
+            Some(fd) => {
+                use rustix::event::{poll, PollFd, PollFlags};
+                let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                let ts = deadline.map(|d| {
+                    let r = d.remaining();
+                    rustix::time::Timespec {
+                        tv_sec: r.as_secs() as i64,
+                        tv_nsec: r.subsec_nanos() as _,
+                    }
+                });
+                // EINTR and spurious returns are fine: the caller re-checks.
+                let _ = poll(&mut fds, ts.as_ref());
+            }
+            None => {
+                let step = Duration::from_millis(2);
+                std::thread::sleep(deadline.map_or(step, |d| d.remaining().min(step)));
+            }
+        }
+    }
+
+    /// Reaps the child if it has exited (non-blocking).
+    fn try_reap(&self) -> std::io::Result<Option<ExitStatus>> {
+        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*exit {
+            return Ok(Some(s.clone()));
+        }
+        if self.owner != os::current_pid() {
+            return Err(std::io::Error::other(
+                "a Process handle inherited over fork cannot wait for its child",
+            ));
+        }
+        let Some(status) = self.reap_nohang()? else {
+            return Ok(None);
+        };
+        let status = match self.panic_report() {
+            Some(msg) => ExitStatus::Panicked(msg),
+            None => status,
+        };
+        tracing::debug!(pid = self.pid, name = %self.name, %status, "child process ended");
+        *exit = Some(status.clone());
+        Ok(Some(status))
+    }
+
+    fn reap_nohang(&self) -> std::io::Result<Option<ExitStatus>> {
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        if let Some(fd) = &self.pidfd {
+            loop {
+                match waitid(
+                    WaitId::PidFd(fd.as_fd()),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+                ) {
+                    Ok(Some(st)) => {
+                        return Ok(Some(ExitStatus::from_wait(
+                            st.exit_status(),
+                            st.terminating_signal(),
+                        )))
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    // P_PIDFD needs Linux 5.4; use the pid (still ours).
+                    Err(rustix::io::Errno::INVAL) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own unreaped child with a valid
+            // status pointer.
+            let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, libc::WNOHANG) };
+            if r == 0 {
+                return Ok(None);
+            }
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(e);
+            }
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            let sig = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+            return Ok(Some(ExitStatus::from_wait(code, sig)));
+        }
+    }
+
+    /// Reads what the child left in the status pipe after it exited: a
+    /// `Panicked` report, if any.
+    fn panic_report(&self) -> Option<String> {
+        let mut pipe = self.status_pipe.lock().unwrap_or_else(|e| e.into_inner());
+        let file = pipe.as_mut()?;
+        let mut msg = None;
+        // Bounded: a well-behaved child writes at most two frames.
+        for _ in 0..8 {
+            match status::recv(file) {
+                Read1::Report(Report::Panicked(m)) => msg = Some(m),
+                Read1::Report(_) => {}
+                Read1::Eof | Read1::WouldBlock | Read1::Bad(_) => break,
+            }
+        }
+        *pipe = None;
+        msg
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.daemon || self.owner != os::current_pid() {
+            return;
+        }
+        if let Ok(None) = self.try_reap() {
+            let _ = self.kill();
+            let _ = self.join();
+        }
+    }
+}

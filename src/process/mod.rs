@@ -1,0 +1,92 @@
+//! Processes: spawn (re-execute this binary with a registered entry),
+//! fork, and the [`Process`] handle — Python's `multiprocessing.Process`.
+//!
+//! # Spawning
+//!
+//! [`Builder::spawn`] starts `/proc/self/exe` again with the name of an
+//! entry (declared with [`entry!`](crate::entry)) and its arguments,
+//! serialised with postcard into a memfd the child inherits. Every binary
+//! that spawns calls [`init()`] first thing in `main`: in the parent it
+//! returns at once; in the child it looks the entry up, decodes the
+//! arguments, reports `Started` to the parent over a status pipe, runs the
+//! entry and exits with its code. Problems the child detects before running
+//! the entry come back as errors from `spawn` in the parent
+//! ([`SpawnError::UnknownEntry`], [`SpawnError::BadArgs`],
+//! [`SpawnError::VersionMismatch`]), and a panic in the entry comes back as
+//! [`ExitStatus::Panicked`] with its message.
+//!
+//! Why a link-time registry (`inventory`) rather than a list passed to
+//! `init`: entries can be declared next to the code they run (including by
+//! layers inside shmkit, like a pool's worker loop) and `main` stays one
+//! line; a missing registration still cannot fail silently, because the
+//! child reports an unknown entry to the parent.
+//!
+//! Segments go to a spawned child inside its arguments as [`Shared<H>`]:
+//! named ones by name, anonymous ones as inherited file descriptors.
+//!
+//! # Tests and examples
+//!
+//! Examples and `harness = false` test binaries work as they are: call
+//! `shmkit::process::init()` at the top of `main`, then spawn (see
+//! `tests/xproc_process.rs`). In a normal libtest binary `main` belongs to
+//! the harness, so `init()` never runs and a spawn fails with
+//! [`SpawnError::NotInitialized`] instead of re-running the whole test
+//! suite in the child. There, either move the test into a
+//! `harness = false` binary (the reliable choice), or use [`fork()`], which
+//! needs no re-exec but refuses with [`SpawnError::MultiThreaded`] while
+//! the harness has other threads alive.
+//!
+//! # Parent death and orphans
+//!
+//! A *daemon* child ([`Builder::daemon`]) is killed by the kernel
+//! (`PR_SET_PDEATHSIG`) when its parent dies for any reason, SIGKILL
+//! included, and dropping its [`Process`] kills it. A non-daemon child
+//! outlives a parent killed by a signal (as in Python, whose exit handlers
+//! do not run on SIGKILL/SIGTERM either) and is re-parented to init; join
+//! non-daemon children explicitly before `main` returns.
+//!
+//! ```no_run
+//! use shmkit::process::{self, Process, Shared};
+//! use shmkit::{Mutex, ShmBox};
+//!
+//! fn add_one(counter: Shared<ShmBox<Mutex<u64>>>) -> Result<(), shmkit::AttachError> {
+//!     let counter = counter.attach()?;
+//!     *counter.lock().unwrap() += 1;
+//!     Ok(())
+//! }
+//! shmkit::entry! { static ADD_ONE: Entry<Shared<ShmBox<Mutex<u64>>>> = add_one; }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     process::init();
+//!     let counter = ShmBox::<Mutex<u64>>::anonymous(0)?;
+//!     let p = Process::builder().spawn(&ADD_ONE, &Shared::new(&counter)?)?;
+//!     p.join()?;
+//!     assert_eq!(*counter.lock().unwrap(), 1);
+//!     Ok(())
+//! }
+//! ```
+
+mod entry;
+mod error;
+mod fork;
+mod handle;
+mod handoff;
+mod log;
+mod spawn;
+mod status;
+
+pub use entry::{entry_names, Entry, EntryResult};
+pub use error::SpawnError;
+pub use fork::{fork, thread_count};
+pub use handle::{ExitStatus, Process};
+pub use handoff::{Handoff, Shared};
+pub use log::{log_to_stderr, ProcessNameFormat};
+pub use spawn::{
+    current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
+    EXIT_START_FAILED, PROTOCOL,
+};
+
+#[doc(hidden)]
+pub use entry::{__prepare, EntryRegistration};
+#[doc(hidden)]
+pub use inventory as __inventory;
