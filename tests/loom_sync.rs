@@ -321,11 +321,8 @@ fn loom_barrier_three_publishes_writes() {
     // every pre-barrier write before every post-barrier read.
     loom::model(|| {
         let b = Arc::new(Barrier::new(3));
-        let cells: Arc<[SyncCell<u32>; 3]> = Arc::new([
-            SyncCell::new(0),
-            SyncCell::new(0),
-            SyncCell::new(0),
-        ]);
+        let cells: Arc<[SyncCell<u32>; 3]> =
+            Arc::new([SyncCell::new(0), SyncCell::new(0), SyncCell::new(0)]);
         let run = {
             let (b, cells) = (b.clone(), cells.clone());
             move |me: usize| {

@@ -20,7 +20,10 @@ const POLL_LIMIT: Duration = Duration::from_secs(60);
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < POLL_LIMIT, "watchdog: gave up waiting for {what}");
+        assert!(
+            start.elapsed() < POLL_LIMIT,
+            "watchdog: gave up waiting for {what}"
+        );
         std::thread::sleep(Duration::from_micros(100));
     }
 }
@@ -60,7 +63,9 @@ fn start_together(gate: &ShmValue<u32>) {
 const GATE_OPEN: u32 = 1 << 20;
 
 fn open_gate(gate: &ShmValue<u32>) {
-    wait_for("every child to reach the start gate", || gate.load() == PROCS as u32);
+    wait_for("every child to reach the start gate", || {
+        gate.load() == PROCS as u32
+    });
     gate.store(GATE_OPEN);
 }
 
@@ -226,7 +231,11 @@ fn kill_holder_with_blocked_waiters() {
             w.join_ok("blocked waiter");
         }
         assert_eq!(died.load(), 1, "round {round}: exactly one waiter recovers");
-        assert_eq!(clean.load(), 1, "round {round}: the other gets a clean lock");
+        assert_eq!(
+            clean.load(),
+            1,
+            "round {round}: the other gets a clean lock"
+        );
         let g = m.lock().expect("consistent after the recovery");
         assert_eq!(*g, marker + 2);
     }
@@ -268,7 +277,10 @@ fn event_wait_timeout_unset() {
             // Correctness, not speed: it must not give up early.
             let elapsed = start.elapsed();
             assert!(!got, "unset event reported set");
-            assert!(elapsed >= timeout, "returned after {elapsed:?} < {timeout:?}");
+            assert!(
+                elapsed >= timeout,
+                "returned after {elapsed:?} < {timeout:?}"
+            );
             0
         })
     };
@@ -314,7 +326,10 @@ fn semaphore_limits_concurrency() {
     }
     let max = max_seen.load();
     println!("    info: max concurrent holders {max} (limit {UNITS})");
-    assert!((1..=UNITS).contains(&max), "{max} holders of a {UNITS}-unit semaphore");
+    assert!(
+        (1..=UNITS).contains(&max),
+        "{max} holders of a {UNITS}-unit semaphore"
+    );
     assert_eq!(passes.load(), 6 * ITERS);
     assert_eq!(holders.load(), 0);
     assert_eq!(s.value(), UNITS);
@@ -443,7 +458,9 @@ fn lock_timeout_while_live_child_holds() {
     assert_eq!(m.raw().owner(), Some(kid.pid as u32));
     state.store(2);
     kid.join_ok("holder");
-    let g = m.lock_timeout(Duration::from_secs(30)).expect("free and clean");
+    let g = m
+        .lock_timeout(Duration::from_secs(30))
+        .expect("free and clean");
     assert_eq!(*g, 42);
 }
 
@@ -454,7 +471,10 @@ fn named_segment_unlinked_by_creator_not_child() {
     let mut kid = {
         let (name, ev) = (name.clone(), &ev);
         fork(move || {
-            assert!(!ev.segment().is_owner(), "a forked child is never the owner");
+            assert!(
+                !ev.segment().is_owner(),
+                "a forked child is never the owner"
+            );
             // SAFETY: fork gave the child its own copy of the parent's
             // memory; the child takes the inherited (owning) handle out of
             // its ManuallyDrop exactly once and drops it, as a child that
@@ -488,15 +508,30 @@ fn main() {
             ("mutex_counter_opened_by_name", mutex_counter_opened_by_name),
             ("kill_holder_100_reaped", kill_holder_100_reaped),
             ("kill_holder_100_zombie", kill_holder_100_zombie),
-            ("kill_holder_with_blocked_waiters", kill_holder_with_blocked_waiters),
+            (
+                "kill_holder_with_blocked_waiters",
+                kill_holder_with_blocked_waiters,
+            ),
             ("event_wakes_three_processes", event_wakes_three_processes),
             ("event_wait_timeout_unset", event_wait_timeout_unset),
             ("semaphore_limits_concurrency", semaphore_limits_concurrency),
-            ("barrier_four_processes_rounds", barrier_four_processes_rounds),
+            (
+                "barrier_four_processes_rounds",
+                barrier_four_processes_rounds,
+            ),
             ("condvar_ping_pong", condvar_ping_pong),
-            ("shm_array_written_by_children", shm_array_written_by_children),
-            ("lock_timeout_while_live_child_holds", lock_timeout_while_live_child_holds),
-            ("named_segment_unlinked_by_creator_not_child", named_segment_unlinked_by_creator_not_child),
+            (
+                "shm_array_written_by_children",
+                shm_array_written_by_children,
+            ),
+            (
+                "lock_timeout_while_live_child_holds",
+                lock_timeout_while_live_child_holds,
+            ),
+            (
+                "named_segment_unlinked_by_creator_not_child",
+                named_segment_unlinked_by_creator_not_child,
+            ),
         ],
         120,
     );
