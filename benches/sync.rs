@@ -17,7 +17,6 @@
 //! `cargo bench --bench sync -- --warm-up-time 1 --measurement-time 2`
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::hint::black_box;
@@ -35,7 +34,12 @@ use shmkit::{Event, Mutex, RawMutex, Segment, ShmBox, ShmValue};
 fn set_affinity(cpus: &libc::cpu_set_t) {
     // SAFETY: a valid cpu_set_t for the calling process.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), cpus) };
-    assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn current_affinity() -> libc::cpu_set_t {
@@ -146,8 +150,14 @@ impl PthreadRobust {
         unsafe {
             let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
             assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
-            assert_eq!(libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED), 0);
-            assert_eq!(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            assert_eq!(
+                libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+                0
+            );
             assert_eq!(libc::pthread_mutex_init(seg.as_ptr().cast(), &attr), 0);
             libc::pthread_mutexattr_destroy(&mut attr);
         }
@@ -416,7 +426,9 @@ fn round_trip(c: &mut Criterion, round: u32) {
 
 fn main() {
     let start_pp = cacheline_pingpong();
-    println!("cache-line ping-pong at start: {start_pp:.0} ns per round trip (two processes, unpinned)");
+    println!(
+        "cache-line ping-pong at start: {start_pp:.0} ns per round trip (two processes, unpinned)"
+    );
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
@@ -428,5 +440,7 @@ fn main() {
     }
     c.final_summary();
     let end_pp = cacheline_pingpong();
-    println!("cache-line ping-pong at end: {end_pp:.0} ns per round trip (two processes, unpinned)");
+    println!(
+        "cache-line ping-pong at end: {end_pp:.0} ns per round trip (two processes, unpinned)"
+    );
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::segment::{OpenOptions, HEADER_SIZE};
-use shmkit::{
-    Barrier, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, TryLockError,
-};
+use shmkit::{Barrier, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, TryLockError};
 
 /// Keep waits tiny: a zero ready word makes attach wait this long.
 const TINY: Duration = Duration::from_millis(1);
@@ -103,7 +101,10 @@ fn use_value(seg: &Segment) {
     };
     let x = v.load();
     assert_eq!(v.fetch_add(3), x);
-    assert_eq!(v.compare_exchange(x.wrapping_add(3), 9), Ok(x.wrapping_add(3)));
+    assert_eq!(
+        v.compare_exchange(x.wrapping_add(3), 9),
+        Ok(x.wrapping_add(3))
+    );
     assert_eq!(v.swap(x), 9);
 }
 
@@ -145,10 +146,22 @@ fn template(which: u8, arg: u8) -> Option<Vec<u8>> {
     let n = u32::from(arg % 5);
     Some(match which % 6 {
         0 => bytes(ShmBox::<Event>::anonymous(()).ok()?.segment()),
-        1 => bytes(ShmBox::<Semaphore>::anonymous((n, Some(n + 1))).ok()?.segment()),
+        1 => bytes(
+            ShmBox::<Semaphore>::anonymous((n, Some(n + 1)))
+                .ok()?
+                .segment(),
+        ),
         2 => bytes(ShmBox::<Barrier>::anonymous(n).ok()?.segment()),
-        3 => bytes(ShmBox::<Mutex<u64>>::anonymous(u64::from(arg)).ok()?.segment()),
-        4 => bytes(ShmBox::<ShmValue<u64>>::anonymous(u64::from(arg)).ok()?.segment()),
+        3 => bytes(
+            ShmBox::<Mutex<u64>>::anonymous(u64::from(arg))
+                .ok()?
+                .segment(),
+        ),
+        4 => bytes(
+            ShmBox::<ShmValue<u64>>::anonymous(u64::from(arg))
+                .ok()?
+                .segment(),
+        ),
         _ => {
             let init: Vec<u32> = (0..u32::from(arg % 17)).collect();
             bytes(ShmArray::<u32>::anonymous_from(&init).ok()?.segment())

@@ -33,10 +33,7 @@ pub fn fork(f: impl FnOnce() -> i32) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-            Ok(c) => c,
-            Err(_) => 101,
-        };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         // SAFETY: leave the child without running the parent's atexit
         // handlers or destructors (which would e.g. unlink segments twice).
         unsafe { libc::_exit(code) };
