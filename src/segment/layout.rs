@@ -127,10 +127,16 @@ impl LayoutBuilder {
             .checked_add(align - 1)
             .ok_or(Error::InvalidArgument("layout size overflows"))?
             & !(align - 1);
-        self.size = offset
+        let size = offset
             .checked_add(len)
             .ok_or(Error::InvalidArgument("layout size overflows"))?;
-        self.align = self.align.max(align);
+        let max_align = self.align.max(align);
+        // `size()` rounds up to the largest alignment: keep that representable
+        // (lengths come from untrusted headers; this must not overflow).
+        size.checked_add(max_align - 1)
+            .ok_or(Error::InvalidArgument("layout size overflows"))?;
+        self.size = size;
+        self.align = max_align;
         Ok(offset)
     }
 

@@ -1,0 +1,538 @@
+//! Cross-process tests of the sync layer: real `fork`, real segments, real
+//! `SIGKILL`. A `harness = false` binary (forking needs a single-threaded
+//! process); cases run one after another under a hang watchdog.
+//!
+//! `cargo test --release --test xproc_sync [filter]`
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fork, unique_name, Child};
+use shmkit::{
+    Barrier, Condvar, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, TryLockError,
+};
+
+/// Hang watchdog for polling loops (never a timing assertion).
+const POLL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Polls `cond` until it holds; panics after [`POLL_LIMIT`] (a hang).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < POLL_LIMIT,
+            "watchdog: gave up waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// The scheduler state letter of `pid` (`S` = sleeping, e.g. in a futex).
+fn proc_state(pid: i32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().next()?.chars().next()
+}
+
+/// Waits until `pid` is asleep (parked on a futex, in our use).
+fn wait_asleep(pid: i32, what: &str) {
+    wait_for(what, || proc_state(pid) == Some('S'));
+}
+
+/// Sleeps forever (until killed).
+fn park_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn lock_counter(m: &Mutex<u64>) -> shmkit::MutexGuard<'_, u64> {
+    m.lock().expect("nobody dies in this test")
+}
+
+/// Children call this first: count in, then spin until the parent opens
+/// the gate, so that all of them contend from the start.
+fn start_together(gate: &ShmValue<u32>) {
+    gate.fetch_add(1);
+    while gate.load() < GATE_OPEN {
+        std::hint::spin_loop();
+    }
+}
+
+const GATE_OPEN: u32 = 1 << 20;
+
+fn open_gate(gate: &ShmValue<u32>) {
+    wait_for("every child to reach the start gate", || {
+        gate.load() == PROCS as u32
+    });
+    gate.store(GATE_OPEN);
+}
+
+const PROCS: usize = 8;
+const INCREMENTS: u64 = 10_000;
+
+fn mutex_counter_inherited() {
+    let name = unique_name("mtx-inh");
+    let m = ShmBox::<Mutex<u64>>::create(&name, 0).unwrap();
+    let gate = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut kids: Vec<Child> = (0..PROCS)
+        .map(|_| {
+            let (m, gate) = (&m, &gate);
+            fork(move || {
+                start_together(gate);
+                for _ in 0..INCREMENTS {
+                    *lock_counter(m) += 1;
+                }
+                0
+            })
+        })
+        .collect();
+    open_gate(&gate);
+    for k in &mut kids {
+        k.join_ok("incrementer");
+    }
+    assert_eq!(*lock_counter(&m), PROCS as u64 * INCREMENTS);
+}
+
+fn mutex_counter_opened_by_name() {
+    let name = unique_name("mtx-open");
+    let m = ShmBox::<Mutex<u64>>::create(&name, 0).unwrap();
+    let gate = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut kids: Vec<Child> = (0..PROCS)
+        .map(|_| {
+            let (name, gate) = (name.clone(), &gate);
+            fork(move || {
+                let m = ShmBox::<Mutex<u64>>::open(&name).expect("child opens by name");
+                assert!(!m.segment().is_owner());
+                start_together(gate);
+                for _ in 0..INCREMENTS {
+                    *lock_counter(&m) += 1;
+                }
+                0
+            })
+        })
+        .collect();
+    open_gate(&gate);
+    for k in &mut kids {
+        k.join_ok("incrementer (opened by name)");
+    }
+    assert_eq!(*lock_counter(&m), PROCS as u64 * INCREMENTS);
+}
+
+const KILLS: u32 = 100;
+
+/// Kills a child holding the lock `KILLS` times; each time the parent must
+/// get `OwnerDied` with the child's write visible, then a clean lock after
+/// `mark_consistent`. Returns the mean kill → recovered time.
+fn kill_holder_loop(reap_before_lock: bool) -> Duration {
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let holding = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
+    let mut total = Duration::ZERO;
+    for i in 1..=u64::from(KILLS) {
+        let marker = i * 1000 + 7;
+        let mut child = {
+            let (m, holding) = (&m, &holding);
+            fork(move || {
+                let mut g = m.lock().expect("the previous round left it consistent");
+                *g = marker;
+                holding.store(marker);
+                // Killed here, lock held.
+                park_forever()
+            })
+        };
+        wait_for("the child to take the lock", || holding.load() == marker);
+        let killed_at = Instant::now();
+        if reap_before_lock {
+            child.kill();
+        } else {
+            child.kill_no_reap();
+        }
+        let died = match m.lock() {
+            Err(died) => died,
+            Ok(_) => panic!("round {i}: lock after SIGKILL of the holder was clean"),
+        };
+        total += killed_at.elapsed();
+        let g = died.into_inner();
+        assert_eq!(*g, marker, "round {i}: the dead holder's write is visible");
+        assert!(!m.raw().is_consistent());
+        g.mark_consistent();
+        drop(g);
+        let g = m.lock().expect("clean after mark_consistent");
+        assert_eq!(*g, marker);
+        drop(g);
+        assert!(!m.is_locked());
+        // Reaps the zombie in the no-reap case.
+        child.kill();
+    }
+    total / KILLS
+}
+
+fn kill_holder_100_reaped() {
+    let mean = kill_holder_loop(true);
+    println!("    info: {KILLS} kills (reaped), mean kill->OwnerDied recovery {mean:?}");
+}
+
+fn kill_holder_100_zombie() {
+    let mean = kill_holder_loop(false);
+    println!("    info: {KILLS} kills (zombie holder), mean kill->OwnerDied recovery {mean:?}");
+}
+
+/// The holder dies while two other processes are blocked in `lock()`:
+/// exactly one of them gets `OwnerDied`, repairs, and the other then gets
+/// a clean lock.
+fn kill_holder_with_blocked_waiters() {
+    const ROUNDS: u64 = 10;
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let holding = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
+    let died = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let clean = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    for round in 1..=ROUNDS {
+        died.store(0);
+        clean.store(0);
+        let marker = round * 100;
+        let mut holder = {
+            let (m, holding) = (&m, &holding);
+            fork(move || {
+                let mut g = m.lock().expect("consistent at round start");
+                *g = marker;
+                holding.store(marker);
+                park_forever()
+            })
+        };
+        wait_for("the holder to take the lock", || holding.load() == marker);
+        let mut waiters: Vec<Child> = (0..2)
+            .map(|_| {
+                let (m, died, clean) = (&m, &died, &clean);
+                fork(move || {
+                    let mut g = match m.lock() {
+                        Ok(g) => {
+                            clean.fetch_add(1);
+                            g
+                        }
+                        Err(e) => {
+                            let g = e.into_inner();
+                            died.fetch_add(1);
+                            g.mark_consistent();
+                            g
+                        }
+                    };
+                    assert!(*g >= marker, "the dead holder's write is visible");
+                    *g += 1;
+                    0
+                })
+            })
+            .collect();
+        for w in &waiters {
+            wait_asleep(w.pid, "a waiter to block in lock()");
+        }
+        holder.kill();
+        for w in &mut waiters {
+            w.join_ok("blocked waiter");
+        }
+        assert_eq!(died.load(), 1, "round {round}: exactly one waiter recovers");
+        assert_eq!(
+            clean.load(),
+            1,
+            "round {round}: the other gets a clean lock"
+        );
+        let g = m.lock().expect("consistent after the recovery");
+        assert_eq!(*g, marker + 2);
+    }
+}
+
+fn event_wakes_three_processes() {
+    let e = ShmBox::<Event>::anonymous(()).unwrap();
+    let woke = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut kids: Vec<Child> = (0..3)
+        .map(|_| {
+            let (e, woke) = (&e, &woke);
+            fork(move || {
+                e.wait();
+                assert!(e.is_set());
+                woke.fetch_add(1);
+                0
+            })
+        })
+        .collect();
+    for k in &kids {
+        wait_asleep(k.pid, "a child to block in Event::wait");
+    }
+    assert_eq!(woke.load(), 0, "nobody passes an unset event");
+    e.set();
+    for k in &mut kids {
+        k.join_ok("event waiter");
+    }
+    assert_eq!(woke.load(), 3);
+}
+
+fn event_wait_timeout_unset() {
+    let e = ShmBox::<Event>::anonymous(()).unwrap();
+    let mut kid = {
+        let e = &e;
+        fork(move || {
+            let timeout = Duration::from_millis(30);
+            let start = Instant::now();
+            let got = e.wait_timeout(timeout);
+            // Correctness, not speed: it must not give up early.
+            let elapsed = start.elapsed();
+            assert!(!got, "unset event reported set");
+            assert!(
+                elapsed >= timeout,
+                "returned after {elapsed:?} < {timeout:?}"
+            );
+            0
+        })
+    };
+    kid.join_ok("timed event waiter");
+    assert!(!e.wait_timeout(Duration::from_millis(5)));
+    assert!(!e.is_set());
+}
+
+fn semaphore_limits_concurrency() {
+    const UNITS: u32 = 2;
+    const ITERS: u64 = 300;
+    let s = ShmBox::<Semaphore>::anonymous((UNITS, Some(UNITS))).unwrap();
+    let holders = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let max_seen = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let passes = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
+    let mut kids: Vec<Child> = (0..6)
+        .map(|_| {
+            let (s, holders, max_seen, passes) = (&s, &holders, &max_seen, &passes);
+            fork(move || {
+                for _ in 0..ITERS {
+                    s.acquire();
+                    let now = holders.fetch_add(1) + 1;
+                    let mut m = max_seen.load();
+                    while now > m {
+                        match max_seen.compare_exchange(m, now) {
+                            Ok(_) => break,
+                            Err(x) => m = x,
+                        }
+                    }
+                    for _ in 0..50 {
+                        std::hint::spin_loop();
+                    }
+                    passes.fetch_add(1);
+                    holders.fetch_sub(1);
+                    s.release().expect("never above the bound");
+                }
+                0
+            })
+        })
+        .collect();
+    for k in &mut kids {
+        k.join_ok("semaphore user");
+    }
+    let max = max_seen.load();
+    println!("    info: max concurrent holders {max} (limit {UNITS})");
+    assert!(
+        (1..=UNITS).contains(&max),
+        "{max} holders of a {UNITS}-unit semaphore"
+    );
+    assert_eq!(passes.load(), 6 * ITERS);
+    assert_eq!(holders.load(), 0);
+    assert_eq!(s.value(), UNITS);
+}
+
+fn barrier_four_processes_rounds() {
+    const ROUNDS: usize = 25;
+    let b = ShmBox::<Barrier>::anonymous(4).unwrap();
+    let arrived = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
+    let leaders = ShmArray::<u32>::anonymous(ROUNDS).unwrap();
+    let participant = |b: &Barrier, arrived: &ShmValue<u64>, leaders: &ShmArray<u32>| {
+        for r in 0..ROUNDS {
+            arrived.fetch_add(1);
+            let res = b.wait();
+            // Every participant of round r arrived before anyone left it;
+            // fast ones may already have arrived for round r + 1.
+            let a = arrived.load();
+            let lo = 4 * (r as u64 + 1);
+            assert!((lo..lo + 4).contains(&a), "round {r}: arrived {a}");
+            if res.is_leader() {
+                let mut g = leaders.lock().expect("nobody dies");
+                g[r] += 1;
+            }
+        }
+    };
+    let mut kids: Vec<Child> = (0..3)
+        .map(|_| {
+            let (b, arrived, leaders) = (&b, &arrived, &leaders);
+            fork(move || {
+                participant(b, arrived, leaders);
+                0
+            })
+        })
+        .collect();
+    participant(&b, &arrived, &leaders);
+    for k in &mut kids {
+        k.join_ok("barrier participant");
+    }
+    assert_eq!(leaders.to_vec(), vec![1; ROUNDS], "one leader per round");
+    assert_eq!(arrived.load(), 4 * ROUNDS as u64);
+}
+
+fn condvar_ping_pong() {
+    const TURNS: u64 = 1000;
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let cv = ShmBox::<Condvar>::anonymous(()).unwrap();
+    let mut kid = {
+        let (m, cv) = (&m, &cv);
+        fork(move || {
+            // The child moves odd → even.
+            for _ in 0..TURNS {
+                let mut g = cv.wait_while(lock_counter(m), |v| *v % 2 == 0).unwrap();
+                *g += 1;
+                drop(g);
+                cv.notify_all();
+            }
+            0
+        })
+    };
+    for _ in 0..TURNS {
+        let mut g = cv.wait_while(lock_counter(&m), |v| *v % 2 == 1).unwrap();
+        *g += 1;
+        drop(g);
+        cv.notify_all();
+    }
+    kid.join_ok("condvar partner");
+    assert_eq!(*lock_counter(&m), 2 * TURNS);
+}
+
+fn shm_array_written_by_children() {
+    const PER: usize = 500;
+    let name = unique_name("array");
+    let a = ShmArray::<u64>::create(&name, 4 * PER).unwrap();
+    let mut kids: Vec<Child> = (0..4)
+        .map(|k| {
+            let (a, name) = (&a, name.clone());
+            fork(move || {
+                // Half the children use the inherited handle, half open it.
+                let opened;
+                let arr = if k % 2 == 0 {
+                    a
+                } else {
+                    opened = ShmArray::<u64>::open(&name).expect("open by name");
+                    &opened
+                };
+                for i in k * PER..(k + 1) * PER {
+                    assert!(arr.set(i, (i as u64) * 3 + 1));
+                }
+                assert!(!arr.set(4 * PER, 0), "out of range is refused");
+                assert_eq!(arr.get(4 * PER), None);
+                0
+            })
+        })
+        .collect();
+    for k in &mut kids {
+        k.join_ok("array writer");
+    }
+    let want: Vec<u64> = (0..4 * PER).map(|i| i as u64 * 3 + 1).collect();
+    assert_eq!(a.to_vec(), want);
+}
+
+fn lock_timeout_while_live_child_holds() {
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let state = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut kid = {
+        let (m, state) = (&m, &state);
+        fork(move || {
+            let mut g = lock_counter(m);
+            *g = 42;
+            state.store(1);
+            while state.load() != 2 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            drop(g);
+            0
+        })
+    };
+    wait_for("the child to hold the lock", || state.load() == 1);
+    for _ in 0..3 {
+        match m.lock_timeout(Duration::from_millis(20)) {
+            Err(TryLockError::TimedOut) => {}
+            other => panic!("expected TimedOut while a live child holds it, got {other:?}"),
+        }
+        assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+    }
+    assert_eq!(m.raw().owner(), Some(kid.pid as u32));
+    state.store(2);
+    kid.join_ok("holder");
+    let g = m
+        .lock_timeout(Duration::from_secs(30))
+        .expect("free and clean");
+    assert_eq!(*g, 42);
+}
+
+fn named_segment_unlinked_by_creator_not_child() {
+    let name = unique_name("unlink");
+    let ev = std::mem::ManuallyDrop::new(ShmBox::<Event>::create(&name, ()).unwrap());
+    assert!(ev.segment().is_owner());
+    let mut kid = {
+        let (name, ev) = (name.clone(), &ev);
+        fork(move || {
+            assert!(
+                !ev.segment().is_owner(),
+                "a forked child is never the owner"
+            );
+            // SAFETY: fork gave the child its own copy of the parent's
+            // memory; the child takes the inherited (owning) handle out of
+            // its ManuallyDrop exactly once and drops it, as a child that
+            // owns an inherited handle would at exit.
+            let inherited: ShmBox<Event> = unsafe { std::ptr::read(&**ev) };
+            drop(inherited);
+            let opened = ShmBox::<Event>::open(&name).expect("name survives the child's drop");
+            opened.set();
+            drop(opened);
+            assert!(matches!(
+                Segment::create(&name, 4096),
+                Err(shmkit::Error::AlreadyExists(_))
+            ));
+            0
+        })
+    };
+    kid.join_ok("child dropping the inherited handle");
+    assert!(ev.is_set());
+    ShmBox::<Event>::open(&name).expect("name survives the child dropping the creator's handle");
+    drop(std::mem::ManuallyDrop::into_inner(ev));
+    match ShmBox::<Event>::open(&name) {
+        Err(shmkit::AttachError::NotFound(_)) => {}
+        other => panic!("expected NotFound after the creator dropped, got {other:?}"),
+    }
+}
+
+fn main() {
+    common::run(
+        &[
+            ("mutex_counter_inherited", mutex_counter_inherited),
+            ("mutex_counter_opened_by_name", mutex_counter_opened_by_name),
+            ("kill_holder_100_reaped", kill_holder_100_reaped),
+            ("kill_holder_100_zombie", kill_holder_100_zombie),
+            (
+                "kill_holder_with_blocked_waiters",
+                kill_holder_with_blocked_waiters,
+            ),
+            ("event_wakes_three_processes", event_wakes_three_processes),
+            ("event_wait_timeout_unset", event_wait_timeout_unset),
+            ("semaphore_limits_concurrency", semaphore_limits_concurrency),
+            (
+                "barrier_four_processes_rounds",
+                barrier_four_processes_rounds,
+            ),
+            ("condvar_ping_pong", condvar_ping_pong),
+            (
+                "shm_array_written_by_children",
+                shm_array_written_by_children,
+            ),
+            (
+                "lock_timeout_while_live_child_holds",
+                lock_timeout_while_live_child_holds,
+            ),
+            (
+                "named_segment_unlinked_by_creator_not_child",
+                named_segment_unlinked_by_creator_not_child,
+            ),
+        ],
+        120,
+    );
+}
