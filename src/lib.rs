@@ -33,15 +33,17 @@
 
 mod primitives;
 
+pub mod dict;
 pub mod error;
 pub mod os;
 pub mod queue;
 pub mod segment;
 pub mod sync;
 
+pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error};
 pub use segment::{Segment, ShmBox, ShmObject};
 pub use sync::{
-    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray,
-    ShmValue, TryLockError,
+    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,
+    TryLockError,
 };

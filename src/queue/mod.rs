@@ -10,5 +10,7 @@
 pub mod error;
 pub mod peers;
 
-pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
