@@ -508,6 +508,12 @@ impl ShmDict {
         Ok(out)
     }
 
+    /// How many times a stripe was repaired after its lock holder died
+    /// (summed over stripes; for monitoring and tests).
+    pub fn repairs(&self) -> u64 {
+        self.raw.repairs()
+    }
+
     /// Checks every stripe's invariants (counters match the table, every
     /// entry points at a valid block, free lists are sane) and returns the
     /// number of entries; [`DictError::Corrupt`] says what is wrong. Locks

@@ -36,6 +36,7 @@ const CORRUPT_BLOCK: DictError = DictError::Corrupt("entry offset or block heade
 /// | 24 | `bump: u64` | arena units handed out so far |
 /// | 32 | `active: u64` | which of the two tables is live (bit 0) |
 /// | 40 | `free: [u32; 28]` | per size class: first free block + 1, 0 = none |
+/// | 152 | `repairs: u64` | how many times a dead holder's stripe was repaired |
 #[repr(C, align(64))]
 pub(crate) struct StripeHeader {
     lock: RawMutex,
@@ -44,6 +45,7 @@ pub(crate) struct StripeHeader {
     bump: AtomicU64,
     active: AtomicU64,
     free: [AtomicU32; CLASSES],
+    repairs: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -59,6 +61,7 @@ impl StripeHeader {
             bump: AtomicU64::new(0),
             active: AtomicU64::new(0),
             free: std::array::from_fn(|_| AtomicU32::new(0)),
+            repairs: AtomicU64::new(0),
         }
     }
 }
@@ -184,6 +187,7 @@ impl RawDict {
         let g = Locked { d: self, s, hdr };
         if acq.owner_died {
             g.repair()?;
+            hdr.repairs.fetch_add(1, Ordering::Relaxed);
             hdr.lock.mark_consistent();
         }
         Ok(g)
@@ -315,6 +319,12 @@ impl RawDict {
         (0..self.geo.stripes)
             .map(|s| self.header(s).count.load(Ordering::Relaxed) as usize)
             .fold(0usize, usize::saturating_add)
+    }
+
+    pub(crate) fn repairs(&self) -> u64 {
+        (0..self.geo.stripes)
+            .map(|s| self.header(s).repairs.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// Empties every stripe, one after another (each stripe atomically).
