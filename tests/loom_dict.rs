@@ -45,7 +45,10 @@ fn loom_reader_vs_remove_and_reinsert() {
         };
         let seen = d.get_with(b"a", |v| v.to_vec()).unwrap();
         assert!(
-            matches!(seen.as_deref(), None | Some(b"old-value") | Some(b"new-value!")),
+            matches!(
+                seen.as_deref(),
+                None | Some(b"old-value") | Some(b"new-value!")
+            ),
             "unexpected {seen:?}"
         );
         w.join().unwrap();
