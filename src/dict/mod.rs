@@ -89,6 +89,9 @@ use raw::{RawDict, StripeHeader};
 /// Version of the dict's body layout and hash; stored in the header.
 const DICT_FORMAT: u64 = 1;
 
+/// An owned `(key, value)` pair copied out of a dict.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Where a dict's memory comes from.
 enum Backing {
     Segment(Segment),
@@ -501,7 +504,7 @@ impl ShmDict {
     /// A consistent copy of every entry: locks all stripes (in index order,
     /// the order every multi-stripe operation uses), copies, unlocks. It
     /// blocks every writer for the duration of the copy.
-    pub fn snapshot(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DictError> {
+    pub fn snapshot(&self) -> Result<Vec<Entry>, DictError> {
         let mut out = Vec::new();
         self.raw
             .for_each_consistent(&mut |k, v| out.push((k.to_vec(), v.to_vec())))?;
@@ -548,12 +551,12 @@ impl std::fmt::Debug for ShmDict {
 pub struct Iter<'a> {
     dict: &'a ShmDict,
     stripe: usize,
-    buf: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+    buf: std::vec::IntoIter<Entry>,
     failed: bool,
 }
 
 impl Iterator for Iter<'_> {
-    type Item = Result<(Vec<u8>, Vec<u8>), DictError>;
+    type Item = Result<Entry, DictError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {

@@ -25,8 +25,12 @@ use super::{DictError, ShmDict};
 /// ```
 pub struct ShmMap<K, V> {
     dict: ShmDict,
-    _types: PhantomData<fn(K, V) -> (K, V)>,
+    _types: PhantomData<Types<K, V>>,
 }
+
+/// Marks the key/value types without owning either (Send/Sync come from
+/// the dict alone).
+type Types<K, V> = fn(K, V) -> (K, V);
 
 fn encode<T: Serialize + ?Sized>(t: &T) -> Result<Vec<u8>, DictError> {
     postcard::to_allocvec(t).map_err(|e| DictError::Encode(e.to_string()))
