@@ -473,6 +473,13 @@ impl Locked<'_> {
         unsafe { std::slice::from_raw_parts(self.unit_ptr(b.off).add(BLOCK_HEADER), b.key_len) }
     }
 
+    /// Raw pointer to the value of a validated block (for in-place writes;
+    /// never derived from a shared slice).
+    fn value_ptr(&self, b: &Block) -> *mut u8 {
+        // SAFETY: `b` was validated: the value lies inside the block.
+        unsafe { self.unit_ptr(b.off).add(BLOCK_HEADER + round8(b.key_len)) }
+    }
+
     fn value(&self, b: &Block) -> &[u8] {
         // SAFETY: as for `key`.
         unsafe {
@@ -585,7 +592,7 @@ impl Locked<'_> {
 
     #[cfg(not(loom))]
     fn store_u64_in_place(&self, b: &Block, v: u64) {
-        let p = self.value(b).as_ptr() as *mut u8;
+        let p = self.value_ptr(b);
         // SAFETY: the value's 8 bytes lie inside a validated block; values
         // start 8-aligned (16-byte block header, key padded to 8, arena
         // 8-aligned); we hold the stripe lock, so nobody reads them now.
@@ -595,7 +602,7 @@ impl Locked<'_> {
 
     #[cfg(loom)]
     fn store_u64_in_place(&self, b: &Block, v: u64) {
-        let p = self.value(b).as_ptr() as *mut u8;
+        let p = self.value_ptr(b);
         // SAFETY: as above (loom atomics cannot overlay raw memory, and
         // crash atomicity is not modelled under loom).
         unsafe { p.cast::<u64>().write_unaligned(v) };
