@@ -297,6 +297,8 @@ fn run_model(d: &ShmDict, ops: &[Op]) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 2 } else { 128 },
+        // Miri's isolation forbids getcwd, which failure persistence needs.
+        failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
         ..ProptestConfig::default()
     })]
 
