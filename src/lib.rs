@@ -33,6 +33,7 @@
 
 mod primitives;
 
+pub mod dict;
 pub mod error;
 pub mod os;
 pub mod process;
@@ -40,6 +41,7 @@ pub mod queue;
 pub mod segment;
 pub mod sync;
 
+pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error};
 pub use process::{current_process, ExitStatus, Process, SpawnError};
 pub use segment::{Segment, ShmBox, ShmObject};

@@ -1,0 +1,248 @@
+//! ShmDict get / insert / update throughput from 1, 2 and 4 processes,
+//! interleaved with an in-process `Mutex<HashMap>` and `DashMap` driven by
+//! 1, 2 and 4 threads. Each criterion "iteration" is one operation of the
+//! aggregate (all workers together), so time/iter = 1 / aggregate ops/s.
+//! Cross-process figures are given unpinned and pinned (all on CPU 0).
+//! A two-process cache-line ping-pong is printed at the start and the end,
+//! since this VM's CPUs switch between a fast and a slow state.
+//!
+//! Run (short): `cargo bench --bench dict -- --warm-up-time 1 --measurement-time 2`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use dashmap::DashMap;
+use shmkit::{DictConfig, Segment, ShmDict};
+
+const KEYS: u64 = 1000;
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{:06}", i % KEYS).into_bytes()
+}
+
+fn set_affinity(cpu: Option<usize>) {
+    // SAFETY: plain cpu_set_t manipulation and a syscall on ourselves.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => {
+                for c in 0..libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(c, &mut set);
+                }
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Forks `n` children each running `f(worker)`; returns the wall time from
+/// the common start signal until all have exited.
+fn in_processes(n: usize, pinned: bool, f: impl Fn(usize) + Sync) -> Duration {
+    let seg = Segment::anonymous(4096).unwrap();
+    // SAFETY: the mapping is 4096 zeroed, page-aligned bytes.
+    let go = unsafe { &*(seg.as_ptr() as *const AtomicU64) };
+    if pinned {
+        set_affinity(Some(0));
+    }
+    let pids: Vec<_> = (0..n)
+        .map(|w| {
+            // SAFETY: the bench thread forks; the child only runs `f`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                go.fetch_add(1, Ordering::AcqRel);
+                while go.load(Ordering::Acquire) < 1000 {
+                    std::hint::spin_loop();
+                }
+                f(w);
+                // SAFETY: leave without running the parent's destructors.
+                unsafe { libc::_exit(0) };
+            }
+            pid
+        })
+        .collect();
+    while go.load(Ordering::Acquire) < n as u64 {
+        std::thread::yield_now();
+    }
+    let start = Instant::now();
+    go.store(1000, Ordering::Release);
+    for pid in pids {
+        let mut st = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+    }
+    let t = start.elapsed();
+    if pinned {
+        set_affinity(None);
+    }
+    t
+}
+
+fn in_threads(n: usize, f: impl Fn(usize) + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..n {
+            let f = &f;
+            s.spawn(move || f(w));
+        }
+    });
+    start.elapsed()
+}
+
+/// Round trips of one cache line between two processes (ns each).
+fn ping_pong(pinned: bool) -> f64 {
+    const ROUNDS: u64 = 20_000;
+    let seg = Segment::anonymous(4096).unwrap();
+    // SAFETY: 4096 zeroed bytes.
+    let a = unsafe { &*(seg.as_ptr() as *const AtomicU64) };
+    let t = in_processes(2, pinned, |w| {
+        for r in 0..ROUNDS {
+            let (mine, theirs) = if w == 0 {
+                (2 * r + 1, 2 * r)
+            } else {
+                (2 * r + 2, 2 * r + 1)
+            };
+            while a.load(Ordering::Acquire) != theirs {
+                if pinned {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            a.store(mine, Ordering::Release);
+        }
+    });
+    t.as_nanos() as f64 / ROUNDS as f64
+}
+
+fn print_ping_pong(when: &str) {
+    println!(
+        "ping-pong ({when}): unpinned {:.0} ns/round trip, pinned {:.0} ns/round trip",
+        ping_pong(false),
+        ping_pong(true)
+    );
+}
+
+fn value(i: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    print_ping_pong("start");
+    let dict = ShmDict::anonymous(DictConfig::new(4096, 4 << 20)).unwrap();
+    let mutex: Mutex<HashMap<Vec<u8>, Vec<u8>>> = Mutex::new(HashMap::new());
+    let dash: DashMap<Vec<u8>, Vec<u8>> = DashMap::new();
+    let keys: Vec<Vec<u8>> = (0..KEYS).map(key).collect();
+    for (i, k) in keys.iter().enumerate() {
+        dict.insert(k, &value(i as u64)).unwrap();
+        mutex
+            .lock()
+            .unwrap()
+            .insert(k.clone(), value(i as u64).to_vec());
+        dash.insert(k.clone(), value(i as u64).to_vec());
+    }
+    let keys = &keys;
+    // Each worker walks the keys from its own offset with a stride.
+    let k_of = |w: usize, i: u64| &keys[((i * 7 + w as u64 * 331) % KEYS) as usize];
+
+    for op in ["get", "insert", "update"] {
+        let mut g = c.benchmark_group(format!("dict_{op}"));
+        for n in [1usize, 2, 4] {
+            for pinned in [false, true] {
+                if pinned && n == 1 {
+                    continue;
+                }
+                let label = format!("shmdict/{n}p{}", if pinned { "-pinned" } else { "" });
+                let d = &dict;
+                g.bench_function(label, |b| {
+                    b.iter_custom(|iters| {
+                        let per = iters.div_ceil(n as u64);
+                        in_processes(n, pinned, |w| {
+                            for i in 0..per {
+                                let k = k_of(w, i);
+                                match op {
+                                    "get" => {
+                                        black_box(d.get(k).unwrap());
+                                    }
+                                    "insert" => {
+                                        black_box(d.insert(k, &value(i)).unwrap());
+                                    }
+                                    _ => {
+                                        d.update(k, |v| {
+                                            let mut v = v?.to_vec();
+                                            v[0] = v[0].wrapping_add(1);
+                                            Some(v)
+                                        })
+                                        .unwrap();
+                                    }
+                                }
+                            }
+                        })
+                    })
+                });
+            }
+            let m = &mutex;
+            g.bench_function(format!("std_mutex_hashmap/{n}t"), |b| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(n as u64);
+                    in_threads(n, |w| {
+                        for i in 0..per {
+                            let k = k_of(w, i);
+                            match op {
+                                "get" => {
+                                    black_box(m.lock().unwrap().get(k).cloned());
+                                }
+                                "insert" => {
+                                    black_box(
+                                        m.lock().unwrap().insert(k.clone(), value(i).to_vec()),
+                                    );
+                                }
+                                _ => {
+                                    if let Some(v) = m.lock().unwrap().get_mut(k) {
+                                        v[0] = v[0].wrapping_add(1);
+                                    }
+                                }
+                            }
+                        }
+                    })
+                })
+            });
+            let dm = &dash;
+            g.bench_function(format!("dashmap/{n}t"), |b| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(n as u64);
+                    in_threads(n, |w| {
+                        for i in 0..per {
+                            let k = k_of(w, i);
+                            match op {
+                                "get" => {
+                                    black_box(dm.get(k).map(|v| v.clone()));
+                                }
+                                "insert" => {
+                                    black_box(dm.insert(k.clone(), value(i).to_vec()));
+                                }
+                                _ => {
+                                    if let Some(mut v) = dm.get_mut(k) {
+                                        v[0] = v[0].wrapping_add(1);
+                                    }
+                                }
+                            }
+                        }
+                    })
+                })
+            });
+        }
+        g.finish();
+    }
+    print_ping_pong("end");
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
