@@ -13,9 +13,7 @@ pub mod mpmc;
 pub mod peers;
 pub mod typed;
 
-pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
-};
+pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};

@@ -62,7 +62,9 @@
 //! Header params: `[slot_size, capacity, MAX_PEERS, 1]`, all validated on
 //! attach against the body length.
 
-use std::sync::atomic::{AtomicU64 as LocalU64, Ordering as LocalOrdering};
+use std::sync::atomic::{
+    AtomicU32 as AtomicU32Local, AtomicU64 as LocalU64, Ordering as LocalOrdering,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +124,8 @@ struct Control {
     not_empty: Notifier,
     not_full: Notifier,
     all_done: Notifier,
-    _pad: AtomicU32,
+    /// Bumped whenever an endpoint leaves: a cue to re-check liveness now.
+    departures: AtomicU32,
     unfinished: AtomicU64,
     senders: PeerTableHeader,
     receivers: PeerTableHeader,
@@ -145,7 +148,7 @@ impl QueueHeader {
                 not_empty: Notifier::new(),
                 not_full: Notifier::new(),
                 all_done: Notifier::new(),
-                _pad: AtomicU32::new(0),
+                departures: AtomicU32::new(0),
                 unfinished: AtomicU64::new(0),
                 senders: PeerTableHeader::default(),
                 receivers: PeerTableHeader::default(),
@@ -291,7 +294,7 @@ impl RawQueue {
             return Err(PushError::TooLarge);
         }
         let tail = &self.hdr().tail.0;
-        let mut pos = tail.load(Ordering::Relaxed);
+        let mut pos = tail.load(Ordering::SeqCst);
         loop {
             let (meta, payload) = self.slot(pos);
             let stamp = meta.stamp.load(Ordering::Acquire);
@@ -304,7 +307,7 @@ impl RawQueue {
                         .compare_exchange_weak(
                             stamp,
                             pack(seq, me),
-                            Ordering::Acquire,
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         )
                         .is_ok()
@@ -312,7 +315,7 @@ impl RawQueue {
                         let _ = tail.compare_exchange(
                             pos,
                             pos.wrapping_add(1),
-                            Ordering::Relaxed,
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         );
                         // SAFETY: we own the slot (our pid is in its stamp);
@@ -329,15 +332,15 @@ impl RawQueue {
                     let _ = tail.compare_exchange(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
                 }
                 spin_hint();
-                pos = tail.load(Ordering::Relaxed);
+                pos = tail.load(Ordering::SeqCst);
             } else if d < 0 {
                 // Still holds the previous lap: full, unless tail moved.
-                let now = tail.load(Ordering::Relaxed);
+                let now = tail.load(Ordering::SeqCst);
                 if now == pos {
                     let cap = self.capacity as i32;
                     return if d == -cap || d == -cap + 1 {
@@ -348,7 +351,7 @@ impl RawQueue {
                 }
                 pos = now;
             } else {
-                let now = tail.load(Ordering::Relaxed);
+                let now = tail.load(Ordering::SeqCst);
                 if now == pos {
                     if d != 1 {
                         return Err(PushError::Corrupt);
@@ -358,10 +361,10 @@ impl RawQueue {
                     let _ = tail.compare_exchange(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
-                    pos = tail.load(Ordering::Relaxed);
+                    pos = tail.load(Ordering::SeqCst);
                 } else {
                     pos = now;
                 }
@@ -374,7 +377,7 @@ impl RawQueue {
     #[inline]
     fn try_pop<R, F: FnOnce(&[u8]) -> R>(&self, me: u32, f: &mut Option<F>) -> Result<R, PopError> {
         let head = &self.hdr().head.0;
-        let mut pos = head.load(Ordering::Relaxed);
+        let mut pos = head.load(Ordering::SeqCst);
         loop {
             let (meta, payload) = self.slot(pos);
             let stamp = meta.stamp.load(Ordering::Acquire);
@@ -387,7 +390,7 @@ impl RawQueue {
                         .compare_exchange_weak(
                             stamp,
                             pack(seq, me),
-                            Ordering::Acquire,
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         )
                         .is_ok()
@@ -395,7 +398,7 @@ impl RawQueue {
                         let _ = head.compare_exchange(
                             pos,
                             pos.wrapping_add(1),
-                            Ordering::Relaxed,
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         );
                         let free = pack((pos as u32).wrapping_add(self.capacity as u32), 0);
@@ -403,7 +406,7 @@ impl RawQueue {
                             // A dead producer's slot: nothing was sent.
                             meta.stamp.store(free, Ordering::Release);
                             self.ctl().not_full.notify_one();
-                            pos = head.load(Ordering::Relaxed);
+                            pos = head.load(Ordering::SeqCst);
                             continue;
                         }
                         let len = meta.len.load(Ordering::Relaxed) as usize;
@@ -428,14 +431,14 @@ impl RawQueue {
                     let _ = head.compare_exchange(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
                 }
                 spin_hint();
-                pos = head.load(Ordering::Relaxed);
+                pos = head.load(Ordering::SeqCst);
             } else if d < 0 {
-                let now = head.load(Ordering::Relaxed);
+                let now = head.load(Ordering::SeqCst);
                 if now == pos {
                     let cap = self.capacity as i32;
                     // seq == pos (free, or being written) or seq == pos -
@@ -448,7 +451,7 @@ impl RawQueue {
                 }
                 pos = now;
             } else {
-                let now = head.load(Ordering::Relaxed);
+                let now = head.load(Ordering::SeqCst);
                 if now == pos {
                     if d != self.capacity as i32 - 1 {
                         return Err(PopError::Corrupt("slot stamp ahead of head"));
@@ -458,10 +461,10 @@ impl RawQueue {
                     let _ = head.compare_exchange(
                         pos,
                         pos.wrapping_add(1),
-                        Ordering::Relaxed,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
-                    pos = head.load(Ordering::Relaxed);
+                    pos = head.load(Ordering::SeqCst);
                 } else {
                     pos = now;
                 }
@@ -962,6 +965,7 @@ struct Endpoint {
     /// Monotonic nanoseconds of the last liveness check (rate limit for
     /// the non-blocking calls).
     last_check: LocalU64,
+    seen_departures: AtomicU32Local,
 }
 
 const CHECK_EVERY_NS: u64 = 1_000_000;
@@ -973,6 +977,7 @@ impl Endpoint {
             side,
             reg: LocalU64::new(0),
             last_check: LocalU64::new(0),
+            seen_departures: AtomicU32Local::new(0),
         };
         ep.register(os::current_pid())?;
         Ok(ep)
@@ -1011,8 +1016,13 @@ impl Endpoint {
         }
     }
 
-    /// Whether a rate-limited liveness check is due now.
+    /// Whether a rate-limited liveness check is due now (at once when an
+    /// endpoint left since the last check).
     fn check_due(&self) -> bool {
+        let dep = self.shared.raw.ctl().departures.load(Ordering::Acquire);
+        if dep != self.seen_departures.swap(dep, LocalOrdering::Relaxed) {
+            return true;
+        }
         let now = Deadline::now().as_nanos();
         let last = self.last_check.load(LocalOrdering::Relaxed);
         if now.wrapping_sub(last) >= CHECK_EVERY_NS || last == 0 {
@@ -1032,6 +1042,7 @@ impl Clone for Endpoint {
             side: self.side,
             reg: LocalU64::new(0),
             last_check: LocalU64::new(0),
+            seen_departures: AtomicU32Local::new(0),
         };
         if ep.register(pid).is_err() {
             tracing::warn!("mpmc: peer table full; the cloned endpoint registers on first use");
@@ -1045,6 +1056,11 @@ impl Drop for Endpoint {
         let reg = self.reg.load(LocalOrdering::Relaxed);
         if (reg >> 32) as u32 == os::current_pid() {
             self.table().unregister(reg as u32 as usize);
+            self.shared
+                .raw
+                .ctl()
+                .departures
+                .fetch_add(1, Ordering::SeqCst);
             // Wake the other side so it notices if we were the last.
             self.shared.raw.ctl().not_empty.notify_all();
             self.shared.raw.ctl().not_full.notify_all();
@@ -1156,6 +1172,8 @@ impl MpmcSender {
         let not_full = &raw.ctl().not_full;
         let mut backoff = Backoff::new();
         let mut slice = Duration::from_millis(1);
+        // Baseline: what this handle last checked the peers against.
+        let mut departures = self.ep.seen_departures.load(LocalOrdering::Relaxed);
         loop {
             if self.closed() {
                 return Err(SendTimeoutError::Disconnected(msg));
@@ -1193,11 +1211,25 @@ impl MpmcSender {
                 not_full.cancel_wait();
                 return Err(SendTimeoutError::Disconnected(msg));
             }
-            let until = Deadline::earliest(deadline, Deadline::after(slice));
-            let woken = not_full.commit_wait(key, Some(until));
+            // An endpoint left since we last looked (its drop bumps the
+            // counter before notifying): check the peers instead of sleeping.
+            let left = raw.ctl().departures.load(Ordering::SeqCst) != departures;
+            let woken = if left {
+                not_full.cancel_wait();
+                false
+            } else {
+                let until = Deadline::earliest(deadline, Deadline::after(slice));
+                not_full.commit_wait(key, Some(until))
+            };
             if !woken {
-                slice = (slice * 2).min(MAX_SLICE);
-                // A slice passed without progress: look for the dead.
+                if !left {
+                    slice = (slice * 2).min(MAX_SLICE);
+                }
+                // No progress: look for the dead.
+                departures = raw.ctl().departures.load(Ordering::SeqCst);
+                self.ep
+                    .seen_departures
+                    .store(departures, LocalOrdering::Relaxed);
                 if self.ep.other().is_disconnected() {
                     return Err(SendTimeoutError::Disconnected(msg));
                 }
@@ -1368,6 +1400,8 @@ impl MpmcReceiver {
             r
         };
         let mut check_dead = false;
+        // Baseline: what this handle last checked the peers against.
+        let mut departures = self.ep.seen_departures.load(LocalOrdering::Relaxed);
         loop {
             match attempt(&mut f) {
                 Ok(r) => return Ok(r),
@@ -1377,6 +1411,10 @@ impl MpmcReceiver {
             let closed = self.closed();
             if check_dead || closed {
                 check_dead = false;
+                departures = raw.ctl().departures.load(Ordering::SeqCst);
+                self.ep
+                    .seen_departures
+                    .store(departures, LocalOrdering::Relaxed);
                 if raw.recover_head() {
                     continue;
                 }
@@ -1407,8 +1445,10 @@ impl MpmcReceiver {
                 }
                 Err(PopError::Empty) => {}
             }
-            if self.closed() {
+            // An endpoint left since we last looked: check, don't sleep.
+            if self.closed() || raw.ctl().departures.load(Ordering::SeqCst) != departures {
                 not_empty.cancel_wait();
+                check_dead = true;
                 continue;
             }
             let until = Deadline::earliest(deadline, Deadline::after(slice));

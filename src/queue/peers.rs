@@ -55,9 +55,7 @@ pub struct PeerTable<'a> {
 
 /// No free slot was left for another process on this side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "too many processes attached to this side of the queue ({0} slots, all held by live processes)"
-)]
+#[error("too many processes attached to this side of the queue ({0} slots, all held by live processes)")]
 pub struct PeersFull(pub usize);
 
 impl<'a> PeerTable<'a> {
@@ -85,7 +83,8 @@ impl<'a> PeerTable<'a> {
             let pid = s.pid.load(Ordering::Acquire);
             let claimable = pid == 0 || (pid != me && !os::process_alive(pid));
             if claimable
-                && s.pid
+                && s
+                    .pid
                     .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
@@ -101,9 +100,7 @@ impl<'a> PeerTable<'a> {
     /// slot when it was the process's last one. Out-of-range or foreign
     /// slots are ignored.
     pub fn unregister(&self, slot: usize) {
-        let Some(s) = self.slots.get(slot) else {
-            return;
-        };
+        let Some(s) = self.slots.get(slot) else { return };
         let me = os::current_pid();
         if s.pid.load(Ordering::Acquire) != me {
             return;
