@@ -31,7 +31,11 @@ fn lock_counts(a: &ShmArray<u8>) -> shmkit::sync::ArrayGuard<'_, u8> {
 /// 4 producer processes x 4 consumer processes: the received multiset is
 /// exactly the sent one, and each consumer sees each producer in order.
 fn four_by_four_exactly_once() {
-    const PER: u64 = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+    const PER: u64 = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        20_000
+    };
     let q = MpmcQueue::create(&unique_name("mpmc44"), 8, 64).unwrap();
     let seen = ShmArray::<u8>::anonymous((4 * PER) as usize).unwrap();
     let mut kids = Vec::new();
@@ -79,8 +83,16 @@ fn four_by_four_exactly_once() {
         k.join_ok("4x4 peer");
     }
     let counts = seen.to_vec();
-    let bad: Vec<_> = counts.iter().enumerate().filter(|(_, &c)| c != 1).take(5).collect();
-    assert!(bad.is_empty(), "messages not received exactly once: {bad:?}");
+    let bad: Vec<_> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c != 1)
+        .take(5)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "messages not received exactly once: {bad:?}"
+    );
     assert!(q.is_empty());
 }
 
@@ -111,7 +123,10 @@ fn consumer_sigkill_loop() {
             let tx = q.sender().unwrap();
             let mut i = 0u64;
             while !stop.load() && (i as usize) < MAX {
-                if tx.send_timeout(&i.to_le_bytes(), Duration::from_millis(50)).is_ok() {
+                if tx
+                    .send_timeout(&i.to_le_bytes(), Duration::from_millis(50))
+                    .is_ok()
+                {
                     i += 1;
                     sent.store(i);
                 }
@@ -281,16 +296,14 @@ fn joinable_join_across_processes() {
     let kids: Vec<_> = (0..2)
         .map(|_| {
             let (q, sum) = (q.clone(), &sum);
-            fork(move || {
-                loop {
-                    match q.get() {
-                        Ok(v) => {
-                            sum.fetch_add(v);
-                            q.task_done().unwrap();
-                        }
-                        Err(GetError::Disconnected) => return 0,
-                        Err(_) => return 2,
+            fork(move || loop {
+                match q.get() {
+                    Ok(v) => {
+                        sum.fetch_add(v);
+                        q.task_done().unwrap();
                     }
+                    Err(GetError::Disconnected) => return 0,
+                    Err(_) => return 2,
                 }
             })
         })
@@ -346,7 +359,12 @@ fn typed_queue_across_processes() {
         want += j.data.iter().sum::<i64>() as u64 + id as u64;
         jobs.put(j).unwrap();
     }
-    let huge = Job { id: 0, name: "x".repeat(1000), data: vec![], note: None };
+    let huge = Job {
+        id: 0,
+        name: "x".repeat(1000),
+        data: vec![],
+        note: None,
+    };
     assert!(matches!(jobs.put(huge.clone()), Err(SendError::TooLarge(j)) if j == huge));
     jobs.close();
     assert_eq!(back.get_timeout(LONG), Ok(want));
@@ -364,8 +382,14 @@ fn main() {
             ("four_by_four_exactly_once", four_by_four_exactly_once),
             ("consumer_sigkill_loop", consumer_sigkill_loop),
             ("producer_sigkill_loop", producer_sigkill_loop),
-            ("receivers_disconnect_when_sender_dies", receivers_disconnect_when_sender_dies),
-            ("joinable_join_across_processes", joinable_join_across_processes),
+            (
+                "receivers_disconnect_when_sender_dies",
+                receivers_disconnect_when_sender_dies,
+            ),
+            (
+                "joinable_join_across_processes",
+                joinable_join_across_processes,
+            ),
             ("typed_queue_across_processes", typed_queue_across_processes),
         ],
         120,
