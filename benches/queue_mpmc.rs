@@ -136,6 +136,9 @@ fn run_processes(
 
 fn shm_cross(iters: u64, p: u64, c: u64, size: usize, pinned: bool) -> Duration {
     let q = MpmcQueue::anonymous(size, CAPACITY).unwrap();
+    // Endpoints made before forking: the children inherit them, so no side
+    // looks disconnected while the other is still starting.
+    let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let msg = vec![7u8; size];
     run_processes(
         iters,
@@ -143,13 +146,11 @@ fn shm_cross(iters: u64, p: u64, c: u64, size: usize, pinned: bool) -> Duration 
         c,
         pinned,
         &|n| {
-            let tx = q.sender().unwrap();
             for _ in 0..n {
                 tx.send(&msg).unwrap();
             }
         },
         &|n| {
-            let rx = q.receiver().unwrap();
             for _ in 0..n {
                 rx.recv_with(|m| black_box(m.len())).unwrap();
             }

@@ -1,9 +1,9 @@
 //! [`JoinableQueue<T>`]: Python's `multiprocessing.JoinableQueue` across
 //! processes — a typed [`Queue`] plus `task_done()` and `join()`.
 //!
-//! The segment is an [`MpmcQueue`](super::MpmcQueue) of kind
+//! The segment is an [`MpmcQueue`] of kind
 //! `JOINABLE_QUEUE` whose header also holds an *unfinished-task counter*
-//! (a `u64`) and an `all_done` [`Notifier`](crate::sync::Notifier). `put`
+//! (a `u64`) and an `all_done` [`Notifier`]. `put`
 //! increments the counter **before** the value becomes visible (and undoes
 //! it if the send fails), `task_done` decrements it (refusing to go below
 //! zero) and wakes joiners when it reaches zero, `join` parks until it is

@@ -25,7 +25,7 @@
 //!   free the slot for the next lap with `(pos + cap, 0)`;
 //! * a blocked waiter — only after a park slice, never on the hot path —
 //!   looks at the slot it is stuck on. If the stamp names a claimer that
-//!   [`os::process_alive`](crate::os::process_alive) reports dead, it CASes
+//!   [`process_alive`](crate::os::process_alive) reports dead, it CASes
 //!   that exact stamp: a dead *producer's* claim `(pos, P)` becomes
 //!   `(pos + 1, SKIPPED)`, which consumers free without returning anything
 //!   (that message was never sent: its `send` never returned `Ok`); a dead
@@ -181,7 +181,7 @@ fn check_params(slot_size: usize, capacity: usize) -> Result<(), &'static str> {
     if slot_size == 0 || slot_size > MAX_SLOT_SIZE {
         return Err("slot size must be between 1 and 1 MiB");
     }
-    if capacity < 2 || capacity > MAX_CAPACITY || !capacity.is_power_of_two() {
+    if !(2..=MAX_CAPACITY).contains(&capacity) || !capacity.is_power_of_two() {
         return Err("capacity must be a power of two between 2 and 2^24");
     }
     Ok(())
@@ -639,6 +639,13 @@ impl Shared {
 /// bytes) in a shared segment. Send and receive through endpoints:
 /// [`sender`](Self::sender) and [`receiver`](Self::receiver). See the
 /// [module docs](self) for the algorithm and what survives a `SIGKILL`.
+///
+/// Disconnection is about *registered* endpoints: a side with members
+/// that all closed, dropped or died reads as disconnected until some
+/// process registers a new endpoint. So that workers starting late do not
+/// see a transient `Disconnected`, create the endpoints in the parent
+/// before forking (children inherit them and register on first use) and
+/// keep them until the workers are done.
 ///
 /// ```
 /// use shmkit::queue::MpmcQueue;

@@ -162,7 +162,7 @@ extern "C" fn on_alarm(_: libc::c_int) {
 pub fn run(cases: &[(&str, fn())], watchdog_secs: u32) {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     // SAFETY: installing a plain signal handler for SIGALRM.
-    unsafe { libc::signal(libc::SIGALRM, on_alarm as *const () as libc::sighandler_t) };
+    unsafe { libc::signal(libc::SIGALRM, on_alarm as libc::sighandler_t) };
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
