@@ -249,3 +249,35 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
         self.queue.try_recv()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_waits_for_every_task_done() {
+        let q = JoinableQueue::<u32>::in_process(8, 4).unwrap();
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        let n = if cfg!(miri) { 10 } else { 1_000 };
+        let done = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            let (q2, done) = (q.clone(), &done);
+            s.spawn(move || {
+                for _ in 0..n {
+                    q2.get().unwrap();
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    q2.task_done().unwrap();
+                }
+            });
+            for i in 0..n {
+                q.put(i).unwrap();
+            }
+            q.join();
+            // Every task_done follows its increment of `done`.
+            assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), n);
+        });
+        assert_eq!(q.unfinished(), 0);
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        assert!(q.join_timeout(Duration::ZERO));
+    }
+}

@@ -1704,6 +1704,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig {
             cases: if cfg!(miri) { 4 } else { 256 },
+            // No regression files: Miri isolates the file system.
+            failure_persistence: None,
             ..Default::default()
         })]
         #[test]

@@ -490,3 +490,56 @@ fn restore_timeout<T>(e: SendTimeoutError<()>, v: T) -> SendTimeoutError<T> {
         SendTimeoutError::TooLarge(()) => SendTimeoutError::TooLarge(v),
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_failure_is_per_message() {
+        let q = Queue::<(u32, String)>::in_process(32, 4).unwrap();
+        let raw = q.as_mpmc().sender().unwrap();
+        raw.send(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap(); // not a valid encoding
+        q.put((7, "ok".into())).unwrap();
+        assert!(matches!(q.get_nowait(), Err(GetError::Decode(_))));
+        assert_eq!(q.get_nowait(), Ok((7, "ok".into())));
+        assert!(q.empty());
+    }
+
+    #[test]
+    fn too_large_returns_the_value() {
+        let q = Queue::<Vec<u8>>::in_process(8, 2).unwrap();
+        match q.put_nowait(vec![1; 20]) {
+            Err(TrySendError::TooLarge(v)) => assert_eq!(v, vec![1; 20]),
+            other => panic!("{other:?}"),
+        }
+        q.put_nowait(vec![1, 2]).unwrap();
+        q.put_nowait(vec![3]).unwrap();
+        assert!(q.full());
+        assert!(matches!(q.put_nowait(vec![4]), Err(TrySendError::Full(v)) if v == [4]));
+        assert_eq!(q.qsize(), 2);
+        assert_eq!(q.get().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn pod_values_round_trip_between_threads() {
+        let q = PodQueue::<[u32; 3]>::in_process(4).unwrap();
+        assert_eq!(q.as_mpmc().slot_size(), 12);
+        let n = if cfg!(miri) { 20 } else { 5_000 };
+        std::thread::scope(|s| {
+            let q2 = q.clone();
+            s.spawn(move || {
+                for i in 0..n {
+                    q2.put([i, i + 1, i + 2]).unwrap();
+                }
+            });
+            for i in 0..n {
+                assert_eq!(q.get().unwrap(), [i, i + 1, i + 2]);
+            }
+        });
+        assert!(matches!(
+            Queue::<u64, PodCodec>::from_mpmc(MpmcQueue::in_process(4, 2).unwrap()),
+            Err(AttachError::ParamMismatch { .. })
+        ));
+    }
+}
