@@ -1,0 +1,51 @@
+//! Port of the seed's basic `multiprocessing.Queue` example: a child puts
+//! `[42, None, 'hello']`, the parent gets and prints it.
+//!
+//! Run: `cargo run --release --example queue_basic`
+
+use serde::{Deserialize, Serialize};
+use shmkit::queue::Queue;
+
+/// A Python-ish dynamic value.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Value {
+    Int(i64),
+    None,
+    Str(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::None => write!(f, "None"),
+            Value::Str(s) => write!(f, "'{s}'"),
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Up to 128 bytes per encoded message, 4 slots.
+    let q = Queue::<Vec<Value>>::anonymous(128, 4)?;
+    // SAFETY: single-threaded here; the child only uses the queue.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = q
+            .put(vec![
+                Value::Int(42),
+                Value::None,
+                Value::Str("hello".into()),
+            ])
+            .is_ok();
+        // SAFETY: leave without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let got = q.get()?;
+    let items: Vec<String> = got.iter().map(ToString::to_string).collect();
+    println!("[{}]", items.join(", ")); // prints "[42, None, 'hello']"
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(())
+}

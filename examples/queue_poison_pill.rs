@@ -1,0 +1,97 @@
+//! Port of the seed's Consumer/Task example: consumers take `Task`s from a
+//! joinable task queue, compute `a * b`, put the answer on a result queue,
+//! and stop at a poison pill (`None`), one per consumer.
+//!
+//! Run: `cargo run --release --example queue_poison_pill`
+
+use serde::{Deserialize, Serialize};
+use shmkit::queue::{JoinableQueue, Queue};
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+struct Task {
+    a: u64,
+    b: u64,
+}
+
+impl Task {
+    fn call(&self) -> String {
+        format!("{} * {} = {}", self.a, self.b, self.a * self.b)
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} * {}", self.a, self.b)
+    }
+}
+
+fn consumer(name: &str, tasks: &JoinableQueue<Option<Task>>, results: &Queue<String>) {
+    loop {
+        match tasks.get() {
+            Ok(Some(task)) => {
+                println!("{name}: {task}");
+                let answer = task.call();
+                tasks.task_done().expect("one task_done per get");
+                results.put(answer).expect("results queue closed");
+            }
+            Ok(None) => {
+                // Poison pill means shutdown.
+                println!("{name}: Exiting");
+                tasks.task_done().expect("one task_done per get");
+                return;
+            }
+            Err(e) => {
+                println!("{name}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Establish communication queues.
+    let tasks = JoinableQueue::<Option<Task>>::anonymous(32, 16)?;
+    let results = Queue::<String>::anonymous(64, 16)?;
+
+    // Start consumers (the seed uses cpu_count() * 2; fixed here so the
+    // output is reproducible).
+    let num_consumers = 4;
+    println!("Creating {num_consumers} consumers");
+    let mut pids = Vec::new();
+    for i in 1..=num_consumers {
+        // SAFETY: single-threaded when forking.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            consumer(&format!("Consumer-{i}"), &tasks, &results);
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        pids.push(pid);
+    }
+
+    // Enqueue jobs.
+    let num_jobs = 10;
+    for i in 0..num_jobs {
+        tasks
+            .put(Some(Task { a: i, b: i }))
+            .map_err(|e| e.to_string())?;
+    }
+    // Add a poison pill for each consumer.
+    for _ in 0..num_consumers {
+        tasks.put(None).map_err(|e| e.to_string())?;
+    }
+    // Wait for all of the tasks to finish.
+    tasks.join();
+
+    // Start printing results.
+    for _ in 0..num_jobs {
+        println!("Result: {}", results.get()?);
+    }
+    for pid in pids {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    Ok(())
+}
