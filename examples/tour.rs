@@ -36,7 +36,10 @@ fn main() -> Result<(), shmkit::Error> {
         })
         .collect();
     kids.into_iter().for_each(wait);
-    println!("mutex counter after 4 x 10000 increments: {}", *counter.lock().unwrap());
+    println!(
+        "mutex counter after 4 x 10000 increments: {}",
+        *counter.lock().unwrap()
+    );
 
     // 2. A lock holder is SIGKILLed; the next locker is told, and recovers.
     let pid = fork_child(|| {
@@ -49,7 +52,10 @@ fn main() -> Result<(), shmkit::Error> {
         Ok(_) => println!("unexpected: no owner-died report"),
         Err(died) => {
             let guard = died.into_inner();
-            println!("holder {pid} died holding the lock; recovered, value still {}", *guard);
+            println!(
+                "holder {pid} died holding the lock; recovered, value still {}",
+                *guard
+            );
             guard.mark_consistent();
         }
     }

@@ -42,6 +42,6 @@ pub mod sync;
 pub use error::{AttachError, Error};
 pub use segment::{Segment, ShmBox, ShmObject};
 pub use sync::{
-    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray,
-    ShmValue, TryLockError,
+    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,
+    TryLockError,
 };

@@ -68,10 +68,7 @@ pub fn unlink_named(name: &str) -> io::Result<()> {
 /// size is then sealed, so no process can shrink it under a mapping.
 pub fn create_anonymous(size: u64) -> io::Result<File> {
     use rustix::fs::{MemfdFlags, SealFlags};
-    let fd = rustix::fs::memfd_create(
-        "shmkit",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
+    let fd = rustix::fs::memfd_create("shmkit", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     size_and_reserve(&fd, size)?;
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
     Ok(File::from(fd))

@@ -9,6 +9,12 @@
 
 pub mod error;
 pub mod peers;
+pub mod spsc;
 
-pub use error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
+pub use spsc::{
+    Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
+};

@@ -221,7 +221,11 @@ impl SegmentHeader {
             let slice = Deadline::after(Duration::from_millis(2));
             let current = self.ready.load(Ordering::Relaxed);
             if current != READY {
-                futex::wait(&self.ready, current, Some(Deadline::earliest(Some(deadline), slice)));
+                futex::wait(
+                    &self.ready,
+                    current,
+                    Some(Deadline::earliest(Some(deadline), slice)),
+                );
             }
         }
         self.validate(mapped_len, kind)
@@ -256,7 +260,9 @@ impl SegmentHeader {
         let body_offset = self.body_offset.load(Ordering::Relaxed);
         let body_len = self.body_len.load(Ordering::Relaxed);
         if body_offset < HEADER_SIZE as u64 || body_offset % 64 != 0 {
-            return Err(AttachError::Corrupt("body offset inside the header or misaligned"));
+            return Err(AttachError::Corrupt(
+                "body offset inside the header or misaligned",
+            ));
         }
         match body_offset.checked_add(body_len) {
             Some(end) if end <= total => {}

@@ -15,8 +15,8 @@ pub mod layout;
 mod object;
 mod raw;
 
+pub use header::HeaderInfo;
 pub use header::{ObjectKind, OpenOptions, SegmentHeader, HEADER_SIZE, LAYOUT_VERSION};
 pub use layout::{LayoutBuilder, Region};
-pub use header::HeaderInfo;
 pub use object::{attach_object, create_object, open_object, ShmBox, ShmObject};
 pub use raw::{validate_name, Segment, MAX_NAME_LEN};

@@ -193,14 +193,21 @@ impl<T: ShmObject> ShmBox<T> {
         if std::mem::align_of::<T>() > HEADER_SIZE {
             return Err(Error::InvalidArgument("object alignment above 128 bytes"));
         }
-        let (seg, body) = create_object(name, T::KIND, &Self::params(), std::mem::size_of::<T>(), |body| {
-            let ptr = body.ptr_at::<T>(0)?;
-            // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
-            // segment is fresh and unpublished, so nobody else uses it.
-            unsafe { T::init_in_place(ptr, init) };
-            Ok(())
-        })?;
-        let ptr = NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
+        let (seg, body) = create_object(
+            name,
+            T::KIND,
+            &Self::params(),
+            std::mem::size_of::<T>(),
+            |body| {
+                let ptr = body.ptr_at::<T>(0)?;
+                // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
+                // segment is fresh and unpublished, so nobody else uses it.
+                unsafe { T::init_in_place(ptr, init) };
+                Ok(())
+            },
+        )?;
+        let ptr =
+            NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
         Ok(Self { ptr, seg })
     }
 

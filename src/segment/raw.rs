@@ -83,7 +83,8 @@ impl Segment {
         if size == 0 {
             return Err(Error::InvalidArgument("segment size must be non-zero"));
         }
-        let file = shm::create_named(name, size as u64).map_err(|e| map_create_err(e, name, size))?;
+        let file =
+            shm::create_named(name, size as u64).map_err(|e| map_create_err(e, name, size))?;
         let map = match shm::map(&file, size) {
             Ok(m) => m,
             Err(e) => {
@@ -143,7 +144,8 @@ impl Segment {
                 required: super::HEADER_SIZE as u64,
             });
         }
-        let len = usize::try_from(size).map_err(|_| AttachError::Corrupt("segment size overflows usize"))?;
+        let len = usize::try_from(size)
+            .map_err(|_| AttachError::Corrupt("segment size overflows usize"))?;
         let map = shm::map(&file, len)?;
         Ok(Segment {
             map,

@@ -66,20 +66,35 @@ impl<T: Pod> ShmArray<T> {
         }
         let len = init.len();
         let (data_off, body_len) = layout::<T>(len)?;
-        let (seg, body) = create_object(name, ObjectKind::ARRAY, &Self::params(len), body_len, |body| {
-            // SAFETY: the body is fresh, zeroed and unpublished; offsets come
-            // from the same layout that sized it.
-            unsafe {
-                RawMutex::init_in(body.ptr_at::<RawMutex>(0)?);
-                let dst = body.sub(data_off, std::mem::size_of_val(init))?.as_ptr();
-                std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(init));
-            }
-            Ok(())
-        })?;
+        let (seg, body) = create_object(
+            name,
+            ObjectKind::ARRAY,
+            &Self::params(len),
+            body_len,
+            |body| {
+                // SAFETY: the body is fresh, zeroed and unpublished; offsets come
+                // from the same layout that sized it.
+                unsafe {
+                    RawMutex::init_in(body.ptr_at::<RawMutex>(0)?);
+                    let dst = body.sub(data_off, std::mem::size_of_val(init))?.as_ptr();
+                    std::ptr::copy_nonoverlapping(
+                        init.as_ptr().cast::<u8>(),
+                        dst,
+                        std::mem::size_of_val(init),
+                    );
+                }
+                Ok(())
+            },
+        )?;
         Ok(Self::from_parts(seg, body, data_off, len)?)
     }
 
-    fn from_parts(seg: Segment, body: Region, data_off: usize, len: usize) -> Result<Self, AttachError> {
+    fn from_parts(
+        seg: Segment,
+        body: Region,
+        data_off: usize,
+        len: usize,
+    ) -> Result<Self, AttachError> {
         let lock = body.ptr_at::<RawMutex>(0)?;
         let bytes = std::mem::size_of::<T>()
             .checked_mul(len)
@@ -139,7 +154,8 @@ impl<T: Pod> ShmArray<T> {
                 });
             }
         }
-        let len = usize::try_from(params[2]).map_err(|_| AttachError::Corrupt("array length overflows"))?;
+        let len = usize::try_from(params[2])
+            .map_err(|_| AttachError::Corrupt("array length overflows"))?;
         let (data_off, body_len) =
             layout::<T>(len).map_err(|_| AttachError::Corrupt("array length overflows"))?;
         if body_len > body.len() {

@@ -73,7 +73,9 @@ impl Event {
 
     /// Blocks until the flag is set.
     pub fn wait(&self) {
-        let _ = self.notifier.wait_until(None, || self.is_set().then_some(()));
+        let _ = self
+            .notifier
+            .wait_until(None, || self.is_set().then_some(()));
     }
 
     /// Blocks for at most `timeout`; returns whether the flag is set

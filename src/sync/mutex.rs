@@ -79,7 +79,9 @@ impl<G> fmt::Debug for TryLockError<G> {
 impl<G> fmt::Display for TryLockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TryLockError::WouldBlock => f.write_str("the lock is held by another live process or thread"),
+            TryLockError::WouldBlock => {
+                f.write_str("the lock is held by another live process or thread")
+            }
             TryLockError::TimedOut => f.write_str("timed out waiting for the lock"),
             TryLockError::OwnerDied(e) => fmt::Display::fmt(e, f),
         }

@@ -68,7 +68,10 @@ impl Semaphore {
     /// If `max` is `Some(0)` or below `initial`.
     pub fn new(initial: u32, max: Option<u32>) -> Self {
         if let Some(m) = max {
-            assert!(m > 0 && initial <= m, "semaphore bound must be >= initial and > 0");
+            assert!(
+                m > 0 && initial <= m,
+                "semaphore bound must be >= initial and > 0"
+            );
         }
         Self {
             count: AtomicU32::new(initial),
