@@ -9,12 +9,14 @@
 
 pub mod error;
 pub mod peers;
+pub mod pipe;
 pub mod spsc;
 
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
+pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
 pub use spsc::{
     Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
 };

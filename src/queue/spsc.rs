@@ -924,6 +924,13 @@ impl Producer {
         }
     }
 
+    /// Makes sure this process owns the producer side (taking it over from
+    /// the parent after a fork). Returns false if another live process
+    /// holds it.
+    pub fn claim(&mut self) -> bool {
+        self.ensure_owner()
+    }
+
     /// Closes the producer side for good: the consumer drains what was
     /// committed, then gets `Disconnected`. No producer can attach again.
     pub fn close(&mut self) {
@@ -1380,6 +1387,20 @@ impl Consumer {
     ) -> Result<ReadGrant<'_>, RecvTimeoutError> {
         let f = self.wait_frame(deadline)?;
         Ok(ReadGrant { consumer: self, f })
+    }
+
+    /// Waits until a frame is committed, without consuming it (`Ok`), or
+    /// until the producer is gone and everything was drained
+    /// (`Disconnected`), or `deadline` passes.
+    pub fn wait_ready(&mut self, deadline: Option<Deadline>) -> Result<(), RecvTimeoutError> {
+        self.wait_frame(deadline).map(|_| ())
+    }
+
+    /// Makes sure this process owns the consumer side (taking it over from
+    /// the parent after a fork). Returns false if another live process
+    /// holds it.
+    pub fn claim(&mut self) -> bool {
+        self.ensure_owner()
     }
 
     /// Waits until a frame is committed (it is not consumed).
