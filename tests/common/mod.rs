@@ -69,10 +69,17 @@ impl Child {
                 self.reaped = Some(status);
                 return decode(status);
             }
-            assert!(r == 0, "waitpid failed: {}", std::io::Error::last_os_error());
+            assert!(
+                r == 0,
+                "waitpid failed: {}",
+                std::io::Error::last_os_error()
+            );
             if start.elapsed() > limit {
                 self.kill();
-                panic!("watchdog: child {} ({what}) still running after {limit:?}; killed it", self.pid);
+                panic!(
+                    "watchdog: child {} ({what}) still running after {limit:?}; killed it",
+                    self.pid
+                );
             }
             std::thread::sleep(Duration::from_millis(1));
         }
