@@ -124,7 +124,10 @@ fn report(what: &str, size: usize, n: u64, d: Duration) -> f64 {
 }
 
 fn main() {
-    let base: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let base: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
     println!("ping-pong (start): {:?} per round trip", ping_pong());
     for size in [8usize, 64, 4096] {
         let n = if size >= 4096 { base / 10 } else { base }.max(1);

@@ -12,8 +12,14 @@ fn example(name: &str) -> PathBuf {
 
 #[test]
 fn pipe_example_prints_a() {
-    let out = Command::new(example("pipe")).output().expect("run examples/pipe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(example("pipe"))
+        .output()
+        .expect("run examples/pipe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
 }
 
@@ -23,9 +29,16 @@ fn throughput_example_reports_both_transports() {
         .arg("2000")
         .output()
         .expect("run examples/throughput");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ping-pong (start)") && text.contains("ping-pong (end)"), "{text}");
+    assert!(
+        text.contains("ping-pong (start)") && text.contains("ping-pong (end)"),
+        "{text}"
+    );
     for size in ["8", "64", "4096"] {
         for what in ["shmkit-spsc", "pipe", "ratio"] {
             let found = text

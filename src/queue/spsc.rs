@@ -22,7 +22,7 @@
 //! * Publishing is one `Release` store of `tail` after the frame's bytes are
 //!   written; consuming is one `Release` store of `head` after the bytes
 //!   are read. The other side `Acquire`s the index before touching bytes.
-//! * Blocking is a bounded spin ([`Backoff`]), then a park on a
+//! * Blocking is a bounded spin (`Backoff`), then a park on a
 //!   [`Notifier`] ("data" for the consumer, "space" for the producer) in
 //!   slices of 1 ms doubling to 64 ms; after each slice the waiter checks
 //!   whether the peer side closed or died ([`PeerTable::is_disconnected`]).
@@ -1619,8 +1619,9 @@ mod tests {
     fn grants_and_batches() {
         let (_r, mut p, mut c) = pair(128);
         {
-            let g = p.reserve(10).unwrap();
-            drop(g); // nothing published
+            // Dropped at the end of this block without commit: nothing is
+            // published.
+            let _g = p.reserve(10).unwrap();
         }
         assert!(c.is_empty());
         let mut g = p.reserve(10).unwrap();

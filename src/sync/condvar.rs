@@ -9,7 +9,7 @@ use super::notifier::Notifier;
 use crate::os::Deadline;
 use crate::segment::{ObjectKind, ShmObject};
 
-/// A condition variable usable across processes with a [`Mutex`].
+/// A condition variable usable across processes with a [`Mutex`](crate::Mutex).
 ///
 /// Layout: `#[repr(C)]` [`Notifier`] (8 bytes); all-zero is valid.
 /// Spurious wake-ups are possible: wait in a loop, or use

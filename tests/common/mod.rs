@@ -33,10 +33,7 @@ pub fn fork(f: impl FnOnce() -> i32) -> Child {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-            Ok(c) => c,
-            Err(_) => 101,
-        };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         // SAFETY: leave the child without running the parent's atexit
         // handlers or destructors (which would e.g. unlink segments twice).
         unsafe { libc::_exit(code) };
@@ -169,7 +166,7 @@ extern "C" fn on_alarm(_: libc::c_int) {
 pub fn run(cases: &[(&str, fn())], watchdog_secs: u32) {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     // SAFETY: installing a plain signal handler for SIGALRM.
-    unsafe { libc::signal(libc::SIGALRM, on_alarm as libc::sighandler_t) };
+    unsafe { libc::signal(libc::SIGALRM, on_alarm as *const () as libc::sighandler_t) };
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
