@@ -168,11 +168,15 @@ fn producer_sigkill_storm() {
             }
         });
         let delay = Duration::from_micros(rng.below(3000));
-        let t0 = Instant::now();
+        let mut t0 = None;
         let mut got = 0u64;
         // Consume concurrently so the producer is killed mid-push, mid-pad,
-        // mid-wake at random.
-        while t0.elapsed() < delay {
+        // mid-wake at random. The random delay starts once the child has
+        // pushed something (on a loaded machine it may start late).
+        while t0.map_or(true, |t: Instant| t.elapsed() < delay) {
+            if t0.is_none() && count.load() > 0 {
+                t0 = Some(Instant::now());
+            }
             match rx.try_pop(&mut buf) {
                 Ok(()) => {
                     assert_eq!(check_msg(&buf), next_seq + got, "round {round}");
