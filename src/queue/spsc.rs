@@ -829,6 +829,7 @@ impl Producer {
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
         let mut backoff = Backoff::new();
         let mut slice = Duration::from_millis(1);
+        let mut check_peer = false;
         loop {
             match self.try_push(msg) {
                 Ok(()) => return Ok(()),
@@ -842,7 +843,9 @@ impl Producer {
                 backoff.snooze();
                 continue;
             }
-            if self.inner.hdr().consumers().is_disconnected() {
+            // The liveness check costs syscalls: not before the first park,
+            // only once a park ended and there is still no room.
+            if check_peer && self.inner.hdr().consumers().is_disconnected() {
                 return Err(SendTimeoutError::Disconnected(msg));
             }
             if deadline.is_some_and(|d| d.has_passed()) {
@@ -852,7 +855,10 @@ impl Producer {
             let space = &inner.hdr().notify.space;
             let key = space.prepare_wait();
             match self.try_push(msg) {
-                Err(TrySendError::Full(_)) => park_slice(space, key, &mut slice, deadline),
+                Err(TrySendError::Full(_)) => {
+                    park_slice(space, key, &mut slice, deadline);
+                    check_peer = true;
+                }
                 other => {
                     space.cancel_wait();
                     match other {
@@ -1407,6 +1413,7 @@ impl Consumer {
     fn wait_frame(&mut self, deadline: Option<Deadline>) -> Result<Frame, RecvTimeoutError> {
         let mut backoff = Backoff::new();
         let mut slice = Duration::from_millis(1);
+        let mut check_peer = false;
         loop {
             match self.next(false) {
                 Ok(f) => return Ok(f),
@@ -1424,10 +1431,13 @@ impl Consumer {
             let inner = self.inner.clone();
             let data = &inner.hdr().notify.data;
             let key = data.prepare_wait();
-            // Re-check after registering (no lost wake-up), with a full
-            // liveness check of the producer.
-            match self.next(true) {
-                Err(TryRecvError::Empty) => park_slice(data, key, &mut slice, deadline),
+            // Re-check after registering (no lost wake-up); the liveness
+            // check (syscalls) not before the first park.
+            match self.next(check_peer) {
+                Err(TryRecvError::Empty) => {
+                    park_slice(data, key, &mut slice, deadline);
+                    check_peer = true;
+                }
                 other => {
                     data.cancel_wait();
                     return other.map_err(|e| match e {
