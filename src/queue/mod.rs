@@ -11,6 +11,8 @@ pub mod error;
 pub mod joinable;
 pub mod mpmc;
 pub mod peers;
+pub mod pipe;
+pub mod spsc;
 pub mod typed;
 
 pub use error::{
@@ -19,4 +21,8 @@ pub use error::{
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
+pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
+pub use spsc::{
+    Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
+};
 pub use typed::{Codec, DecodeError, GetError, PodCodec, PodQueue, Postcard, Queue};

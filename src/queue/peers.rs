@@ -116,6 +116,59 @@ impl<'a> PeerTable<'a> {
         }
     }
 
+    /// Pid registered in `slot` (0 when free or out of range). Used by
+    /// single-owner endpoints to check cheaply that they still own it.
+    #[inline]
+    pub fn slot_pid(&self, slot: usize) -> u32 {
+        self.slots
+            .get(slot)
+            .map_or(0, |s| s.pid.load(Ordering::Relaxed))
+    }
+
+    /// Claims `slot` exclusively for the calling process if it is free or
+    /// held by a dead process (not if this process already holds it).
+    /// Returns whether the claim succeeded.
+    pub fn claim_exclusive(&self, slot: usize) -> bool {
+        let Some(s) = self.slots.get(slot) else {
+            return false;
+        };
+        let me = os::current_pid();
+        let pid = s.pid.load(Ordering::Acquire);
+        let claimable = pid == 0 || (pid != me && !os::process_alive(pid));
+        if claimable
+            && s.pid
+                .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            s.handles.store(1, Ordering::Release);
+            self.header.ever.store(1, Ordering::Release);
+            return true;
+        }
+        false
+    }
+
+    /// Moves `slot` from process `from` (e.g. the parent this process was
+    /// forked from, whose handle it inherited) to the calling process.
+    /// Returns whether the slot was held by `from` and is now ours.
+    pub fn take_over(&self, slot: usize, from: u32) -> bool {
+        let Some(s) = self.slots.get(slot) else {
+            return false;
+        };
+        let me = os::current_pid();
+        if from == 0 || from == me {
+            return false;
+        }
+        if s.pid
+            .compare_exchange(from, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            s.handles.store(1, Ordering::Release);
+            self.header.ever.store(1, Ordering::Release);
+            return true;
+        }
+        false
+    }
+
     /// Marks the side closed for good (e.g. `close()` on a sender): the
     /// other side sees it disconnected even while this process lives.
     pub fn close(&self) {

@@ -1,0 +1,273 @@
+//! [`Pipe`]: a duplex message channel between two processes (Python's
+//! `multiprocessing.Pipe`), made of two [`SpscRing`]s, one per direction.
+//!
+//! # Ownership across `fork`
+//!
+//! After a fork both processes hold copies of both [`Connection`]s. An end
+//! belongs to the process that uses it: the first `send`/`recv`/`poll` on a
+//! connection in a forked child takes both of its rings' roles over from
+//! the parent. As in Python, the parent should drop the end it handed to
+//! the child; a drop in a process that forked since it last used the end
+//! keeps the registration (a child may not have used it yet), so the other
+//! side never sees a spurious end-of-file. `recv` returns
+//! [`RecvError::Disconnected`] (end-of-file) once the other end was dropped,
+//! closed, or its process exited, and every message it sent was received.
+
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{AttachError, Error};
+use crate::os::Deadline;
+use crate::queue::error::{RecvError, RecvTimeoutError, SendError};
+use crate::queue::spsc::{Consumer, EndpointError, Producer, SpscRing};
+
+/// Default capacity of each direction of a pipe, in bytes.
+pub const DEFAULT_PIPE_CAPACITY: usize = 1 << 16;
+
+/// Constructors of duplex pipes; see [`Connection`].
+///
+/// ```
+/// use shmkit::queue::Pipe;
+///
+/// let (mut a, mut b) = Pipe::duplex()?;
+/// a.send(b"ping")?;
+/// assert_eq!(b.recv()?, b"ping");
+/// b.send_value(&(1u32, "pong".to_string()))?;
+/// let v: (u32, String) = a.recv_value()?;
+/// assert_eq!(v, (1, "pong".to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Pipe;
+
+/// Why a typed send or receive failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    /// The other end is gone (end-of-file).
+    #[error("the other end of the pipe closed or its process exited")]
+    Disconnected,
+    /// The message is larger than the pipe's capacity.
+    #[error("message of {0} bytes is larger than the pipe can carry")]
+    TooLarge(usize),
+    /// The shared state is corrupt.
+    #[error("pipe is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// No message arrived before the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// Encoding the value failed, or the received bytes did not decode as
+    /// the requested type (that message is consumed; the pipe stays usable).
+    #[error("serialization error: {0}")]
+    Codec(#[from] postcard::Error),
+}
+
+impl From<RecvError> for PipeError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => PipeError::Disconnected,
+            RecvError::Corrupt(c) => PipeError::Corrupt(c),
+        }
+    }
+}
+
+impl From<RecvTimeoutError> for PipeError {
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Disconnected => PipeError::Disconnected,
+            RecvTimeoutError::Timeout => PipeError::Timeout,
+            RecvTimeoutError::Corrupt(c) => PipeError::Corrupt(c),
+        }
+    }
+}
+
+fn endpoint_err(e: EndpointError) -> Error {
+    match e {
+        EndpointError::Corrupt(c) => Error::Attach(AttachError::Corrupt(c)),
+        EndpointError::AlreadyTaken(..) => {
+            Error::InvalidArgument("this end of the pipe is already open in a live process")
+        }
+        EndpointError::Closed(_) => Error::InvalidArgument("this end of the pipe was closed"),
+    }
+}
+
+fn names(name: &str) -> (String, String) {
+    (format!("{name}.ab"), format!("{name}.ba"))
+}
+
+impl Pipe {
+    /// Two connected ends over anonymous segments, for use across `fork`
+    /// (each direction holds [`DEFAULT_PIPE_CAPACITY`] bytes).
+    pub fn duplex() -> Result<(Connection, Connection), Error> {
+        Self::duplex_with_capacity(DEFAULT_PIPE_CAPACITY)
+    }
+
+    /// [`duplex`](Pipe::duplex) with `capacity` bytes per direction (a power
+    /// of two).
+    pub fn duplex_with_capacity(capacity: usize) -> Result<(Connection, Connection), Error> {
+        let ab = SpscRing::anonymous(capacity)?;
+        let ba = SpscRing::anonymous(capacity)?;
+        Self::ends(&ab, &ba)
+    }
+
+    /// Two connected ends in this process's heap (threads only).
+    pub fn in_process(capacity: usize) -> Result<(Connection, Connection), Error> {
+        let ab = SpscRing::in_process(capacity)?;
+        let ba = SpscRing::in_process(capacity)?;
+        Self::ends(&ab, &ba)
+    }
+
+    fn ends(ab: &SpscRing, ba: &SpscRing) -> Result<(Connection, Connection), Error> {
+        let a = Connection::new(
+            ab.producer().map_err(endpoint_err)?,
+            ba.consumer().map_err(endpoint_err)?,
+        );
+        let b = Connection::new(
+            ba.producer().map_err(endpoint_err)?,
+            ab.consumer().map_err(endpoint_err)?,
+        );
+        Ok((a, b))
+    }
+
+    /// Creates a named pipe (two segments, `NAME.ab` and `NAME.ba`) and
+    /// returns the creator's end; another process calls [`Pipe::open`] for
+    /// the other. This process unlinks the names when the end is dropped.
+    pub fn create(name: &str, capacity: usize) -> Result<Connection, Error> {
+        let (n_ab, n_ba) = names(name);
+        let ab = SpscRing::create(&n_ab, capacity)?;
+        let ba = SpscRing::create(&n_ba, capacity)?;
+        Ok(Connection::new(
+            ab.producer().map_err(endpoint_err)?,
+            ba.consumer().map_err(endpoint_err)?,
+        ))
+    }
+
+    /// Opens the other end of the named pipe made by [`Pipe::create`].
+    pub fn open(name: &str) -> Result<Connection, Error> {
+        let (n_ab, n_ba) = names(name);
+        let ab = SpscRing::open(&n_ab)?;
+        let ba = SpscRing::open(&n_ba)?;
+        Ok(Connection::new(
+            ba.producer().map_err(endpoint_err)?,
+            ab.consumer().map_err(endpoint_err)?,
+        ))
+    }
+}
+
+/// One end of a [`Pipe`]: sends on one ring, receives on the other.
+///
+/// ```
+/// use shmkit::queue::Pipe;
+/// use std::time::Duration;
+///
+/// let (mut a, mut b) = Pipe::in_process(1024)?;
+/// assert!(!b.poll(Duration::from_millis(1)));
+/// a.send(b"x")?;
+/// assert!(b.poll(Duration::from_millis(1)));
+/// drop(a);
+/// assert_eq!(b.recv()?, b"x");
+/// assert!(b.recv().is_err()); // end-of-file
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    tx: Producer,
+    rx: Consumer,
+    scratch: Vec<u8>,
+}
+
+impl Connection {
+    fn new(tx: Producer, rx: Consumer) -> Self {
+        Self {
+            tx,
+            rx,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Takes both directions over in a forked child (the first use there),
+    /// so that this process's exit reads as end-of-file on the other end.
+    #[inline]
+    fn claim(&mut self) {
+        self.tx.claim();
+        self.rx.claim();
+    }
+
+    /// Sends one message, blocking while the pipe is full.
+    pub fn send<'a>(&mut self, msg: &'a [u8]) -> Result<(), SendError<&'a [u8]>> {
+        self.claim();
+        self.tx.push(msg)
+    }
+
+    /// Receives one message, blocking until one arrives; `Disconnected` is
+    /// end-of-file.
+    pub fn recv(&mut self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Receives one message into `buf` (replacing its contents, reusing
+    /// its allocation).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<(), RecvError> {
+        self.claim();
+        self.rx.pop(buf)
+    }
+
+    /// [`recv`](Connection::recv) with a timeout.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.claim();
+        let mut v = Vec::new();
+        self.rx.pop_timeout(&mut v, timeout)?;
+        Ok(v)
+    }
+
+    /// Whether a `recv` would return at once (a message is waiting, or the
+    /// other end is gone), waiting up to `timeout` for that to become true.
+    pub fn poll(&mut self, timeout: Duration) -> bool {
+        self.claim();
+        !matches!(
+            self.rx.wait_ready(Some(Deadline::after(timeout))),
+            Err(RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// Serializes `value` with postcard and sends it.
+    pub fn send_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), PipeError> {
+        self.claim();
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let r = match postcard::to_extend(value, buf) {
+            Ok(b) => {
+                let r = match self.tx.push(&b) {
+                    Ok(()) => Ok(()),
+                    Err(SendError::Disconnected(_)) => Err(PipeError::Disconnected),
+                    Err(SendError::TooLarge(m)) => Err(PipeError::TooLarge(m.len())),
+                };
+                self.scratch = b;
+                r
+            }
+            Err(e) => Err(PipeError::Codec(e)),
+        };
+        r
+    }
+
+    /// Receives one message and deserializes it as `T`. A message that does
+    /// not decode is consumed and reported as [`PipeError::Codec`]; the
+    /// next call reads the next message.
+    pub fn recv_value<T: DeserializeOwned>(&mut self) -> Result<T, PipeError> {
+        self.claim();
+        let grant = self.rx.read_blocking(None)?;
+        let v = postcard::from_bytes(&grant);
+        grant.release();
+        Ok(v?)
+    }
+
+    /// Closes both directions for good: the other end's `recv` gets
+    /// end-of-file after draining, its `send` gets `Disconnected`.
+    pub fn close(&mut self) {
+        self.claim();
+        self.tx.close();
+        self.rx.close();
+    }
+}
