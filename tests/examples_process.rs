@@ -205,7 +205,9 @@ fn event() {
     );
     let pos = |s: &str| l.iter().position(|x| *x == s).unwrap();
     assert!(pos("wait_for_event_timeout: e.is_set()-> false") < pos("main: event is set"));
-    assert!(pos("main: event is set") < pos("wait_for_event: e.is_set()-> true"));
+    // The blocked waiter's line may print before or after main's "event is
+    // set" line (both run after set()), so only the timed-out waiter's
+    // order is asserted.
 }
 
 #[test]
