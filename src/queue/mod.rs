@@ -8,9 +8,15 @@
 //! registry ([`peers`]) that turns a dead peer into `Disconnected`.
 
 pub mod error;
+pub mod joinable;
+pub mod mpmc;
 pub mod peers;
+pub mod typed;
 
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+pub use joinable::{JoinableQueue, TaskDoneError};
+pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
 pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
+pub use typed::{Codec, DecodeError, GetError, PodCodec, PodQueue, Postcard, Queue};

@@ -1,0 +1,492 @@
+//! [`Queue<T>`]: a typed queue of values over [`MpmcQueue`] slots, with
+//! the Python `multiprocessing.Queue` vocabulary (`put`/`get`/
+//! `put_nowait`/`get_nowait`/`qsize`/`empty`/`full`) next to the Rust one
+//! (`send`/`recv`/`try_send`/`try_recv`).
+//!
+//! How values become bytes is the codec parameter `C`:
+//!
+//! * [`Postcard`] (the default) for `T: Serialize + DeserializeOwned`: each
+//!   value is postcard-encoded into the slot; the slot size is the largest
+//!   encoding you allow, chosen at create. A value whose encoding does not
+//!   fit is refused at send with `TooLarge(value)`. A message that does not
+//!   decode is an error for that message only ([`GetError::Decode`]); the
+//!   queue stays usable.
+//! * [`PodCodec`] for `T: bytemuck::Pod`: the value's bytes are the
+//!   message (slot size = `size_of::<T>()`), no serialisation at all.
+//!   [`PodQueue<T>`] names this form.
+//!
+//! A `Queue` handle registers as a sender on its first send and as a
+//! receiver on its first receive (per process; a handle inherited over
+//! `fork` registers the child on first use), so a process that only reads
+//! never keeps the queue "connected" for the readers.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
+use crate::error::{AttachError, Error};
+use crate::os::Deadline;
+use crate::segment::{OpenOptions, Segment};
+
+/// A message could not be turned back into a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("could not decode a queued message: {0}")]
+pub struct DecodeError(pub String);
+
+/// How values of `T` are written into and read from slots.
+pub trait Codec<T>: Send + Sync + 'static {
+    /// The slot size to use when the caller does not choose one (`None`
+    /// when the caller must).
+    fn natural_slot_size() -> Option<usize>;
+    /// Encodes `value` (at most `max` bytes) and passes the bytes to `f`;
+    /// `None` when the encoding does not fit.
+    fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
+    /// Decodes one message.
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
+}
+
+/// postcard encoding for `Serialize + DeserializeOwned` values.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Postcard;
+
+/// Raw bytes of a `bytemuck::Pod` value (zero-copy by value).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PodCodec;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Postcard {
+    fn natural_slot_size() -> Option<usize> {
+        None
+    }
+
+    fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        SCRATCH.with(|cell| {
+            // A re-entrant call (an encoder sending on a queue) gets its
+            // own buffer instead of panicking on the borrow.
+            let mut owned;
+            let mut guard = cell.try_borrow_mut();
+            let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => {
+                    owned = Vec::new();
+                    &mut owned
+                }
+            };
+            if buf.len() < max {
+                buf.resize(max, 0);
+            }
+            let used = postcard::to_slice(value, &mut buf[..max]).ok()?;
+            Some(f(used))
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
+        postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+    }
+}
+
+impl<T: Pod + Send + Sync> Codec<T> for PodCodec {
+    fn natural_slot_size() -> Option<usize> {
+        Some(std::mem::size_of::<T>().max(1))
+    }
+
+    fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let bytes = bytemuck::bytes_of(value);
+        (bytes.len() <= max).then(|| f(bytes))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
+        if bytes.len() != std::mem::size_of::<T>() {
+            return Err(DecodeError(format!(
+                "message is {} bytes, the type needs {}",
+                bytes.len(),
+                std::mem::size_of::<T>()
+            )));
+        }
+        Ok(bytemuck::pod_read_unaligned(bytes))
+    }
+}
+
+/// Why a typed receive failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GetError {
+    /// Nothing queued (non-blocking calls only).
+    #[error("queue is empty")]
+    Empty,
+    /// Nothing arrived before the timeout.
+    #[error("timed out waiting on an empty queue")]
+    Timeout,
+    /// Empty, and every sender has closed or died.
+    #[error("queue is empty and every sender has closed or died")]
+    Disconnected,
+    /// The queue's shared state is corrupt.
+    #[error("queue is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// This one message did not decode; it was consumed, and the queue
+    /// remains usable.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl From<TryRecvError> for GetError {
+    fn from(e: TryRecvError) -> Self {
+        match e {
+            TryRecvError::Empty => GetError::Empty,
+            TryRecvError::Disconnected => GetError::Disconnected,
+            TryRecvError::Corrupt(c) => GetError::Corrupt(c),
+        }
+    }
+}
+
+impl From<RecvTimeoutError> for GetError {
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Timeout => GetError::Timeout,
+            RecvTimeoutError::Disconnected => GetError::Disconnected,
+            RecvTimeoutError::Corrupt(c) => GetError::Corrupt(c),
+        }
+    }
+}
+
+/// A typed MPMC queue between processes (see the [module docs](self)).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use shmkit::queue::{Queue, TrySendError};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Job { id: u32, name: String }
+///
+/// // 4 slots, each holding an encoding of at most 64 bytes.
+/// let q = Queue::<Job>::anonymous(64, 4)?;
+/// q.put(Job { id: 1, name: "one".into() }).unwrap();
+/// assert_eq!(q.qsize(), 1);
+/// assert_eq!(q.get().unwrap(), Job { id: 1, name: "one".into() });
+/// let big = Job { id: 2, name: "x".repeat(100) };
+/// assert!(matches!(q.put_nowait(big), Err(TrySendError::TooLarge(_))));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Queue<T, C = Postcard> {
+    queue: MpmcQueue,
+    tx: OnceLock<Result<MpmcSender, ()>>,
+    rx: OnceLock<Result<MpmcReceiver, ()>>,
+    _t: PhantomData<fn(T) -> T>,
+    _c: PhantomData<fn() -> C>,
+}
+
+/// The zero-copy form: a queue of `bytemuck::Pod` values.
+///
+/// ```
+/// use shmkit::queue::PodQueue;
+///
+/// let q = PodQueue::<[u64; 2]>::anonymous(8)?;
+/// q.put([1, 2]).unwrap();
+/// assert_eq!(q.get_nowait().unwrap(), [1, 2]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub type PodQueue<T> = Queue<T, PodCodec>;
+
+impl<T, C> std::fmt::Debug for Queue<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("queue", &self.queue).finish()
+    }
+}
+
+impl<T, C> Clone for Queue<T, C> {
+    /// Another handle to the same queue (registers on its own first use).
+    fn clone(&self) -> Self {
+        Self::from_mpmc_unchecked(self.queue.clone())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
+    /// Creates a named queue of `capacity` slots (a power of two) holding
+    /// encodings of at most `max_encoded_size` bytes.
+    pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::create(name, max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+    }
+
+    /// Creates an anonymous queue (shared with children forked afterwards).
+    pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::anonymous(max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+    }
+
+    /// A queue for threads of one process (heap memory).
+    pub fn in_process(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::in_process(max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+    }
+}
+
+impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
+    /// Creates a named queue of `capacity` slots of `size_of::<T>()` bytes.
+    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::create(name, Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+    }
+
+    /// Creates an anonymous queue (shared with children forked afterwards).
+    pub fn anonymous(capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::anonymous(Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+    }
+
+    /// A queue for threads of one process (heap memory).
+    pub fn in_process(capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::in_process(Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+    }
+
+    fn pod_slot() -> usize {
+        std::mem::size_of::<T>().max(1)
+    }
+}
+
+impl<T, C: Codec<T>> Queue<T, C> {
+    /// Attaches to a named queue created by another process (for
+    /// [`PodCodec`] the slot size must equal `size_of::<T>()`).
+    pub fn open(name: &str) -> Result<Self, AttachError> {
+        Self::from_mpmc(MpmcQueue::open(name)?)
+    }
+
+    /// Attaches to a queue in an already-mapped segment.
+    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
+    }
+
+    /// Wraps an existing byte queue.
+    pub fn from_mpmc(queue: MpmcQueue) -> Result<Self, AttachError> {
+        if let Some(n) = C::natural_slot_size() {
+            if queue.slot_size() != n {
+                return Err(AttachError::ParamMismatch {
+                    what: "slot size (size_of::<T>())",
+                    found: queue.slot_size() as u64,
+                    expected: n as u64,
+                });
+            }
+        }
+        Ok(Self::from_mpmc_unchecked(queue))
+    }
+}
+
+impl<T, C> Queue<T, C> {
+    pub(crate) fn from_mpmc_unchecked(queue: MpmcQueue) -> Self {
+        Queue {
+            queue,
+            tx: OnceLock::new(),
+            rx: OnceLock::new(),
+            _t: PhantomData,
+            _c: PhantomData,
+        }
+    }
+
+    /// The underlying byte queue.
+    pub fn as_mpmc(&self) -> &MpmcQueue {
+        &self.queue
+    }
+
+    /// Values queued now (exact when no operation is in flight).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Python's `qsize()`: an alias of [`len`](Self::len).
+    pub fn qsize(&self) -> usize {
+        self.len()
+    }
+
+    /// Python's `empty()`: an alias of [`is_empty`](Self::is_empty).
+    pub fn empty(&self) -> bool {
+        self.is_empty()
+    }
+
+    /// Python's `full()`: an alias of [`is_full`](Self::is_full).
+    pub fn full(&self) -> bool {
+        self.is_full()
+    }
+
+    /// Closes the queue for every process: sends fail, receivers drain
+    /// what is queued and then get `Disconnected`.
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    fn tx(&self) -> Option<&MpmcSender> {
+        self.tx
+            .get_or_init(|| self.queue.sender().map_err(|_| ()))
+            .as_ref()
+            .ok()
+    }
+
+    fn rx(&self) -> Option<&MpmcReceiver> {
+        self.rx
+            .get_or_init(|| self.queue.receiver().map_err(|_| ()))
+            .as_ref()
+            .ok()
+    }
+}
+
+impl<T, C: Codec<T>> Queue<T, C> {
+    /// Sends `value` if a slot is free now.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let Some(tx) = self.tx() else {
+            return Err(TrySendError::Disconnected(value));
+        };
+        match C::with_encoded(&value, self.queue.slot_size(), |b| {
+            tx.try_send(b).map_err(strip_try)
+        }) {
+            None => Err(TrySendError::TooLarge(value)),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(restore_try(e, value)),
+        }
+    }
+
+    /// Sends `value`, waiting at most until `deadline` (`None` = forever).
+    pub fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let Some(tx) = self.tx() else {
+            return Err(SendTimeoutError::Disconnected(value));
+        };
+        let r = C::with_encoded(&value, self.queue.slot_size(), |b| {
+            tx.send_deadline(b, deadline).map_err(strip_timeout)
+        });
+        match r {
+            None => Err(SendTimeoutError::TooLarge(value)),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(restore_timeout(e, value)),
+        }
+    }
+
+    /// Sends `value`, waiting while the queue is full.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline(value, None).map_err(|e| match e {
+            SendTimeoutError::TooLarge(v) => SendError::TooLarge(v),
+            SendTimeoutError::Timeout(v) | SendTimeoutError::Disconnected(v) => {
+                SendError::Disconnected(v)
+            }
+        })
+    }
+
+    /// Sends `value`, waiting at most `timeout` for a free slot.
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(value, Some(Deadline::after(timeout)))
+    }
+
+    /// Takes a value if one is queued now.
+    pub fn try_recv(&self) -> Result<T, GetError> {
+        let Some(rx) = self.rx() else {
+            return Err(GetError::Disconnected);
+        };
+        rx.try_recv_with(C::decode)?.map_err(GetError::from)
+    }
+
+    /// Takes a value, waiting until `deadline` (`None` = forever).
+    pub fn recv_deadline(&self, deadline: Option<Deadline>) -> Result<T, GetError> {
+        let Some(rx) = self.rx() else {
+            return Err(GetError::Disconnected);
+        };
+        rx.recv_deadline_with(deadline, C::decode)?
+            .map_err(GetError::from)
+    }
+
+    /// Takes a value, waiting while the queue is empty (never
+    /// [`GetError::Timeout`] or [`GetError::Empty`]).
+    pub fn recv(&self) -> Result<T, GetError> {
+        self.recv_deadline(None)
+    }
+
+    /// Takes a value, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.recv_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Python's `put(value)`: an alias of [`send`](Self::send).
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.send(value)
+    }
+
+    /// Python's `put(value, timeout=…)`: an alias of
+    /// [`send_timeout`](Self::send_timeout).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_timeout(value, timeout)
+    }
+
+    /// Python's `put_nowait(value)`: an alias of [`try_send`](Self::try_send)
+    /// (`Full` is Python's `queue.Full`).
+    pub fn put_nowait(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.try_send(value)
+    }
+
+    /// Python's `get()`: an alias of [`recv`](Self::recv).
+    pub fn get(&self) -> Result<T, GetError> {
+        self.recv()
+    }
+
+    /// Python's `get(timeout=…)`: an alias of
+    /// [`recv_timeout`](Self::recv_timeout).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.recv_timeout(timeout)
+    }
+
+    /// Python's `get_nowait()`: an alias of [`try_recv`](Self::try_recv)
+    /// (`Empty` is Python's `queue.Empty`).
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        self.try_recv()
+    }
+}
+
+fn strip_try<X>(e: TrySendError<X>) -> TrySendError<()> {
+    match e {
+        TrySendError::Full(_) => TrySendError::Full(()),
+        TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+        TrySendError::TooLarge(_) => TrySendError::TooLarge(()),
+    }
+}
+
+fn restore_try<T>(e: TrySendError<()>, v: T) -> TrySendError<T> {
+    match e {
+        TrySendError::Full(()) => TrySendError::Full(v),
+        TrySendError::Disconnected(()) => TrySendError::Disconnected(v),
+        TrySendError::TooLarge(()) => TrySendError::TooLarge(v),
+    }
+}
+
+fn strip_timeout<X>(e: SendTimeoutError<X>) -> SendTimeoutError<()> {
+    match e {
+        SendTimeoutError::Timeout(_) => SendTimeoutError::Timeout(()),
+        SendTimeoutError::Disconnected(_) => SendTimeoutError::Disconnected(()),
+        SendTimeoutError::TooLarge(_) => SendTimeoutError::TooLarge(()),
+    }
+}
+
+fn restore_timeout<T>(e: SendTimeoutError<()>, v: T) -> SendTimeoutError<T> {
+    match e {
+        SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(v),
+        SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(v),
+        SendTimeoutError::TooLarge(()) => SendTimeoutError::TooLarge(v),
+    }
+}
