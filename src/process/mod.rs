@@ -66,20 +66,30 @@
 //! }
 //! ```
 
+mod core;
 mod entry;
 mod error;
+mod executor;
 mod fork;
 mod handle;
 mod handoff;
 mod log;
+mod pool;
 mod spawn;
 mod status;
+mod task;
 
 pub use entry::{entry_names, Entry, EntryResult};
 pub use error::SpawnError;
 pub use fork::{fork, thread_count};
 pub use handle::{ExitStatus, Process};
+pub use executor::{
+    as_completed, wait, AsCompleted, Executor, Future, ReturnWhen, Waited, ALL_COMPLETED,
+    FIRST_COMPLETED, FIRST_EXCEPTION,
+};
 pub use handoff::{Handoff, Shared};
+pub use pool::{cpu_count, AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
+pub use task::{task_names, Task, TaskError};
 pub use log::{log_to_stderr, ProcessNameFormat};
 pub use spawn::{
     current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
@@ -88,5 +98,7 @@ pub use spawn::{
 
 #[doc(hidden)]
 pub use entry::{__prepare, EntryRegistration};
+#[doc(hidden)]
+pub use task::{__run_task, TaskRegistration};
 #[doc(hidden)]
 pub use inventory as __inventory;
