@@ -45,7 +45,10 @@ shmkit::entry! { static CONSUMER: Entry<(String, String)> = consumer; }
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
     let pid = std::process::id();
-    let (tn, rn) = (format!("shmkit-ex-tasks-{pid}"), format!("shmkit-ex-results-{pid}"));
+    let (tn, rn) = (
+        format!("shmkit-ex-tasks-{pid}"),
+        format!("shmkit-ex-results-{pid}"),
+    );
     let tasks = JoinableQueue::<Option<Task>>::create(&tn, 64, 64)?;
     let results = Queue::<String>::create(&rn, 64, 64)?;
     // Register as the task sender before the consumers start reading.
@@ -60,7 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, _>>()?;
     let num_jobs = 10;
     for i in 0..num_jobs {
-        tasks.put(Some(Task { a: i, b: i })).map_err(|e| e.to_string())?;
+        tasks
+            .put(Some(Task { a: i, b: i }))
+            .map_err(|e| e.to_string())?;
     }
     for _ in 0..num_consumers {
         tasks.put(None).map_err(|e| e.to_string())?;

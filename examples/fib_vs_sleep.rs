@@ -27,7 +27,9 @@ fn main() -> Result<(), process::TaskError> {
     process::init();
     let executor = Executor::new(3)?;
 
-    let all_task = (25..35).map(|n| executor.submit(&FIB, n)).collect::<Result<Vec<_>, _>>()?;
+    let all_task = (25..35)
+        .map(|n| executor.submit(&FIB, n))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for future in as_completed(&all_task) {
         println!("exe result:{}", future.result()?);

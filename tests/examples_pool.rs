@@ -42,7 +42,10 @@ fn pool_apply_async() {
 fn pool_imap_keeps_input_order() {
     let l = run("pool_imap");
     let results: Vec<&String> = l.iter().filter(|l| l.ends_with("sleep success")).collect();
-    assert_eq!(results, ["1 sleep success", "5 sleep success", "3 sleep success"]);
+    assert_eq!(
+        results,
+        ["1 sleep success", "5 sleep success", "3 sleep success"]
+    );
     assert_eq!(count(&l, "sub_progress success"), 3);
 }
 
@@ -51,7 +54,10 @@ fn pool_imap_unordered_completion_order() {
     let l = run("pool_imap_unordered");
     let results: Vec<&String> = l.iter().filter(|l| l.ends_with("sleep success")).collect();
     // Sleeps of 40, 200 and 120 ms on three workers finish 1, 3, 5.
-    assert_eq!(results, ["1 sleep success", "3 sleep success", "5 sleep success"]);
+    assert_eq!(
+        results,
+        ["1 sleep success", "3 sleep success", "5 sleep success"]
+    );
 }
 
 #[test]
@@ -116,7 +122,11 @@ fn fib(n: u32) -> u64 {
 #[test]
 fn fib_vs_sleep_results() {
     let l = run("fib_vs_sleep");
-    let fibs: Vec<String> = l.iter().filter(|l| l.starts_with("exe result:")).cloned().collect();
+    let fibs: Vec<String> = l
+        .iter()
+        .filter(|l| l.starts_with("exe result:"))
+        .cloned()
+        .collect();
     let want: Vec<String> = (25..35).map(|n| format!("exe result:{}", fib(n))).collect();
     assert_eq!(sorted(fibs), sorted(want));
     assert_eq!(count(&l, "sleep result:20"), 12);
@@ -131,7 +141,12 @@ fn joinable_queue_every_item_once() {
         assert_eq!(count(&l, &format!("【Produced data{j}】")), 5);
         assert_eq!(count(&l, &format!("Received data: Produced data{j}")), 5);
     }
-    assert_eq!(l.iter().filter(|l| l.starts_with("Main thread completed")).count(), 1);
+    assert_eq!(
+        l.iter()
+            .filter(|l| l.starts_with("Main thread completed"))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -143,8 +158,14 @@ fn consumer_tasks_results_and_pills() {
         .and_then(|s| s.parse().ok())
         .expect("consumer count line");
     assert_eq!(l.iter().filter(|l| l.ends_with(": Exiting")).count(), n);
-    let results: Vec<String> = l.iter().filter(|l| l.starts_with("Result: ")).cloned().collect();
-    let want: Vec<String> = (0..10).map(|i| format!("Result: {i} * {i} = {}", i * i)).collect();
+    let results: Vec<String> = l
+        .iter()
+        .filter(|l| l.starts_with("Result: "))
+        .cloned()
+        .collect();
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("Result: {i} * {i} = {}", i * i))
+        .collect();
     assert_eq!(sorted(results), sorted(want));
 }
 
@@ -154,5 +175,7 @@ fn tour_shows_queue_and_pool() {
     assert!(l.contains(&"mutex counter after 4 x 10000 increments: 40000".to_owned()));
     assert!(l.contains(&"event woke 3 waiting processes".to_owned()));
     assert!(l.contains(&"queue delivered 6 messages: first (0, \"message 0\")".to_owned()));
-    assert!(l.contains(&"pool map of x*x over 1..=10: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]".to_owned()));
+    assert!(l.contains(
+        &"pool map of x*x over 1..=10: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]".to_owned()
+    ));
 }

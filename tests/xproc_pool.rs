@@ -93,10 +93,17 @@ fn imap_is_lazy() {
     for k in 0..10u64 {
         assert_eq!(it.next().unwrap().unwrap(), k * k);
     }
-    assert!(pulled.get() < 100, "imap pulled {} items for 10 results", pulled.get());
+    assert!(
+        pulled.get() < 100,
+        "imap pulled {} items for 10 results",
+        pulled.get()
+    );
     drop(it);
     // The whole thing, in order, with chunks.
-    let all: Vec<u64> = p.imap(&SQUARE, 0..3000u64, 16).map(Result::unwrap).collect();
+    let all: Vec<u64> = p
+        .imap(&SQUARE, 0..3000u64, 16)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(all, (0..3000u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
@@ -124,7 +131,12 @@ fn apply_async_get_ready_successful() {
     assert!(r.ready());
     assert_eq!(r.successful(), Some(true));
     let slow = p.apply_async(&SLEEP, 300).unwrap();
-    assert!(matches!(slow.get_timeout(Duration::from_millis(1)), Err(TaskError::Timeout)) || slow.ready());
+    assert!(
+        matches!(
+            slow.get_timeout(Duration::from_millis(1)),
+            Err(TaskError::Timeout)
+        ) || slow.ready()
+    );
     assert_eq!(slow.get().unwrap(), 300);
     let bad = p.apply_async(&SLEEP_FAIL, 0).unwrap();
     assert!(matches!(bad.get(), Err(TaskError::Panicked(m)) if m == "boom"));
@@ -132,21 +144,29 @@ fn apply_async_get_ready_successful() {
     assert_eq!(p.apply(&MUL, (6, 7)).unwrap(), 42);
     // Too large for the transport: refused at submit, never in a worker.
     let e = p.apply_async(&LEN, vec![1u8; 100_000]).unwrap_err();
-    assert!(matches!(e, TaskError::TooLarge { size, max } if size > max), "{e:?}");
+    assert!(
+        matches!(e, TaskError::TooLarge { size, max } if size > max),
+        "{e:?}"
+    );
     assert_eq!(p.apply(&LEN, vec![1u8; 1000]).unwrap(), 1000);
     // A huge chunksize is capped so each chunk fits the transport.
     let big: Vec<(i64, i64)> = vec![(3, 5); 100_000];
     assert_eq!(p.map(&MUL, big, Some(100_000)).unwrap(), vec![15; 100_000]);
     // A result too large for the transport is an error for that task.
     let e = p.apply(&BIG_RESULT, 1 << 20).unwrap_err();
-    assert!(matches!(e, TaskError::Failed(ref m) if m.contains("transport")), "{e:?}");
+    assert!(
+        matches!(e, TaskError::Failed(ref m) if m.contains("transport")),
+        "{e:?}"
+    );
     assert_eq!(p.apply(&BIG_RESULT, 3).unwrap(), vec![7, 7, 7]);
 }
 
 fn panic_is_an_error_and_worker_keeps_serving() {
     let p = pool(1);
     let pid = p.pids()[0];
-    let rs: Vec<_> = (0..20u64).map(|x| p.apply_async(&MAYBE_PANIC, x).unwrap()).collect();
+    let rs: Vec<_> = (0..20u64)
+        .map(|x| p.apply_async(&MAYBE_PANIC, x).unwrap())
+        .collect();
     for (x, r) in rs.iter().enumerate() {
         let x = x as u64;
         match r.get() {
@@ -173,8 +193,12 @@ fn sigkill_workers_mid_task() {
     for round in 0..24 {
         arr.set(0, 0);
         // Some ordinary work around the victim.
-        let others: Vec<_> = (0..6u64).map(|x| p.apply_async(&SQUARE, x + round).unwrap()).collect();
-        let victim = p.apply_async(&REPORT_SLEEP, (name.clone(), 10_000)).unwrap();
+        let others: Vec<_> = (0..6u64)
+            .map(|x| p.apply_async(&SQUARE, x + round).unwrap())
+            .collect();
+        let victim = p
+            .apply_async(&REPORT_SLEEP, (name.clone(), 10_000))
+            .unwrap();
         let pid = loop {
             let pid = arr.get(0).unwrap();
             if pid != 0 {
@@ -218,17 +242,29 @@ fn sigkill_workers_mid_task() {
 }
 
 fn max_tasks_per_child_replaces_workers() {
-    let p = Pool::builder().processes(2).max_tasks_per_child(3).build().unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
     let pids: Vec<u32> = p.map(&PID, 0..30u64, Some(1)).unwrap();
     let distinct: HashSet<u32> = pids.iter().copied().collect();
-    assert!(distinct.len() >= 10, "30 tasks, 3 per child: {} distinct pids", distinct.len());
+    assert!(
+        distinct.len() >= 10,
+        "30 tasks, 3 per child: {} distinct pids",
+        distinct.len()
+    );
     for pid in &distinct {
-        assert_eq!(pids.iter().filter(|p| *p == pid).count() <= 3, true);
+        assert!(pids.iter().filter(|p| *p == pid).count() <= 3);
     }
 }
 
 fn initializer_runs_once_per_worker() {
-    let p = Pool::builder().processes(2).initializer(&INIT, ()).build().unwrap();
+    let p = Pool::builder()
+        .processes(2)
+        .initializer(&INIT, ())
+        .build()
+        .unwrap();
     let seen: Vec<(u32, u32)> = p.map(&INIT_COUNT, 0..200u64, Some(1)).unwrap();
     for (_, n) in &seen {
         assert_eq!(*n, 1);
@@ -280,20 +316,32 @@ fn executor_submit_map_as_completed() {
     assert!(f.done());
     let mapped: Vec<u64> = ex.map(&SQUARE, 0..50u64).map(Result::unwrap).collect();
     assert_eq!(mapped, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
-    let futs: Vec<_> = [300u64, 10, 150].iter().map(|&ms| ex.submit(&SLEEP, ms).unwrap()).collect();
+    let futs: Vec<_> = [300u64, 10, 150]
+        .iter()
+        .map(|&ms| ex.submit(&SLEEP, ms).unwrap())
+        .collect();
     let order: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
     let mut sorted = order.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, vec![10, 150, 300]);
-    assert!(matches!(futs[0].result_timeout(Duration::from_secs(30)), Ok(300)));
+    assert!(matches!(
+        futs[0].result_timeout(Duration::from_secs(30)),
+        Ok(300)
+    ));
 }
 
 fn executor_wait_modes() {
     let ex = Executor::new(2).unwrap();
-    let futs = vec![ex.submit(&SLEEP, 20).unwrap(), ex.submit(&SLEEP, 2_000).unwrap()];
+    let futs = vec![
+        ex.submit(&SLEEP, 20).unwrap(),
+        ex.submit(&SLEEP, 2_000).unwrap(),
+    ];
     let w = wait(&futs, FIRST_COMPLETED, None);
     assert!(w.done.contains(&0));
-    let futs2 = vec![ex.submit(&SLEEP_FAIL, 0).unwrap(), ex.submit(&SLEEP_FAIL, 2_000).unwrap()];
+    let futs2 = vec![
+        ex.submit(&SLEEP_FAIL, 0).unwrap(),
+        ex.submit(&SLEEP_FAIL, 2_000).unwrap(),
+    ];
     let w = wait(&futs2, FIRST_EXCEPTION, None);
     assert!(w.done.contains(&0));
     assert!(matches!(futs2[0].result(), Err(TaskError::Panicked(_))));
@@ -323,15 +371,36 @@ fn main() {
             ("imap_is_lazy", imap_is_lazy),
             ("imap_unordered_full_multiset", imap_unordered_full_multiset),
             ("starmap_tuples", starmap_tuples),
-            ("apply_async_get_ready_successful", apply_async_get_ready_successful),
-            ("panic_is_an_error_and_worker_keeps_serving", panic_is_an_error_and_worker_keeps_serving),
+            (
+                "apply_async_get_ready_successful",
+                apply_async_get_ready_successful,
+            ),
+            (
+                "panic_is_an_error_and_worker_keeps_serving",
+                panic_is_an_error_and_worker_keeps_serving,
+            ),
             ("sigkill_workers_mid_task", sigkill_workers_mid_task),
-            ("max_tasks_per_child_replaces_workers", max_tasks_per_child_replaces_workers),
-            ("initializer_runs_once_per_worker", initializer_runs_once_per_worker),
-            ("terminate_and_drop_leave_nothing", terminate_and_drop_leave_nothing),
-            ("executor_submit_map_as_completed", executor_submit_map_as_completed),
+            (
+                "max_tasks_per_child_replaces_workers",
+                max_tasks_per_child_replaces_workers,
+            ),
+            (
+                "initializer_runs_once_per_worker",
+                initializer_runs_once_per_worker,
+            ),
+            (
+                "terminate_and_drop_leave_nothing",
+                terminate_and_drop_leave_nothing,
+            ),
+            (
+                "executor_submit_map_as_completed",
+                executor_submit_map_as_completed,
+            ),
             ("executor_wait_modes", executor_wait_modes),
-            ("executor_shutdown_cancels_pending", executor_shutdown_cancels_pending),
+            (
+                "executor_shutdown_cancels_pending",
+                executor_shutdown_cancels_pending,
+            ),
         ],
         120,
     );

@@ -140,7 +140,8 @@ impl Core {
         let handle = std::thread::Builder::new()
             .name("shmkit-pool-monitor".into())
             .spawn(move || {
-                let started = (0..n).try_for_each(|i| c.spawn_worker(i).map(|w| lock(&c.workers).push(w)));
+                let started =
+                    (0..n).try_for_each(|i| c.spawn_worker(i).map(|w| lock(&c.workers).push(w)));
                 let ok = started.is_ok();
                 let _ = ready_tx.send(started);
                 if ok {
@@ -363,7 +364,7 @@ impl Core {
         {
             let mut st = lock(&self.state);
             st.closed = true;
-            while !(st.dispatched.is_empty() && st.backlog.is_empty()) && !st.terminated {
+            while !(st.terminated || st.dispatched.is_empty() && st.backlog.is_empty()) {
                 st = self
                     .cond
                     .wait_timeout(st, Duration::from_millis(100))
@@ -494,7 +495,9 @@ impl Core {
         for i in 0..n {
             let dead = {
                 let mut workers = lock(&self.workers);
-                let Some(w) = workers.get_mut(i) else { continue };
+                let Some(w) = workers.get_mut(i) else {
+                    continue;
+                };
                 match w.process.as_ref().and_then(|p| p.exit_status()) {
                     Some(status) => {
                         w.process = None;
@@ -528,7 +531,7 @@ impl Core {
             } else {
                 tracing::debug!(pid, "pool worker exited");
             }
-            let replace = !st.stopping || !(st.dispatched.is_empty() && st.backlog.is_empty());
+            let replace = !(st.stopping && st.dispatched.is_empty() && st.backlog.is_empty());
             drop(st);
             self.cond.notify_all();
             self.slots.set(i, 0);
@@ -657,7 +660,9 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// Runs one chunk; returns the status byte and writes the body.
 fn run_chunk(name: &str, payload: &[u8], count: u32, out: &mut Vec<u8>) -> u8 {
     let Some(run) = task::lookup(name) else {
-        out.extend_from_slice(format!("no task named {name:?} is registered in this binary").as_bytes());
+        out.extend_from_slice(
+            format!("no task named {name:?} is registered in this binary").as_bytes(),
+        );
         return task::STATUS_FAILED;
     };
     IN_TASK.with(|c| c.set(true));
@@ -689,7 +694,12 @@ fn serve(args: WorkerArgs) -> i32 {
         let task_q = MpmcQueue::from_segment(args.task_q.attach()?, &OpenOptions::new())?;
         let result_q = MpmcQueue::from_segment(args.result_q.attach()?, &OpenOptions::new())?;
         let slots = args.slots.attach()?;
-        Ok((task_q.receiver()?, result_q.sender()?, result_q.slot_size(), slots))
+        Ok((
+            task_q.receiver()?,
+            result_q.sender()?,
+            result_q.slot_size(),
+            slots,
+        ))
     };
     let (rx, tx, max_out, slots) = match attach() {
         Ok(v) => v,
@@ -769,9 +779,8 @@ fn serve(args: WorkerArgs) -> i32 {
 /// CPUs this process may use: the `sched_getaffinity` count, lowered by a
 /// cgroup v2 `cpu.max` quota on this process's cgroup or an ancestor.
 pub(crate) fn available_cpus() -> usize {
-    let mut n = affinity_cpus().unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let mut n = affinity_cpus()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if let Some(q) = cgroup_quota() {
         n = n.min(q);
     }
@@ -782,7 +791,8 @@ fn affinity_cpus() -> Option<usize> {
     // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return None;
     }

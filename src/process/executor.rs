@@ -96,7 +96,14 @@ impl Executor {
         I: IntoIterator<Item = A>,
     {
         let prefetch = 2 * self.core.workers();
-        Imap::new(self.core.clone(), task, items.into_iter(), 1, prefetch, true)
+        Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            1,
+            prefetch,
+            true,
+        )
     }
 
     /// Stops accepting tasks. With `cancel_pending`, tasks not yet handed
@@ -157,7 +164,9 @@ impl<R> Future<R> {
 
     /// The error, if the task finished with one (waits).
     pub fn exception(&self) -> Option<TaskError> {
-        self.ticket.wait(None).and_then(|o| o.as_ref().err().cloned())
+        self.ticket
+            .wait(None)
+            .and_then(|o| o.as_ref().err().cloned())
     }
 
     fn failed(&self) -> bool {
@@ -209,7 +218,9 @@ pub struct Waited {
 
 /// Sleeps until some pending future among `futs` may have changed.
 fn wait_progress<R>(futs: &[Future<R>], pending: &[usize], deadline: Option<Deadline>) {
-    let Some(&first) = pending.first() else { return };
+    let Some(&first) = pending.first() else {
+        return;
+    };
     let core = futs[first].ticket.core();
     let ids: Vec<u64> = pending
         .iter()

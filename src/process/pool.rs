@@ -128,7 +128,10 @@ pub(crate) fn decode_one<R: DeserializeOwned>(o: &Outcome) -> Result<R, TaskErro
 }
 
 /// Encodes one call of `task` as a task message.
-pub(crate) fn encode_one<A: Serialize, R>(task: &Task<A, R>, arg: &A) -> Result<Vec<u8>, TaskError> {
+pub(crate) fn encode_one<A: Serialize, R>(
+    task: &Task<A, R>,
+    arg: &A,
+) -> Result<Vec<u8>, TaskError> {
     let name = task.name();
     let msg = task::begin_message(name, 64);
     let mut msg = postcard::to_extend(arg, msg).map_err(|e| TaskError::Serde(e.to_string()))?;
@@ -251,7 +254,9 @@ where
             match self.chunker.next_chunk() {
                 None => self.exhausted = true,
                 Some(Ok((msg, n))) => match self.core.submit(msg) {
-                    Ok(id) => self.inflight.push_back((Ticket::new(self.core.clone(), id), n)),
+                    Ok(id) => self
+                        .inflight
+                        .push_back((Ticket::new(self.core.clone(), id), n)),
                     Err(e) => {
                         self.submit_err = Some(e);
                         self.exhausted = true;
@@ -438,7 +443,11 @@ impl PoolBuilder {
         self
     }
 
-    pub(crate) fn config(&self, window: usize, name_prefix: &'static str) -> Result<Config, TaskError> {
+    pub(crate) fn config(
+        &self,
+        window: usize,
+        name_prefix: &'static str,
+    ) -> Result<Config, TaskError> {
         let initializer = match &self.initializer {
             None => None,
             Some(Ok(i)) => Some(i.clone()),
@@ -450,7 +459,11 @@ impl PoolBuilder {
             max_message: self.max_message,
             max_tasks_per_child: self.max_tasks_per_child,
             initializer,
-            window: if window == usize::MAX { workers + 1 } else { window },
+            window: if window == usize::MAX {
+                workers + 1
+            } else {
+                window
+            },
             name_prefix,
         })
     }
@@ -560,7 +573,14 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let n = items.len();
         let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()).max(1));
-        let it = Imap::new(self.core.clone(), task, items.into_iter(), chunk, usize::MAX, true);
+        let it = Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunk,
+            usize::MAX,
+            true,
+        );
         let mut out = Vec::with_capacity(n);
         for r in it {
             out.push(r?);
@@ -598,7 +618,14 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let prefetch = 2 * self.core.workers();
-        Imap::new(self.core.clone(), task, items.into_iter(), chunksize, prefetch, true)
+        Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunksize,
+            prefetch,
+            true,
+        )
     }
 
     /// Like [`imap`](Pool::imap), but yields chunks as they complete.
@@ -614,7 +641,14 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let prefetch = 2 * self.core.workers();
-        Imap::new(self.core.clone(), task, items.into_iter(), chunksize, prefetch, false)
+        Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunksize,
+            prefetch,
+            false,
+        )
     }
 
     /// No more submissions; submitted work still runs.
