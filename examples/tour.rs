@@ -1,9 +1,16 @@
 //! A short tour of shmkit: processes sharing a robust lock, an event and a
-//! counter through shared memory.
+//! counter through shared memory, a queue between processes, and a pool
+//! of worker processes.
 //!
 //! Run: `cargo run --release --example tour`
 
+use shmkit::process::Pool;
+use shmkit::queue::Queue;
 use shmkit::{Event, Mutex, ShmBox, ShmValue};
+
+shmkit::task! {
+    static SQUARE: Task<u64, u64> = |x| x * x;
+}
 
 fn fork_child(f: impl FnOnce()) -> libc::pid_t {
     // SAFETY: this example is single-threaded when it forks.
@@ -23,7 +30,10 @@ fn wait(pid: libc::pid_t) {
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
-fn main() -> Result<(), shmkit::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Pool workers re-execute this binary: init() runs them.
+    shmkit::process::init();
+
     // 1. A robust mutex around a counter: 4 processes x 10,000 increments.
     let counter = ShmBox::<Mutex<u64>>::anonymous(0)?;
     let kids: Vec<_> = (0..4)
@@ -76,5 +86,33 @@ fn main() -> Result<(), shmkit::Error> {
     wait(setter);
     waiters.into_iter().for_each(wait);
     println!("event woke {} waiting processes", woke.load());
+
+    // 4. A typed queue: two producer processes, the parent consumes.
+    let queue = Queue::<(u32, String)>::anonymous(64, 8)?;
+    // The parent holds a sender while it reads, so the queue counts as
+    // connected even before the children's first put.
+    let keep_connected = queue.as_mpmc().sender()?;
+    let producers: Vec<_> = (0..2u32)
+        .map(|p| {
+            let queue = queue.clone();
+            fork_child(move || {
+                for i in 0..3 {
+                    queue.put((p, format!("message {i}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut got: Vec<(u32, String)> = (0..6).map(|_| queue.get().unwrap()).collect();
+    producers.into_iter().for_each(wait);
+    drop(keep_connected);
+    got.sort();
+    println!("queue delivered {} messages: first {:?}", got.len(), got[0]);
+
+    // 5. A pool of worker processes: map a registered task.
+    let pool = Pool::new(2)?;
+    let squares = pool.map(&SQUARE, 1..=10u64, None)?;
+    println!("pool map of x*x over 1..=10: {squares:?}");
+    pool.close();
+    pool.join();
     Ok(())
 }

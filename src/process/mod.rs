@@ -66,27 +66,39 @@
 //! }
 //! ```
 
+mod core;
 mod entry;
 mod error;
+mod executor;
 mod fork;
 mod handle;
 mod handoff;
 mod log;
+mod pool;
 mod spawn;
 mod status;
+mod task;
 
 pub use entry::{entry_names, Entry, EntryResult};
 pub use error::SpawnError;
+pub use executor::{
+    as_completed, wait, AsCompleted, Executor, Future, ReturnWhen, Waited, ALL_COMPLETED,
+    FIRST_COMPLETED, FIRST_EXCEPTION,
+};
 pub use fork::{fork, thread_count};
 pub use handle::{ExitStatus, Process};
 pub use handoff::{Handoff, Shared};
 pub use log::{log_to_stderr, ProcessNameFormat};
+pub use pool::{cpu_count, AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
 pub use spawn::{
     current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
     EXIT_START_FAILED, PROTOCOL,
 };
+pub use task::{task_names, Task, TaskError};
 
 #[doc(hidden)]
 pub use entry::{__prepare, EntryRegistration};
 #[doc(hidden)]
 pub use inventory as __inventory;
+#[doc(hidden)]
+pub use task::{__run_task, TaskRegistration};

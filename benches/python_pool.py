@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Peer measurement for benches/pool.rs: multiprocessing.Pool on the same tasks.
+
+Usage: python_pool.py WORKERS ROUNDS
+Prints `key=value` lines: map_tiny_ms (Pool.map of x*x over 100,000 ints,
+default chunksize), map_fib_ms (Pool.map of fib(22) over 1,000 items) with
+WORKERS and with 1 worker (map_fib1_ms), and apply_us (apply_async().get()
+round trip, median).
+"""
+import multiprocessing as mp
+import sys
+import time
+
+
+def square(x):
+    return x * x
+
+
+def fib(n):
+    return 1 if n <= 2 else fib(n - 1) + fib(n - 2)
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def timed(f, rounds):
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        f()
+        out.append(time.perf_counter() - t0)
+    return median(out)
+
+
+def main():
+    workers, rounds = int(sys.argv[1]), int(sys.argv[2])
+    ctx = mp.get_context("fork")
+    data = list(range(100_000))
+    with ctx.Pool(workers) as pool:
+        pool.map(square, range(1000))  # warm-up
+        r = pool.map(square, data)
+        assert r[99_999] == 99_999 * 99_999
+        print(f"map_tiny_ms={timed(lambda: pool.map(square, data), rounds) * 1e3:.3f}")
+        print(f"map_fib_ms={timed(lambda: pool.map(fib, [22] * 1000), rounds) * 1e3:.3f}")
+        lat = []
+        for _ in range(500):
+            t0 = time.perf_counter()
+            pool.apply_async(square, (3,)).get()
+            lat.append(time.perf_counter() - t0)
+        print(f"apply_us={median(lat) * 1e6:.1f}")
+    with ctx.Pool(1) as pool:
+        pool.map(fib, [22] * 10)
+        print(f"map_fib1_ms={timed(lambda: pool.map(fib, [22] * 1000), rounds) * 1e3:.3f}")
+
+
+if __name__ == "__main__":
+    main()

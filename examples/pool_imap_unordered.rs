@@ -1,0 +1,23 @@
+//! Port of the seed's `for result in pool.imap_unordered(get_html, [1, 5, 3])`:
+//! whoever finishes first comes back first (1, 3, 5).
+
+use std::time::Duration;
+
+use shmkit::process::{self, Pool};
+
+fn get_html(n: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(40 * n));
+    println!("sub_progress success");
+    n
+}
+
+shmkit::task! { static GET_HTML: Task<u64, u64> = get_html; }
+
+fn main() -> Result<(), process::TaskError> {
+    process::init();
+    let pool = Pool::new(3)?;
+    for result in pool.imap_unordered(&GET_HTML, [1, 5, 3], 1) {
+        println!("{} sleep success", result?);
+    }
+    Ok(())
+}

@@ -1,0 +1,675 @@
+//! [`Pool`]: Python's `multiprocessing.Pool` over shared-memory queues.
+//!
+//! Workers are spawned processes (re-executions of this binary running a
+//! worker loop registered inside shmkit); tasks are registered functions
+//! ([`task!`](crate::task)) whose arguments and results travel postcard-
+//! encoded through two [`MpmcQueue`](crate::queue::MpmcQueue)s. See the
+//! `core` module docs (in the source) and SAFETY.md for what happens when
+//! a worker dies.
+//!
+//! ```no_run
+//! use shmkit::process::{self, Pool};
+//!
+//! shmkit::task! { static SQUARE: Task<u64, u64> = |x| x * x; }
+//!
+//! fn main() -> Result<(), shmkit::process::TaskError> {
+//!     process::init();
+//!     let pool = Pool::new(2)?;
+//!     assert_eq!(pool.map(&SQUARE, 0..5, None)?, vec![0, 1, 4, 9, 16]);
+//!     let r = pool.apply_async(&SQUARE, 7)?;
+//!     assert_eq!(r.get()?, 49);
+//!     pool.close();
+//!     pool.join();
+//!     Ok(())
+//! }
+//! ```
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::core::{available_cpus, Config, Core, Outcome};
+use super::task::{self, Task, TaskError};
+use crate::os::Deadline;
+
+/// Default largest encoded task or result chunk (64 KiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
+
+/// The number of CPUs this process may use: `sched_getaffinity`, lowered by
+/// a cgroup v2 `cpu.max` quota if one applies. The default pool size.
+///
+/// ```
+/// assert!(shmkit::process::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    available_cpus()
+}
+
+/// One submitted chunk: its id, and its outcome once taken.
+pub(crate) struct Ticket {
+    core: Arc<Core>,
+    id: u64,
+    outcome: OnceLock<Outcome>,
+}
+
+impl Ticket {
+    pub(crate) fn new(core: Arc<Core>, id: u64) -> Self {
+        Self {
+            core,
+            id,
+            outcome: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The outcome if it has arrived (non-blocking).
+    pub(crate) fn poll(&self) -> Option<&Outcome> {
+        if let Some(o) = self.outcome.get() {
+            return Some(o);
+        }
+        if let Some(o) = self.core.take(self.id) {
+            let _ = self.outcome.set(o);
+        }
+        self.outcome.get()
+    }
+
+    /// Waits for the outcome until `deadline` (`None` = forever).
+    pub(crate) fn wait(&self, deadline: Option<Deadline>) -> Option<&Outcome> {
+        loop {
+            if let Some(o) = self.poll() {
+                return Some(o);
+            }
+            let slice = Deadline::earliest(deadline, Deadline::after(Duration::from_millis(50)));
+            if let Some(o) = self.core.wait(self.id, Some(slice)) {
+                let _ = self.outcome.set(o);
+                return self.outcome.get();
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return None;
+            }
+        }
+    }
+
+    fn take(mut self) -> Outcome {
+        self.wait(None);
+        self.outcome
+            .take()
+            .unwrap_or(Err(TaskError::Failed("outcome vanished".into())))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.outcome.get().is_none() {
+            self.core.abandon(self.id);
+        }
+    }
+}
+
+/// Decodes the single result of a one-item chunk.
+pub(crate) fn decode_one<R: DeserializeOwned>(o: &Outcome) -> Result<R, TaskError> {
+    match o {
+        Ok(bytes) => task::decode_results::<R>(bytes, 1)?
+            .pop()
+            .ok_or_else(|| TaskError::Serde("no result".into())),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// Encodes one call of `task` as a task message.
+pub(crate) fn encode_one<A: Serialize, R>(
+    task: &Task<A, R>,
+    arg: &A,
+) -> Result<Vec<u8>, TaskError> {
+    let name = task.name();
+    let msg = task::begin_message(name, 64);
+    let mut msg = postcard::to_extend(arg, msg).map_err(|e| TaskError::Serde(e.to_string()))?;
+    task::set_count(&mut msg, name, 1);
+    Ok(msg)
+}
+
+/// Cuts an input iterator into chunk messages (lazily).
+struct Chunker<I: Iterator> {
+    name: &'static str,
+    iter: I,
+    carry: Option<I::Item>,
+    size: usize,
+    budget: usize,
+    hard: usize,
+}
+
+impl<I: Iterator> Chunker<I>
+where
+    I::Item: Serialize,
+{
+    fn next_chunk(&mut self) -> Option<Result<(Vec<u8>, u32), TaskError>> {
+        let mut msg = task::begin_message(self.name, 256);
+        let mut count = 0u32;
+        while (count as usize) < self.size {
+            let Some(item) = self.carry.take().or_else(|| self.iter.next()) else {
+                break;
+            };
+            let before = msg.len();
+            msg = match postcard::to_extend(&item, msg) {
+                Ok(m) => m,
+                Err(e) => return Some(Err(TaskError::Serde(e.to_string()))),
+            };
+            if msg.len() > self.budget && count > 0 {
+                msg.truncate(before);
+                self.carry = Some(item);
+                break;
+            }
+            if msg.len() > self.hard {
+                return Some(Err(TaskError::TooLarge {
+                    size: msg.len(),
+                    max: self.hard,
+                }));
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return None;
+        }
+        task::set_count(&mut msg, self.name, count);
+        Some(Ok((msg, count)))
+    }
+}
+
+/// The lazy result iterator of [`Pool::imap`], [`Pool::imap_unordered`]
+/// and [`Executor::map`](super::Executor::map): at most `prefetch` chunks
+/// are in flight, so the input is read only as far as results are
+/// consumed. Each item is the result for one input, or the error of the
+/// chunk it was in.
+pub struct Imap<I: Iterator, R> {
+    core: Arc<Core>,
+    chunker: Chunker<I>,
+    inflight: VecDeque<(Ticket, u32)>,
+    ready: std::vec::IntoIter<R>,
+    err_run: Option<(TaskError, u32)>,
+    submit_err: Option<TaskError>,
+    exhausted: bool,
+    prefetch: usize,
+    ordered: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<I: Iterator, R> std::fmt::Debug for Imap<I, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("inflight", &self.inflight.len())
+            .field("ordered", &self.ordered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    pub(crate) fn new<A>(
+        core: Arc<Core>,
+        task: &Task<A, R>,
+        iter: I,
+        chunksize: usize,
+        prefetch: usize,
+        ordered: bool,
+    ) -> Self {
+        let hard = core.max_message();
+        Imap {
+            chunker: Chunker {
+                name: task.name(),
+                iter,
+                carry: None,
+                size: chunksize.max(1),
+                budget: hard / 4,
+                hard,
+            },
+            core,
+            inflight: VecDeque::new(),
+            ready: Vec::new().into_iter(),
+            err_run: None,
+            submit_err: None,
+            exhausted: false,
+            prefetch: prefetch.max(1),
+            ordered,
+            _r: PhantomData,
+        }
+    }
+
+    fn fill(&mut self) {
+        while !self.exhausted && self.inflight.len() < self.prefetch {
+            match self.chunker.next_chunk() {
+                None => self.exhausted = true,
+                Some(Ok((msg, n))) => match self.core.submit(msg) {
+                    Ok(id) => self
+                        .inflight
+                        .push_back((Ticket::new(self.core.clone(), id), n)),
+                    Err(e) => {
+                        self.submit_err = Some(e);
+                        self.exhausted = true;
+                    }
+                },
+                Some(Err(e)) => {
+                    self.submit_err = Some(e);
+                    self.exhausted = true;
+                }
+            }
+        }
+    }
+}
+
+impl<I, R> Iterator for Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.ready.next() {
+                return Some(Ok(r));
+            }
+            if let Some((e, n)) = &mut self.err_run {
+                if *n > 0 {
+                    *n -= 1;
+                    return Some(Err(e.clone()));
+                }
+                self.err_run = None;
+            }
+            self.fill();
+            if self.inflight.is_empty() {
+                return self.submit_err.take().map(Err);
+            }
+            let (ticket, n) = if self.ordered {
+                self.inflight.pop_front()?
+            } else {
+                let ids: Vec<u64> = self.inflight.iter().map(|(t, _)| t.id()).collect();
+                let id = loop {
+                    if let Some(id) = self.core.wait_any(&ids, None) {
+                        break id;
+                    }
+                };
+                let pos = self.inflight.iter().position(|(t, _)| t.id() == id)?;
+                self.inflight.remove(pos)?
+            };
+            match ticket.take() {
+                Ok(bytes) => match task::decode_results::<R>(&bytes, n as usize) {
+                    Ok(v) => self.ready = v.into_iter(),
+                    Err(e) => self.err_run = Some((e, n)),
+                },
+                Err(e) => self.err_run = Some((e, n)),
+            }
+        }
+    }
+}
+
+/// The pending result of [`Pool::apply_async`] (Python's `AsyncResult`).
+///
+/// Dropping it without reading the result is fine: the result is
+/// discarded when it arrives.
+pub struct AsyncResult<R> {
+    ticket: Ticket,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("id", &self.ticket.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Waits for the result.
+    pub fn get(&self) -> Result<R, TaskError> {
+        decode_one(self.ticket.wait(None).expect("waits forever"))
+    }
+
+    /// Waits at most `timeout`; [`TaskError::Timeout`] if it has not
+    /// arrived (the task keeps running; ask again later).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, TaskError> {
+        match self.ticket.wait(Some(Deadline::after(timeout))) {
+            Some(o) => decode_one(o),
+            None => Err(TaskError::Timeout),
+        }
+    }
+
+    /// Waits until the result is there (or `timeout` passes); returns
+    /// whether it is.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.ticket.wait(Some(Deadline::after(timeout))).is_some()
+    }
+
+    /// Whether the task has finished (successfully or not).
+    pub fn ready(&self) -> bool {
+        self.ticket.poll().is_some()
+    }
+
+    /// `Some(true)` if it finished with a value, `Some(false)` if with an
+    /// error, `None` while not ready (Python raises there).
+    pub fn successful(&self) -> Option<bool> {
+        self.ticket.poll().map(|o| o.is_ok())
+    }
+}
+
+/// Configures a [`Pool`] (or an [`Executor`](super::Executor)).
+///
+/// ```no_run
+/// use shmkit::process::Pool;
+///
+/// shmkit::task! {
+///     static SETUP: Task<String, ()> = |greeting| println!("{greeting}");
+///     static ID: Task<u32, u32> = |x| x;
+/// }
+///
+/// fn main() -> Result<(), shmkit::process::TaskError> {
+///     shmkit::process::init();
+///     let pool = Pool::builder()
+///         .processes(2)
+///         .initializer(&SETUP, "worker up".to_string())
+///         .max_tasks_per_child(100)
+///         .build()?;
+///     assert_eq!(pool.apply(&ID, 5)?, 5);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<Result<(String, Vec<u8>), TaskError>>,
+    max_tasks_per_child: u64,
+    max_message: usize,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolBuilder {
+    /// Defaults: [`cpu_count()`] workers, no initializer, workers never
+    /// replaced, 64 KiB messages.
+    pub fn new() -> Self {
+        Self {
+            processes: None,
+            initializer: None,
+            max_tasks_per_child: 0,
+            max_message: DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// Number of worker processes (at least 1).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n.max(1));
+        self
+    }
+
+    /// A registered task each worker runs once, with `arg`, before serving
+    /// (a worker whose initializer panics exits and is replaced).
+    pub fn initializer<A: Serialize>(mut self, task: &Task<A, ()>, arg: A) -> Self {
+        self.initializer = Some(encode_one(task, &arg).map(|m| {
+            let at = task::header_len(task.name());
+            (task.name().to_owned(), m[at..].to_vec())
+        }));
+        self
+    }
+
+    /// A worker exits after this many chunks and is replaced (0 = never).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = n;
+        self
+    }
+
+    /// Largest encoded task chunk or result chunk (the queues' slot size).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message = bytes.clamp(64, crate::queue::mpmc::MAX_SLOT_SIZE);
+        self
+    }
+
+    pub(crate) fn config(
+        &self,
+        window: usize,
+        name_prefix: &'static str,
+    ) -> Result<Config, TaskError> {
+        let initializer = match &self.initializer {
+            None => None,
+            Some(Ok(i)) => Some(i.clone()),
+            Some(Err(e)) => return Err(e.clone()),
+        };
+        let workers = self.processes.unwrap_or_else(cpu_count);
+        Ok(Config {
+            workers,
+            max_message: self.max_message,
+            max_tasks_per_child: self.max_tasks_per_child,
+            initializer,
+            window: if window == usize::MAX {
+                workers + 1
+            } else {
+                window
+            },
+            name_prefix,
+        })
+    }
+
+    /// Starts the pool: spawns the workers and waits until they run.
+    pub fn build(&self) -> Result<Pool, TaskError> {
+        let core = Core::start(self.config(0, "SpawnPoolWorker")?)?;
+        Ok(Pool { core })
+    }
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Dropping the pool terminates its workers (like leaving Python's
+/// `with Pool() as p:` block); call [`close`](Pool::close) and
+/// [`join`](Pool::join) first to let submitted work finish.
+///
+/// ```no_run
+/// use shmkit::process::{self, Pool};
+///
+/// shmkit::task! { static MUL: Task<(u32, u32), u32> = |(a, b)| a * b; }
+///
+/// fn main() -> Result<(), shmkit::process::TaskError> {
+///     process::init();
+///     let pool = Pool::new(2)?;
+///     assert_eq!(pool.starmap(&MUL, [(2, 3), (4, 5)], None)?, vec![6, 20]);
+///     let lazy: Vec<u32> = pool.imap(&MUL, (0..4).map(|i| (i, i)), 1).map(Result::unwrap).collect();
+///     assert_eq!(lazy, vec![0, 1, 4, 9]);
+///     Ok(())
+/// }
+/// ```
+pub struct Pool {
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.core.workers())
+            .field("pids", &self.core.pids())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool of `n` workers (at least 1) with default options.
+    pub fn new(n: usize) -> Result<Pool, TaskError> {
+        PoolBuilder::new().processes(n).build()
+    }
+
+    /// A builder (default size: [`cpu_count()`]).
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// Number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.core.workers()
+    }
+
+    /// Pids of the workers alive now (replacements included).
+    pub fn pids(&self) -> Vec<u32> {
+        self.core.pids()
+    }
+
+    /// Runs `task(arg)` in a worker and waits for the result.
+    pub fn apply<A: Serialize, R: DeserializeOwned>(
+        &self,
+        task: &Task<A, R>,
+        arg: A,
+    ) -> Result<R, TaskError> {
+        self.apply_async(task, arg)?.get()
+    }
+
+    /// Submits `task(arg)`; the encoding is checked against the transport
+    /// here ([`TaskError::TooLarge`]), never in the worker.
+    pub fn apply_async<A: Serialize, R: DeserializeOwned>(
+        &self,
+        task: &Task<A, R>,
+        arg: A,
+    ) -> Result<AsyncResult<R>, TaskError> {
+        let id = self.core.submit(encode_one(task, &arg)?)?;
+        Ok(AsyncResult {
+            ticket: Ticket::new(self.core.clone(), id),
+            _r: PhantomData,
+        })
+    }
+
+    /// Applies `task` to every item, in chunks of `chunksize` (`None`:
+    /// about `len / (4 × workers)`, as Python does, capped so a chunk stays
+    /// under a quarter of the message size), and returns the results in
+    /// order, or the first error.
+    pub fn map<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        if self.core.is_closed() {
+            return Err(TaskError::Closed);
+        }
+        let items: Vec<A> = items.into_iter().collect();
+        let n = items.len();
+        let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()).max(1));
+        let it = Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunk,
+            usize::MAX,
+            true,
+        );
+        let mut out = Vec::with_capacity(n);
+        for r in it {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// [`map`](Pool::map) for a task over a tuple: each item is the
+    /// argument tuple (Python's `starmap`).
+    pub fn starmap<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, items, chunksize)
+    }
+
+    /// Lazy, ordered map: reads the input only as far as needed to keep
+    /// about two chunks per worker in flight.
+    pub fn imap<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: usize,
+    ) -> Imap<I::IntoIter, R>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        let prefetch = 2 * self.core.workers();
+        Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunksize,
+            prefetch,
+            true,
+        )
+    }
+
+    /// Like [`imap`](Pool::imap), but yields chunks as they complete.
+    pub fn imap_unordered<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: usize,
+    ) -> Imap<I::IntoIter, R>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        let prefetch = 2 * self.core.workers();
+        Imap::new(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunksize,
+            prefetch,
+            false,
+        )
+    }
+
+    /// No more submissions; submitted work still runs.
+    pub fn close(&self) {
+        self.core.close(false);
+    }
+
+    /// Waits for submitted work, then for the workers to exit (closes the
+    /// pool if it was not).
+    pub fn join(&self) {
+        self.core.join();
+    }
+
+    /// Kills the workers now; unfinished tasks get [`TaskError::Terminated`].
+    pub fn terminate(&self) {
+        self.core.terminate();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.core.terminate();
+    }
+}

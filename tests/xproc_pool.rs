@@ -1,0 +1,407 @@
+//! Cross-process tests of `Pool` and `Executor`: real worker processes,
+//! real SIGKILLs.
+//!
+//! `harness = false`: `main` calls `shmkit::process::init()` first (the
+//! workers are re-executions of this binary), then runs the cases with
+//! `common::run` under a hang watchdog.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use shmkit::os::process_alive;
+use shmkit::process::{
+    self, as_completed, wait, Executor, Pool, TaskError, FIRST_COMPLETED, FIRST_EXCEPTION,
+};
+
+// ------------------------------------------------------------------ tasks
+
+static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+shmkit::task! {
+    static SQUARE: Task<u64, u64> = |x| x * x;
+    static MUL: Task<(i64, i64), i64> = |(a, b)| a * b;
+    static PID: Task<u64, u32> = |_| std::process::id();
+    static MAYBE_PANIC: Task<u64, (u64, u32)> = |x| {
+        if x % 5 == 3 {
+            panic!("task {x} refuses");
+        }
+        (x, std::process::id())
+    };
+    static INIT: Task<(), ()> = |()| {
+        INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+    };
+    static INIT_COUNT: Task<u64, (u32, u32)> = |_| (std::process::id(), INIT_RUNS.load(Ordering::SeqCst));
+    static SLEEP: Task<u64, u64> = |ms| { nap(ms); ms };
+    static SLEEP_FAIL: Task<u64, u64> = |ms| { nap(ms); if ms == 0 { panic!("boom") } ms };
+    static LEN: Task<Vec<u8>, usize> = |v| v.len();
+    static BIG_RESULT: Task<usize, Vec<u8>> = |n| vec![7; n];
+}
+
+// Tells the parent its pid through a named shared array, then sleeps.
+shmkit::task! {
+    static REPORT_SLEEP: Task<(String, u64), u32> = |(name, ms)| {
+        let arr = shmkit::ShmArray::<u32>::open(&name).expect("open report array");
+        arr.set(0, std::process::id());
+        nap(ms);
+        std::process::id()
+    };
+}
+
+fn pool(n: usize) -> Pool {
+    Pool::new(n).expect("pool starts")
+}
+
+fn memfds_open() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().contains("memfd:shmkit"))
+        .count()
+}
+
+// ------------------------------------------------------------------ cases
+
+fn map_10000_in_order() {
+    let p = pool(2);
+    let out = p.map(&SQUARE, 0..10_000u64, None).unwrap();
+    assert_eq!(out.len(), 10_000);
+    for (i, v) in out.iter().enumerate() {
+        assert_eq!(*v, (i as u64) * (i as u64));
+    }
+    // Explicit chunk sizes, including 1 and one bigger than the input.
+    for cs in [1, 7, 20_000] {
+        let out = p.map(&SQUARE, 0..500u64, Some(cs)).unwrap();
+        assert_eq!(out, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+    }
+    p.close();
+    p.join();
+}
+
+fn imap_is_lazy() {
+    let p = pool(2);
+    let pulled = Cell::new(0u64);
+    let input = (0..100_000u64).inspect(|_| pulled.set(pulled.get() + 1));
+    let mut it = p.imap(&SQUARE, input, 1);
+    for k in 0..10u64 {
+        assert_eq!(it.next().unwrap().unwrap(), k * k);
+    }
+    assert!(
+        pulled.get() < 100,
+        "imap pulled {} items for 10 results",
+        pulled.get()
+    );
+    drop(it);
+    // The whole thing, in order, with chunks.
+    let all: Vec<u64> = p
+        .imap(&SQUARE, 0..3000u64, 16)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(all, (0..3000u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn imap_unordered_full_multiset() {
+    let p = pool(2);
+    let mut got: Vec<u64> = p
+        .imap_unordered(&SQUARE, 0..2000u64, 3)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..2000u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn starmap_tuples() {
+    let p = pool(2);
+    let items: Vec<(i64, i64)> = (0..300).map(|i| (i, -i)).collect();
+    let out = p.starmap(&MUL, items, None).unwrap();
+    assert_eq!(out, (0..300).map(|i| -i * i).collect::<Vec<_>>());
+}
+
+fn apply_async_get_ready_successful() {
+    let p = pool(2);
+    let r = p.apply_async(&SLEEP, 50).unwrap();
+    assert_eq!(r.get().unwrap(), 50);
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    let slow = p.apply_async(&SLEEP, 300).unwrap();
+    assert!(
+        matches!(
+            slow.get_timeout(Duration::from_millis(1)),
+            Err(TaskError::Timeout)
+        ) || slow.ready()
+    );
+    assert_eq!(slow.get().unwrap(), 300);
+    let bad = p.apply_async(&SLEEP_FAIL, 0).unwrap();
+    assert!(matches!(bad.get(), Err(TaskError::Panicked(m)) if m == "boom"));
+    assert_eq!(bad.successful(), Some(false));
+    assert_eq!(p.apply(&MUL, (6, 7)).unwrap(), 42);
+    // Too large for the transport: refused at submit, never in a worker.
+    let e = p.apply_async(&LEN, vec![1u8; 100_000]).unwrap_err();
+    assert!(
+        matches!(e, TaskError::TooLarge { size, max } if size > max),
+        "{e:?}"
+    );
+    assert_eq!(p.apply(&LEN, vec![1u8; 1000]).unwrap(), 1000);
+    // A huge chunksize is capped so each chunk fits the transport.
+    let big: Vec<(i64, i64)> = vec![(3, 5); 100_000];
+    assert_eq!(p.map(&MUL, big, Some(100_000)).unwrap(), vec![15; 100_000]);
+    // A result too large for the transport is an error for that task.
+    let e = p.apply(&BIG_RESULT, 1 << 20).unwrap_err();
+    assert!(
+        matches!(e, TaskError::Failed(ref m) if m.contains("transport")),
+        "{e:?}"
+    );
+    assert_eq!(p.apply(&BIG_RESULT, 3).unwrap(), vec![7, 7, 7]);
+}
+
+fn panic_is_an_error_and_worker_keeps_serving() {
+    let p = pool(1);
+    let pid = p.pids()[0];
+    let rs: Vec<_> = (0..20u64)
+        .map(|x| p.apply_async(&MAYBE_PANIC, x).unwrap())
+        .collect();
+    for (x, r) in rs.iter().enumerate() {
+        let x = x as u64;
+        match r.get() {
+            Ok((v, wpid)) => {
+                assert_eq!(v, x);
+                assert_eq!(wpid, pid, "the same worker keeps serving");
+            }
+            Err(TaskError::Panicked(m)) => {
+                assert_eq!(x % 5, 3);
+                assert_eq!(m, format!("task {x} refuses"));
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(p.pids(), vec![pid]);
+}
+
+fn sigkill_workers_mid_task() {
+    let name = common::unique_name("poolrep");
+    let arr = shmkit::ShmArray::<u32>::create(&name, 1).unwrap();
+    let p = pool(2);
+    let mut all_pids = HashSet::new();
+    let mut died = 0;
+    for round in 0..24 {
+        arr.set(0, 0);
+        // Some ordinary work around the victim.
+        let others: Vec<_> = (0..6u64)
+            .map(|x| p.apply_async(&SQUARE, x + round).unwrap())
+            .collect();
+        let victim = p
+            .apply_async(&REPORT_SLEEP, (name.clone(), 10_000))
+            .unwrap();
+        let pid = loop {
+            let pid = arr.get(0).unwrap();
+            if pid != 0 {
+                break pid;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        all_pids.insert(pid);
+        // SAFETY: kill(2) on a worker pid of our own pool.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        match victim.get() {
+            Err(TaskError::WorkerDied { pid: dead, status }) => {
+                assert_eq!(dead, pid);
+                assert_eq!(status, shmkit::ExitStatus::Signal(libc::SIGKILL));
+                died += 1;
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        for (x, r) in others.iter().enumerate() {
+            let v = x as u64 + round;
+            assert_eq!(r.get().unwrap(), v * v);
+        }
+    }
+    assert_eq!(died, 24);
+    // Replacements took over: the pool still has 2 workers and works.
+    let mut live = p.pids();
+    for _ in 0..200 {
+        if live.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        live = p.pids();
+    }
+    assert_eq!(live.len(), 2);
+    for pid in &live {
+        assert!(!all_pids.contains(pid), "a killed pid is still listed");
+    }
+    assert_eq!(p.map(&SQUARE, 0..100u64, None).unwrap().len(), 100);
+    drop(p);
+    drop(arr);
+}
+
+fn max_tasks_per_child_replaces_workers() {
+    let p = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = p.map(&PID, 0..30u64, Some(1)).unwrap();
+    let distinct: HashSet<u32> = pids.iter().copied().collect();
+    assert!(
+        distinct.len() >= 10,
+        "30 tasks, 3 per child: {} distinct pids",
+        distinct.len()
+    );
+    for pid in &distinct {
+        assert!(pids.iter().filter(|p| *p == pid).count() <= 3);
+    }
+}
+
+fn initializer_runs_once_per_worker() {
+    let p = Pool::builder()
+        .processes(2)
+        .initializer(&INIT, ())
+        .build()
+        .unwrap();
+    let seen: Vec<(u32, u32)> = p.map(&INIT_COUNT, 0..200u64, Some(1)).unwrap();
+    for (_, n) in &seen {
+        assert_eq!(*n, 1);
+    }
+    assert_eq!(INIT_RUNS.load(Ordering::SeqCst), 0, "not in the parent");
+}
+
+fn terminate_and_drop_leave_nothing() {
+    let before = memfds_open();
+    let p = pool(2);
+    let pids = p.pids();
+    assert_eq!(pids.len(), 2);
+    let pending = p.apply_async(&SLEEP, 10_000).unwrap();
+    p.terminate();
+    assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+    for pid in &pids {
+        assert!(!process_alive(*pid), "worker {pid} survived terminate");
+    }
+    assert!(matches!(p.apply_async(&SQUARE, 1), Err(TaskError::Closed)));
+    drop(p);
+    drop(pending);
+
+    let p = pool(2);
+    let pids = p.pids();
+    let _r = p.apply_async(&SLEEP, 10_000).unwrap();
+    drop(p);
+    for pid in &pids {
+        assert!(!process_alive(*pid), "worker {pid} survived drop");
+    }
+    drop(_r);
+    assert_eq!(memfds_open(), before, "segments still mapped/open");
+
+    // close + join: graceful, workers exit by themselves.
+    let p = pool(2);
+    let pids = p.pids();
+    let r = p.apply_async(&SLEEP, 20).unwrap();
+    p.close();
+    p.join();
+    assert_eq!(r.get().unwrap(), 20);
+    for pid in &pids {
+        assert!(!process_alive(*pid));
+    }
+}
+
+fn executor_submit_map_as_completed() {
+    let ex = Executor::new(2).unwrap();
+    let f = ex.submit(&SQUARE, 12).unwrap();
+    assert_eq!(f.result().unwrap(), 144);
+    assert!(f.done());
+    let mapped: Vec<u64> = ex.map(&SQUARE, 0..50u64).map(Result::unwrap).collect();
+    assert_eq!(mapped, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    let futs: Vec<_> = [300u64, 10, 150]
+        .iter()
+        .map(|&ms| ex.submit(&SLEEP, ms).unwrap())
+        .collect();
+    let order: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![10, 150, 300]);
+    assert!(matches!(
+        futs[0].result_timeout(Duration::from_secs(30)),
+        Ok(300)
+    ));
+}
+
+fn executor_wait_modes() {
+    let ex = Executor::new(2).unwrap();
+    let futs = vec![
+        ex.submit(&SLEEP, 20).unwrap(),
+        ex.submit(&SLEEP, 2_000).unwrap(),
+    ];
+    let w = wait(&futs, FIRST_COMPLETED, None);
+    assert!(w.done.contains(&0));
+    let futs2 = vec![
+        ex.submit(&SLEEP_FAIL, 0).unwrap(),
+        ex.submit(&SLEEP_FAIL, 2_000).unwrap(),
+    ];
+    let w = wait(&futs2, FIRST_EXCEPTION, None);
+    assert!(w.done.contains(&0));
+    assert!(matches!(futs2[0].result(), Err(TaskError::Panicked(_))));
+    ex.shutdown(true, false);
+    assert_eq!(futs[1].result().unwrap(), 2_000);
+}
+
+fn executor_shutdown_cancels_pending() {
+    let ex = Executor::new(1).unwrap();
+    let futs: Vec<_> = (0..10).map(|_| ex.submit(&SLEEP, 100).unwrap()).collect();
+    assert!(futs[9].cancel());
+    assert!(futs[9].cancelled());
+    ex.shutdown(true, true);
+    let done = futs.iter().filter(|f| f.result().is_ok()).count();
+    let cancelled = futs.iter().filter(|f| f.cancelled()).count();
+    assert_eq!(done + cancelled, 10);
+    assert!(cancelled >= 5, "only {cancelled} cancelled");
+    assert!(done >= 1);
+    assert!(matches!(ex.submit(&SQUARE, 1), Err(TaskError::Closed)));
+}
+
+fn main() {
+    process::init();
+    common::run(
+        &[
+            ("map_10000_in_order", map_10000_in_order),
+            ("imap_is_lazy", imap_is_lazy),
+            ("imap_unordered_full_multiset", imap_unordered_full_multiset),
+            ("starmap_tuples", starmap_tuples),
+            (
+                "apply_async_get_ready_successful",
+                apply_async_get_ready_successful,
+            ),
+            (
+                "panic_is_an_error_and_worker_keeps_serving",
+                panic_is_an_error_and_worker_keeps_serving,
+            ),
+            ("sigkill_workers_mid_task", sigkill_workers_mid_task),
+            (
+                "max_tasks_per_child_replaces_workers",
+                max_tasks_per_child_replaces_workers,
+            ),
+            (
+                "initializer_runs_once_per_worker",
+                initializer_runs_once_per_worker,
+            ),
+            (
+                "terminate_and_drop_leave_nothing",
+                terminate_and_drop_leave_nothing,
+            ),
+            (
+                "executor_submit_map_as_completed",
+                executor_submit_map_as_completed,
+            ),
+            ("executor_wait_modes", executor_wait_modes),
+            (
+                "executor_shutdown_cancels_pending",
+                executor_shutdown_cancels_pending,
+            ),
+        ],
+        120,
+    );
+}
