@@ -30,9 +30,12 @@ pub fn pin(cpu: Option<usize>) -> bool {
     }
 }
 
-/// Number of online CPUs.
+/// Number of online CPUs (not `available_parallelism`, which follows the
+/// current affinity mask and so would make `pin(None)` unable to unpin).
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }
 
 /// A forked peer process; killed and reaped on drop.
