@@ -1,33 +1,26 @@
 //! A short tour of shmkit: processes sharing a robust lock, an event and a
-//! counter through shared memory, a queue between processes, and a pool
-//! of worker processes.
+//! counter through shared memory, a queue between processes, a shared
+//! dictionary, and a pool of worker processes.
 //!
 //! Run: `cargo run --release --example tour`
 
-use shmkit::process::Pool;
+use shmkit::process::{Pool, Process};
 use shmkit::queue::Queue;
-use shmkit::{Event, Mutex, ShmBox, ShmValue};
+use shmkit::{DictConfig, Event, Mutex, ShmBox, ShmDict, ShmValue};
 
 shmkit::task! {
     static SQUARE: Task<u64, u64> = |x| x * x;
 }
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this example is single-threaded when it forks.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: exit the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+/// Forks a child running `f`; the child exits 0 when `f` returns.
+fn fork_child(f: impl FnOnce()) -> Process {
+    shmkit::process::fork(f).expect("fork")
 }
 
-fn wait(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+/// Joins a child and insists it succeeded.
+fn wait(p: Process) {
+    let status = p.join().expect("join");
+    assert!(status.success(), "child {} failed: {status:?}", p.pid());
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,12 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. A lock holder is SIGKILLed; the next locker is told, and recovers.
-    let pid = fork_child(|| {
+    let holder = fork_child(|| {
         let _guard = counter.lock().unwrap();
         // SAFETY: kill ourselves while holding the lock.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     });
-    wait(pid);
+    let pid = holder.pid();
+    let status = holder.join()?;
+    assert_eq!(status.exitcode(), -9, "the holder was SIGKILLed");
     match counter.lock() {
         Ok(_) => println!("unexpected: no owner-died report"),
         Err(died) => {
@@ -108,7 +103,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     got.sort();
     println!("queue delivered {} messages: first {:?}", got.len(), got[0]);
 
-    // 5. A pool of worker processes: map a registered task.
+    // 5. A shared dict, no server process: 4 processes bump one counter
+    //    atomically and each records its own entry.
+    let dict = ShmDict::anonymous(DictConfig::new(64, 16 * 1024))?;
+    let workers: Vec<_> = (0..4u32)
+        .map(|w| {
+            let dict = &dict;
+            fork_child(move || {
+                for _ in 0..1000 {
+                    dict.fetch_add_i64(b"hits", 1).unwrap();
+                }
+                let key = format!("worker-{w}");
+                dict.insert(key.as_bytes(), b"done").unwrap();
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(wait);
+    println!(
+        "dict: hits = {}, {} entries",
+        dict.get_i64(b"hits")?.unwrap_or(0),
+        dict.len()
+    );
+
+    // 6. A pool of worker processes: map a registered task.
     let pool = Pool::new(2)?;
     let squares = pool.map(&SQUARE, 1..=10u64, None)?;
     println!("pool map of x*x over 1..=10: {squares:?}");

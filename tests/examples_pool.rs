@@ -170,11 +170,15 @@ fn consumer_tasks_results_and_pills() {
 }
 
 #[test]
-fn tour_shows_queue_and_pool() {
+fn tour_shows_lock_event_queue_dict_and_pool() {
     let l = run("tour");
     assert!(l.contains(&"mutex counter after 4 x 10000 increments: 40000".to_owned()));
     assert!(l.contains(&"event woke 3 waiting processes".to_owned()));
+    assert!(l
+        .iter()
+        .any(|x| x.contains("died holding the lock; recovered, value still 40000")));
     assert!(l.contains(&"queue delivered 6 messages: first (0, \"message 0\")".to_owned()));
+    assert!(l.contains(&"dict: hits = 4000, 5 entries".to_owned()));
     assert!(l.contains(
         &"pool map of x*x over 1..=10: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]".to_owned()
     ));
