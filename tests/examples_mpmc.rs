@@ -126,3 +126,24 @@ fn queue_poison_pill_consumers() {
     assert!(first_result > last_task);
     assert_eq!(out.len(), 1 + 4 + 10 + 10);
 }
+
+#[test]
+fn queue_lock_workers_every_line_once_and_whole() {
+    let lines = example("queue_lock_workers");
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    let mut putters: Vec<&str> = Vec::new();
+    for l in &lines {
+        // "<getter pid>(get):<putter pid>(put):<time>", never interleaved.
+        let (getter, rest) = l.split_once("(get):").expect("get marker");
+        let (putter, time) = rest.split_once("(put):").expect("put marker");
+        assert!(
+            getter.parse::<u32>().is_ok() && putter.parse::<u32>().is_ok(),
+            "{l}"
+        );
+        assert!(time.parse::<f64>().is_ok(), "{l}");
+        putters.push(putter);
+    }
+    putters.sort();
+    putters.dedup();
+    assert_eq!(putters.len(), 10, "each input process's line arrives once");
+}
