@@ -8,12 +8,15 @@
 //!
 //! Run (short): `cargo bench --bench dict -- --warm-up-time 1 --measurement-time 2`
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::Placement;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dashmap::DashMap;
 use shmkit::{DictConfig, Segment, ShmDict};
@@ -24,63 +27,33 @@ fn key(i: u64) -> Vec<u8> {
     format!("key-{:06}", i % KEYS).into_bytes()
 }
 
-fn set_affinity(cpu: Option<usize>) {
-    // SAFETY: plain cpu_set_t manipulation and a syscall on ourselves.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        match cpu {
-            Some(c) => libc::CPU_SET(c, &mut set),
-            None => {
-                for c in 0..libc::CPU_SETSIZE as usize {
-                    libc::CPU_SET(c, &mut set);
-                }
-            }
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Forks `n` children each running `f(worker)`; returns the wall time from
 /// the common start signal until all have exited.
 fn in_processes(n: usize, pinned: bool, f: impl Fn(usize) + Sync) -> Duration {
     let seg = Segment::anonymous(4096).unwrap();
     // SAFETY: the mapping is 4096 zeroed, page-aligned bytes.
     let go = unsafe { &*(seg.as_ptr() as *const AtomicU64) };
-    if pinned {
-        set_affinity(Some(0));
-    }
-    let pids: Vec<_> = (0..n)
-        .map(|w| {
-            // SAFETY: the bench thread forks; the child only runs `f`.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0);
-            if pid == 0 {
-                go.fetch_add(1, Ordering::AcqRel);
-                while go.load(Ordering::Acquire) < 1000 {
-                    std::hint::spin_loop();
-                }
-                f(w);
-                // SAFETY: leave without running the parent's destructors.
-                unsafe { libc::_exit(0) };
-            }
-            pid
-        })
-        .collect();
-    while go.load(Ordering::Acquire) < n as u64 {
-        std::thread::yield_now();
-    }
-    let start = Instant::now();
-    go.store(1000, Ordering::Release);
-    for pid in pids {
-        let mut st = 0;
-        // SAFETY: our own child.
-        unsafe { libc::waitpid(pid, &mut st, 0) };
-    }
-    let t = start.elapsed();
-    if pinned {
-        set_affinity(None);
-    }
-    t
+    common::with_pin(pinned.then_some(0), || {
+        let peers: Vec<_> = (0..n)
+            .map(|w| {
+                let f = &f;
+                common::Peer::fork(move || {
+                    go.fetch_add(1, Ordering::AcqRel);
+                    while go.load(Ordering::Acquire) < 1000 {
+                        std::hint::spin_loop();
+                    }
+                    f(w);
+                })
+            })
+            .collect();
+        while go.load(Ordering::Acquire) < n as u64 {
+            std::thread::yield_now();
+        }
+        let start = Instant::now();
+        go.store(1000, Ordering::Release);
+        peers.into_iter().for_each(common::Peer::join);
+        start.elapsed()
+    })
 }
 
 fn in_threads(n: usize, f: impl Fn(usize) + Sync) -> Duration {
@@ -94,39 +67,9 @@ fn in_threads(n: usize, f: impl Fn(usize) + Sync) -> Duration {
     start.elapsed()
 }
 
-/// Round trips of one cache line between two processes (ns each).
-fn ping_pong(pinned: bool) -> f64 {
-    const ROUNDS: u64 = 20_000;
-    let seg = Segment::anonymous(4096).unwrap();
-    // SAFETY: 4096 zeroed bytes.
-    let a = unsafe { &*(seg.as_ptr() as *const AtomicU64) };
-    let t = in_processes(2, pinned, |w| {
-        for r in 0..ROUNDS {
-            let (mine, theirs) = if w == 0 {
-                (2 * r + 1, 2 * r)
-            } else {
-                (2 * r + 2, 2 * r + 1)
-            };
-            while a.load(Ordering::Acquire) != theirs {
-                if pinned {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            a.store(mine, Ordering::Release);
-        }
-    });
-    t.as_nanos() as f64 / ROUNDS as f64
-}
-
-fn print_ping_pong(when: &str) {
-    println!(
-        "ping-pong ({when}): unpinned {:.0} ns/round trip, pinned {:.0} ns/round trip",
-        ping_pong(false),
-        ping_pong(true)
-    );
-}
+/// The ping-pong placements reported: like the benchmarks, unpinned and
+/// all on CPU 0.
+const PING_PONG: [Placement; 2] = [Placement::Unpinned, Placement::Together];
 
 fn value(i: u64) -> [u8; 16] {
     let mut v = [0u8; 16];
@@ -135,7 +78,7 @@ fn value(i: u64) -> [u8; 16] {
 }
 
 fn bench(c: &mut Criterion) {
-    print_ping_pong("start");
+    common::report_pingpongs("start", &PING_PONG);
     let dict = ShmDict::anonymous(DictConfig::new(4096, 4 << 20)).unwrap();
     let mutex: Mutex<HashMap<Vec<u8>, Vec<u8>>> = Mutex::new(HashMap::new());
     let dash: DashMap<Vec<u8>, Vec<u8>> = DashMap::new();
@@ -241,7 +184,7 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
-    print_ping_pong("end");
+    common::report_pingpongs("end", &PING_PONG);
 }
 
 criterion_group!(benches, bench);

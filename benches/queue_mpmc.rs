@@ -14,70 +14,19 @@
 //!
 //! Run: `cargo bench --bench queue_mpmc -- --warm-up-time 1 --measurement-time 2`
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use common::{Peer, Placement};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use shmkit::queue::MpmcQueue;
 use shmkit::{ShmBox, ShmValue};
 
 const CAPACITY: usize = 1024;
-
-fn fork(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the bench process is single-threaded whenever it forks (all
-    // in-process benchmark threads are joined before returning).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is valid; we set one bit and apply it to
-    // the calling process.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// Two processes bounce one shared atomic; returns ns per round trip.
-fn ping_pong() -> f64 {
-    const ROUNDS: u64 = 100_000;
-    let word = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
-    let w = &*word;
-    let child = fork(|| {
-        for i in 0..ROUNDS {
-            while w.load() != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            w.store(2 * i + 2);
-        }
-    });
-    let start = Instant::now();
-    for i in 0..ROUNDS {
-        w.store(2 * i + 1);
-        while w.load() != 2 * i + 2 {
-            std::hint::spin_loop();
-        }
-    }
-    let ns = start.elapsed().as_nanos() as f64 / ROUNDS as f64;
-    reap(child);
-    ns
-}
 
 /// Spread `total` over `n` workers.
 fn share(total: u64, n: u64, i: u64) -> u64 {
@@ -98,11 +47,11 @@ fn run_processes(
     let go = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
     let done = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
     let (go, done) = (&*go, &*done);
-    let mut pids = Vec::new();
+    let mut peers = Vec::new();
     for i in 0..p {
-        pids.push(fork(|| {
+        peers.push(Peer::fork(|| {
             if pinned {
-                pin_to_cpu0();
+                common::pin(Some(0));
             }
             while go.load() == 0 {
                 std::hint::spin_loop();
@@ -111,9 +60,9 @@ fn run_processes(
         }));
     }
     for i in 0..c {
-        pids.push(fork(|| {
+        peers.push(Peer::fork(|| {
             if pinned {
-                pin_to_cpu0();
+                common::pin(Some(0));
             }
             while go.load() == 0 {
                 std::hint::spin_loop();
@@ -128,9 +77,7 @@ fn run_processes(
         std::thread::yield_now();
     }
     let t = start.elapsed();
-    for pid in pids {
-        reap(pid);
-    }
+    peers.into_iter().for_each(Peer::join);
     t
 }
 
@@ -304,7 +251,7 @@ fn crossbeam_threads(iters: u64, p: u64, c: u64) -> Duration {
 const COUNTS: [u64; 3] = [1, 2, 4];
 
 fn bench(c: &mut Criterion) {
-    println!("ping-pong at start: {:.0} ns per round trip", ping_pong());
+    common::report_pingpongs("start", &[Placement::Unpinned]);
 
     for size in [8usize, 64] {
         let mut g = c.benchmark_group(format!("cross_process_{size}B"));
@@ -349,7 +296,7 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    println!("ping-pong at end: {:.0} ns per round trip", ping_pong());
+    common::report_pingpongs("end", &[Placement::Unpinned]);
 }
 
 criterion_group!(benches, bench);

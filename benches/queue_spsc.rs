@@ -13,9 +13,12 @@
 //! the start and the end, since this VM's CPUs flip between a fast and a
 //! slow state. Run: `cargo bench --bench queue_spsc -- --warm-up-time 1 --measurement-time 2`.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Peer, Placement};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use shmkit::os::futex;
 use shmkit::queue::{SpscRing, TryRecvError};
@@ -44,30 +47,11 @@ impl Shared {
     }
 }
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: criterion runs benchmarks on the main thread; the child runs
-    // `f` (no locks held by other threads are needed) and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut st = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
-}
-
 /// Runs `child` and `parent` in two processes, both starting on a shared
 /// go signal; returns the parent's time.
 fn cross(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
     let sh = Shared::new();
-    let pid = fork_child(|| {
+    let peer = Peer::fork(|| {
         sh.word(0).store(1, Ordering::Release);
         while sh.word(1).load(Ordering::Acquire) == 0 {
             std::hint::spin_loop();
@@ -81,60 +65,8 @@ fn cross(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
     sh.word(1).store(1, Ordering::Release);
     parent();
     let d = t.elapsed();
-    reap(pid);
+    peer.join();
     d
-}
-
-fn set_affinity(cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// The CPUs this process may run on, captured once before any pinning
-/// (`available_parallelism` would report the pinned mask afterwards).
-fn all_cpus() -> Vec<usize> {
-    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
-    CPUS.get_or_init(|| {
-        // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .collect()
-        }
-    })
-    .clone()
-}
-
-/// Cache-line ping-pong round trip between two processes.
-fn ping_pong_atomic(rounds: u64) -> Duration {
-    let sh = Shared::new();
-    let w = sh.word(2);
-    cross(
-        || {
-            for i in 0..rounds {
-                while w.load(Ordering::Acquire) != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
-                w.store(2 * i + 2, Ordering::Release);
-            }
-        },
-        || {
-            for i in 0..rounds {
-                w.store(2 * i + 1, Ordering::Release);
-                while w.load(Ordering::Acquire) != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
-            }
-        },
-    )
 }
 
 /// Futex ping-pong: each side sleeps on the shared word until it changes.
@@ -164,20 +96,6 @@ fn ping_pong_futex(rounds: u64) -> Duration {
             }
         },
     )
-}
-
-fn print_ping_pong(when: &str) {
-    let n = 200_000;
-    let d = ping_pong_atomic(n);
-    println!(
-        "cache-line ping-pong ({when}): {:.0} ns per round trip ({})",
-        d.as_nanos() as f64 / n as f64,
-        if d.as_nanos() as f64 / (n as f64) < 150.0 {
-            "fast state"
-        } else {
-            "slow state"
-        }
-    );
 }
 
 #[derive(Clone, Copy)]
@@ -307,31 +225,27 @@ fn run_throughput(sys: Sys, size: usize, n: u64) -> Duration {
 
 fn throughput(c: &mut Criterion) {
     for pinned in [false, true] {
-        if pinned {
-            set_affinity(&[0]);
-        }
-        for size in [8usize, 64, 4096, 65536] {
-            let mut g = c.benchmark_group(format!(
-                "spsc_throughput_{}/{size}B",
-                if pinned { "pinned" } else { "unpinned" }
-            ));
-            g.throughput(Throughput::Bytes(size as u64));
-            for (name, sys) in [
-                ("shmkit_copy", Sys::Copy),
-                ("shmkit_zero_copy", Sys::ZeroCopy),
-                ("shmkit_batch", Sys::Batch),
-                ("pipe", Sys::Pipe),
-                ("socketpair", Sys::SocketPair),
-            ] {
-                g.bench_function(BenchmarkId::from_parameter(name), |b| {
-                    b.iter_custom(|iters| run_throughput(sys, size, iters.max(1)))
-                });
+        common::with_pin(pinned.then_some(0), || {
+            for size in [8usize, 64, 4096, 65536] {
+                let mut g = c.benchmark_group(format!(
+                    "spsc_throughput_{}/{size}B",
+                    if pinned { "pinned" } else { "unpinned" }
+                ));
+                g.throughput(Throughput::Bytes(size as u64));
+                for (name, sys) in [
+                    ("shmkit_copy", Sys::Copy),
+                    ("shmkit_zero_copy", Sys::ZeroCopy),
+                    ("shmkit_batch", Sys::Batch),
+                    ("pipe", Sys::Pipe),
+                    ("socketpair", Sys::SocketPair),
+                ] {
+                    g.bench_function(BenchmarkId::from_parameter(name), |b| {
+                        b.iter_custom(|iters| run_throughput(sys, size, iters.max(1)))
+                    });
+                }
+                g.finish();
             }
-            g.finish();
-        }
-        if pinned {
-            set_affinity(&all_cpus());
-        }
+        });
     }
 }
 
@@ -373,7 +287,7 @@ fn rtt_shmkit(blocking: bool, rounds: u64) -> Duration {
 fn latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("spsc_round_trip_unpinned");
     g.bench_function("raw_atomic_ping_pong", |b| {
-        b.iter_custom(|n| ping_pong_atomic(n.max(1)))
+        b.iter_custom(|n| common::pingpong(n.max(1), Placement::Unpinned))
     });
     g.bench_function("shmkit_busy_poll", |b| {
         b.iter_custom(|n| rtt_shmkit(false, n.max(1)))
@@ -385,16 +299,16 @@ fn latency(c: &mut Criterion) {
         b.iter_custom(|n| rtt_shmkit(true, n.max(1)))
     });
     g.finish();
-    set_affinity(&[0]);
-    let mut g = c.benchmark_group("spsc_round_trip_pinned");
-    g.bench_function("raw_futex_ping_pong", |b| {
-        b.iter_custom(|n| ping_pong_futex(n.max(1)))
+    common::with_pin(Some(0), || {
+        let mut g = c.benchmark_group("spsc_round_trip_pinned");
+        g.bench_function("raw_futex_ping_pong", |b| {
+            b.iter_custom(|n| ping_pong_futex(n.max(1)))
+        });
+        g.bench_function("shmkit_blocking", |b| {
+            b.iter_custom(|n| rtt_shmkit(true, n.max(1)))
+        });
+        g.finish();
     });
-    g.bench_function("shmkit_blocking", |b| {
-        b.iter_custom(|n| rtt_shmkit(true, n.max(1)))
-    });
-    g.finish();
-    set_affinity(&all_cpus());
 }
 
 fn in_process(c: &mut Criterion) {
@@ -459,9 +373,8 @@ fn in_process(c: &mut Criterion) {
 criterion_group!(benches, throughput, latency, in_process);
 
 fn main() {
-    all_cpus();
-    print_ping_pong("start");
+    common::report_pingpongs("start", &[Placement::Unpinned]);
     benches();
     Criterion::default().configure_from_args().final_summary();
-    print_ping_pong("end");
+    common::report_pingpongs("end", &[Placement::Unpinned]);
 }

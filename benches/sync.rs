@@ -16,48 +16,18 @@
 //!
 //! `cargo bench --bench sync -- --warm-up-time 1 --measurement-time 2`
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::Placement;
 use criterion::Criterion;
 use shmkit::os::futex;
 use shmkit::{Event, Mutex, RawMutex, Segment, ShmBox, ShmValue};
 
 // ---------------------------------------------------------------- helpers
-
-/// Restricts this process (and children forked afterwards) to CPU 0, or
-/// restores `saved`.
-fn set_affinity(cpus: &libc::cpu_set_t) {
-    // SAFETY: a valid cpu_set_t for the calling process.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), cpus) };
-    assert_eq!(
-        r,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-fn current_affinity() -> libc::cpu_set_t {
-    // SAFETY: cpu_set_t is plain data; zeroed is an empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer of the right size.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    assert_eq!(r, 0);
-    set
-}
-
-fn cpu0() -> libc::cpu_set_t {
-    // SAFETY: as above.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU 0 is within the set's range.
-    unsafe { libc::CPU_SET(0, &mut set) };
-    set
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Pin {
@@ -82,56 +52,19 @@ fn two_process(
     parent: impl FnOnce() -> Duration,
     ready: &ShmValue<u32>,
 ) -> Duration {
-    let saved = current_affinity();
-    if pin == Pin::Pinned {
-        set_affinity(&cpu0());
-    }
-    ready.store(0);
-    let mut kid = common::fork(|| {
-        ready.store(1);
-        child();
-        0
-    });
-    while ready.load() == 0 {
-        std::thread::yield_now();
-    }
-    let took = parent();
-    kid.join_ok("bench partner");
-    if pin == Pin::Pinned {
-        set_affinity(&saved);
-    }
-    took
-}
-
-/// Two processes bouncing one atomic in a shared mapping; ns per round
-/// trip (unpinned).
-fn cacheline_pingpong() -> f64 {
-    const ROUNDS: u64 = 200_000;
-    let v = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
-    let ready = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
-    let took = two_process(
-        Pin::Unpinned,
-        || {
-            for i in 0..ROUNDS {
-                while v.load() != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
-                v.store(2 * i + 2);
-            }
-        },
-        || {
-            let start = Instant::now();
-            for i in 0..ROUNDS {
-                v.store(2 * i + 1);
-                while v.load() != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
-            }
-            start.elapsed()
-        },
-        &ready,
-    );
-    took.as_nanos() as f64 / ROUNDS as f64
+    common::with_pin((pin == Pin::Pinned).then_some(0), || {
+        ready.store(0);
+        let kid = common::Peer::fork(|| {
+            ready.store(1);
+            child();
+        });
+        while ready.load() == 0 {
+            std::thread::yield_now();
+        }
+        let took = parent();
+        kid.join();
+        took
+    })
 }
 
 // ------------------------------------------------------ pthread (robust)
@@ -425,10 +358,7 @@ fn round_trip(c: &mut Criterion, round: u32) {
 }
 
 fn main() {
-    let start_pp = cacheline_pingpong();
-    println!(
-        "cache-line ping-pong at start: {start_pp:.0} ns per round trip (two processes, unpinned)"
-    );
+    common::report_pingpongs("start", &[Placement::Unpinned]);
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
@@ -439,8 +369,5 @@ fn main() {
         round_trip(&mut c, round);
     }
     c.final_summary();
-    let end_pp = cacheline_pingpong();
-    println!(
-        "cache-line ping-pong at end: {end_pp:.0} ns per round trip (two processes, unpinned)"
-    );
+    common::report_pingpongs("end", &[Placement::Unpinned]);
 }

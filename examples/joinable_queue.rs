@@ -5,27 +5,17 @@
 //!
 //! Run: `cargo run --release --example joinable_queue`
 
+use shmkit::process::{self, Process};
 use shmkit::queue::JoinableQueue;
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this example is single-threaded when it forks.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: exit the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn main() -> Result<(), shmkit::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    process::init();
     // JoinableQueue(30) in the seed; 32 slots of up to 64 bytes here.
     let q = JoinableQueue::<String>::anonymous(64, 32)?;
 
     let producer = {
         let q = q.clone();
-        fork_child(move || {
+        process::fork(move || {
             for i in 0..10 {
                 let s = format!("Big stuffed bun{i} Number");
                 println!("{s} Fresh baked");
@@ -33,12 +23,12 @@ fn main() -> Result<(), shmkit::Error> {
             }
             q.join(); // until task_done() was called once per bun
             println!("All the tasks have been dealt with");
-        })
+        })?
     };
     let consumer = {
         let q = q.clone();
-        fork_child(move || loop {
-            // A daemon: runs until the main process kills it.
+        // A daemon: runs until the main process kills it (or dies).
+        Process::builder().daemon(true).fork(move || loop {
             match q.get() {
                 Ok(baozi) => {
                     println!("{baozi} Be eaten");
@@ -46,17 +36,13 @@ fn main() -> Result<(), shmkit::Error> {
                 }
                 Err(_) => return,
             }
-        })
+        })?
     };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(producer, &mut status, 0) };
+    let status = producer.join()?;
+    assert!(status.success(), "producer failed: {status}");
     println!("End of main process");
     // The daemon consumer dies with the main process.
-    // SAFETY: signalling and reaping our own child.
-    unsafe {
-        libc::kill(consumer, libc::SIGKILL);
-        libc::waitpid(consumer, &mut status, 0);
-    }
+    consumer.kill()?;
+    consumer.join()?;
     Ok(())
 }

@@ -7,39 +7,19 @@
 
 use std::time::Duration;
 
+use shmkit::process;
 use shmkit::{DictConfig, Mutex, ShmBox, ShmDict, ShmMap};
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: this example is single-threaded when it forks.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: exit the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn wait(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child failed"
-    );
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    process::init();
     // m_d = m.dict({'num': 100}); l2 = Lock()
     let m_d: ShmMap<String, i64> = ShmMap::new(ShmDict::anonymous(DictConfig::new(16, 4096))?);
     m_d.insert(&"num".to_string(), &100)?;
     let l2 = ShmBox::<Mutex<u32>>::anonymous(0)?;
 
-    let kids: Vec<_> = (0..10)
+    let kids = (0..10)
         .map(|_| {
-            fork_child(|| {
+            process::fork(|| {
                 // with l2: tmp = m_d['num']; tmp -= 1; time.sleep(0.1); m_d['num'] = tmp
                 let _guard = l2.lock().unwrap_or_else(|died| died.into_inner());
                 let mut tmp = m_d.get(&"num".to_string()).unwrap().unwrap();
@@ -48,8 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m_d.insert(&"num".to_string(), &tmp).unwrap();
             })
         })
-        .collect();
-    kids.into_iter().for_each(wait);
+        .collect::<Result<Vec<_>, _>>()?;
+    for child in kids {
+        let status = child.join()?;
+        assert!(status.success(), "child failed: {status}");
+    }
     println!("{}", m_d.get(&"num".to_string())?.unwrap_or_default());
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Run: `cargo run --release --example queue_basic`
 
 use serde::{Deserialize, Serialize};
+use shmkit::process;
 use shmkit::queue::Queue;
 
 /// A Python-ish dynamic value.
@@ -25,27 +26,20 @@ impl std::fmt::Display for Value {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    process::init();
     // Up to 128 bytes per encoded message, 4 slots.
     let q = Queue::<Vec<Value>>::anonymous(128, 4)?;
-    // SAFETY: single-threaded here; the child only uses the queue.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let ok = q
-            .put(vec![
-                Value::Int(42),
-                Value::None,
-                Value::Str("hello".into()),
-            ])
-            .is_ok();
-        // SAFETY: leave without running the parent's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
+    let child = process::fork(|| {
+        q.put(vec![
+            Value::Int(42),
+            Value::None,
+            Value::Str("hello".into()),
+        ])
+    })?;
     let got = q.get()?;
     let items: Vec<String> = got.iter().map(ToString::to_string).collect();
     println!("[{}]", items.join(", ")); // prints "[42, None, 'hello']"
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = child.join()?;
+    assert!(status.success(), "child failed: {status}");
     Ok(())
 }

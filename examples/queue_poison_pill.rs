@@ -5,6 +5,7 @@
 //! Run: `cargo run --release --example queue_poison_pill`
 
 use serde::{Deserialize, Serialize};
+use shmkit::process;
 use shmkit::queue::{JoinableQueue, Queue};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
@@ -49,6 +50,7 @@ fn consumer(name: &str, tasks: &JoinableQueue<Option<Task>>, results: &Queue<Str
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    process::init();
     // Establish communication queues.
     let tasks = JoinableQueue::<Option<Task>>::anonymous(32, 16)?;
     let results = Queue::<String>::anonymous(64, 16)?;
@@ -57,17 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // output is reproducible).
     let num_consumers = 4;
     println!("Creating {num_consumers} consumers");
-    let mut pids = Vec::new();
+    let mut consumers = Vec::new();
     for i in 1..=num_consumers {
-        // SAFETY: single-threaded when forking.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            consumer(&format!("Consumer-{i}"), &tasks, &results);
-            // SAFETY: leave without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        pids.push(pid);
+        let name = format!("Consumer-{i}");
+        consumers.push(process::fork(|| consumer(&name, &tasks, &results))?);
     }
 
     // Enqueue jobs.
@@ -88,10 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..num_jobs {
         println!("Result: {}", results.get()?);
     }
-    for pid in pids {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+    for child in consumers {
+        let status = child.join()?;
+        assert!(status.success(), "consumer failed: {status}");
     }
     Ok(())
 }

@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use shmkit::process;
 use shmkit::queue::{GetError, Queue, SendTimeoutError, TrySendError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    process::init();
     // Python's Queue(4): capacities are powers of two here.
     let q = Queue::<String>::anonymous(64, 4)?;
     for i in 0..4 {
@@ -48,21 +50,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A child puts after a short pause; get(timeout) in the parent waits
     // for it.
-    // SAFETY: single-threaded here; the child only uses the queue.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+    let child = process::fork(|| {
         std::thread::sleep(Duration::from_millis(30));
-        let ok = q.put("hello from the child".into()).is_ok();
-        // SAFETY: leave without running the parent's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
+        q.put("hello from the child".into())
+    })?;
     match q.get_timeout(Duration::from_secs(30)) {
         Ok(m) => println!("get(timeout=30) -> {m:?}"),
         Err(e) => println!("get(timeout=30) failed: {e}"),
     }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = child.join()?;
+    assert!(status.success(), "child failed: {status}");
     Ok(())
 }

@@ -6,32 +6,26 @@
 
 use std::time::{Duration, Instant};
 
+use shmkit::process::{self, Process};
 use shmkit::queue::SpscRing;
 use shmkit::{ShmBox, ShmValue};
 
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: single-threaded program; the child runs `f` and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave the child without running destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+/// Forks a child running `f` (panics if fork fails).
+fn fork_child(f: impl FnOnce()) -> Process {
+    process::fork(f).expect("fork")
 }
 
-fn reap(pid: libc::pid_t) {
-    let mut st = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
+/// Waits for a child; a failed child fails the program.
+fn reap(child: Process) {
+    let status = child.join().expect("join");
+    assert!(status.success(), "child failed: {status}");
 }
 
 /// Round-trip time of one atomic bounced between two processes.
 fn ping_pong() -> Duration {
     let rounds = 100_000u64;
     let v = ShmBox::<ShmValue<u64>>::anonymous(0).expect("segment");
-    let pid = fork_child(|| {
+    let child = fork_child(|| {
         for i in 0..rounds {
             while v.load() != 2 * i + 1 {
                 std::hint::spin_loop();
@@ -47,13 +41,13 @@ fn ping_pong() -> Duration {
         }
     }
     let d = t.elapsed() / rounds as u32;
-    reap(pid);
+    reap(child);
     d
 }
 
 fn shmkit_spsc(size: usize, n: u64) -> Duration {
     let ring = SpscRing::anonymous(1 << 20).expect("ring");
-    let pid = fork_child(|| {
+    let child = fork_child(|| {
         let mut tx = ring.producer().expect("producer");
         let msg = vec![7u8; size];
         for _ in 0..n {
@@ -73,7 +67,7 @@ fn shmkit_spsc(size: usize, n: u64) -> Duration {
         }
     }
     let d = t.elapsed();
-    reap(pid);
+    reap(child);
     d
 }
 
@@ -81,7 +75,7 @@ fn pipe(size: usize, n: u64) -> Duration {
     let mut fds = [0; 2];
     // SAFETY: valid array of two fds.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let pid = fork_child(|| {
+    let child = fork_child(|| {
         let msg = vec![7u8; size];
         for _ in 0..n {
             let mut off = 0;
@@ -107,7 +101,7 @@ fn pipe(size: usize, n: u64) -> Duration {
         }
     }
     let d = t.elapsed();
-    reap(pid);
+    reap(child);
     // SAFETY: our fd.
     unsafe { libc::close(fds[0]) };
     d
@@ -124,6 +118,7 @@ fn report(what: &str, size: usize, n: u64, d: Duration) -> f64 {
 }
 
 fn main() {
+    process::init();
     let base: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

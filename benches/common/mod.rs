@@ -3,31 +3,66 @@
 //!
 //! The VM's two vCPUs flip between a fast state (cache-line round trip
 //! ~45 ns) and a slow one (~400 ns), which moves every cross-process figure
-//! by 3–4×. Every benchmark prints [`report_pingpong`] at its start and end
-//! so figures are only compared within one state.
+//! by 3–4×. Every benchmark prints [`report_pingpong`] (or
+//! [`report_pingpongs`] for the placements it measures in) at its start and
+//! end so figures are only compared within one state.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Pins the calling process (all its future threads) to `cpu`, or undoes
-/// pinning with `None`. Returns false if the CPU does not exist.
+/// Pins the calling process (all its future threads, and children forked
+/// afterwards) to `cpu`, or undoes pinning with `None` (every CPU; the
+/// kernel keeps only those this process may use). Returns false if the CPU
+/// does not exist.
 pub fn pin(cpu: Option<usize>) -> bool {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it;
-    // sched_setaffinity(0, ..) affects the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        match cpu {
-            Some(c) => libc::CPU_SET(c, &mut set),
-            None => {
-                for c in 0..online_cpus() {
-                    libc::CPU_SET(c, &mut set);
-                }
+    let mut set = empty_cpu_set();
+    match cpu {
+        // SAFETY: CPU_SET only writes inside `set` (bounds-checked: a `c`
+        // beyond CPU_SETSIZE panics).
+        Some(c) => unsafe { libc::CPU_SET(c, &mut set) },
+        None => {
+            for c in 0..libc::CPU_SETSIZE as usize {
+                // SAFETY: as above; `c` is within CPU_SETSIZE.
+                unsafe { libc::CPU_SET(c, &mut set) };
             }
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
+    set_affinity(&set)
+}
+
+fn empty_cpu_set() -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    unsafe { std::mem::zeroed() }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> bool {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
+    // calling thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
+}
+
+/// Runs `f` pinned to `cpu` (children forked inside inherit it) and then
+/// restores the affinity this process had before; with `None`, just runs
+/// `f`.
+pub fn with_pin<R>(cpu: Option<usize>, f: impl FnOnce() -> R) -> R {
+    let Some(cpu) = cpu else {
+        return f();
+    };
+    let mut saved = empty_cpu_set();
+    // SAFETY: `saved` is a valid out-buffer of the size passed.
+    let got = unsafe {
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved) == 0
+    };
+    assert!(
+        got,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(pin(Some(cpu)), "cannot pin to CPU {cpu}");
+    let r = f();
+    set_affinity(&saved);
+    r
 }
 
 /// Number of online CPUs (not `available_parallelism`, which follows the
@@ -42,18 +77,45 @@ pub fn online_cpus() -> usize {
 pub struct Peer(pub libc::pid_t);
 
 impl Peer {
-    /// Forks; the child runs `f` then `_exit(0)`. Call before any threads
-    /// exist (criterion spawns none until measurement; fork early).
+    /// Forks; the child runs `f` then `_exit(0)` (`_exit(101)` if `f`
+    /// panics, rather than unwinding into the parent's code). Fork only
+    /// while single-threaded: criterion (without rayon) runs benchmarks on
+    /// the main thread; in-process benchmarks join their threads first.
     pub fn fork(f: impl FnOnce()) -> Peer {
         // SAFETY: benchmarks fork while single-threaded.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            f();
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(()) => 0,
+                Err(_) => 101,
+            };
             // SAFETY: leave without running the parent's destructors.
-            unsafe { libc::_exit(0) };
+            unsafe { libc::_exit(code) };
         }
         Peer(pid)
+    }
+
+    /// Waits for the peer to finish on its own; panics unless it exited
+    /// with code 0.
+    pub fn join(self) {
+        let pid = self.0;
+        // Reaped here, so Drop must not signal the pid again.
+        std::mem::forget(self);
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own unreaped child.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.raw_os_error(), Some(libc::EINTR), "waitpid: {e}");
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "bench peer {pid} failed (wait status {status:#x})"
+        );
     }
 }
 
@@ -84,55 +146,142 @@ pub fn shared_bytes(len: usize) -> *mut u8 {
     p.cast()
 }
 
+/// Where the two processes of a ping-pong run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever the scheduler puts them (no affinity change).
+    Unpinned,
+    /// This process on CPU 0, the peer on CPU 1 (unpinned on one CPU).
+    Apart,
+    /// Both on CPU 0: every hand-off is a context switch.
+    Together,
+}
+
+impl Placement {
+    /// A short name for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Placement::Unpinned => "unpinned",
+            Placement::Apart => "pinned apart",
+            Placement::Together => "pinned (1 CPU)",
+        }
+    }
+}
+
+/// Waits until `a` holds `want`: spins, or yields when both sides share
+/// one CPU (where spinning would only burn the peer's time slice).
+fn wait_for(a: &AtomicU64, want: u64, together: bool) {
+    while a.load(Ordering::Acquire) != want {
+        if together {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Time for `rounds` round trips of one atomic bounced between this
+/// process and a forked peer placed as `placement`. Timing starts once the
+/// peer is running (and placed), so small `rounds` do not measure fork.
+pub fn pingpong(rounds: u64, placement: Placement) -> Duration {
+    let mem = shared_bytes(4096);
+    // SAFETY: fresh zeroed shared mapping, page-aligned, unmapped below
+    // after the peer is gone; offsets 0 and 128 are 8-aligned, in bounds.
+    let (a, ready) = unsafe {
+        (
+            &*mem.cast::<AtomicU64>(),
+            &*mem.add(128).cast::<AtomicU64>(),
+        )
+    };
+    let apart = placement == Placement::Apart && online_cpus() > 1;
+    let together = placement == Placement::Together;
+    let run = || {
+        let peer = Peer::fork(move || {
+            if apart {
+                pin(Some(1));
+            }
+            ready.store(1, Ordering::Release);
+            for i in 0..rounds {
+                wait_for(a, 2 * i + 1, together);
+                a.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        wait_for(ready, 1, true);
+        let start = Instant::now();
+        for i in 0..rounds {
+            a.store(2 * i + 1, Ordering::Release);
+            wait_for(a, 2 * i + 2, together);
+        }
+        let took = start.elapsed();
+        peer.join();
+        took
+    };
+    let took = match placement {
+        Placement::Unpinned => run(),
+        Placement::Apart if !apart => run(),
+        Placement::Apart | Placement::Together => with_pin(Some(0), run),
+    };
+    // SAFETY: unmapping the mapping created above; the peer is reaped and
+    // `a`/`ready` are not used past this point.
+    unsafe { libc::munmap(mem.cast(), 4096) };
+    took
+}
+
 /// Nanoseconds per cache-line round trip between two processes bouncing
 /// one atomic (`rounds` round trips), with both processes on separate CPUs
 /// if `pinned_apart`, else wherever the scheduler puts them.
 pub fn pingpong_ns(rounds: u64, pinned_apart: bool) -> f64 {
-    let line = shared_bytes(4096).cast::<AtomicU64>();
-    // SAFETY: fresh zeroed shared mapping, aligned, lives until exit.
-    let a: &'static AtomicU64 = unsafe { &*line };
-    a.store(0, Ordering::SeqCst);
-    let cpus = online_cpus();
-    let peer = Peer::fork(move || {
-        if pinned_apart && cpus > 1 {
-            pin(Some(1));
-        }
-        let mut expect = 1;
-        while expect < 2 * rounds {
-            while a.load(Ordering::Acquire) != expect {
-                std::hint::spin_loop();
-            }
-            a.store(expect + 1, Ordering::Release);
-            expect += 2;
-        }
-    });
-    if pinned_apart && cpus > 1 {
-        pin(Some(0));
-    }
-    let start = Instant::now();
-    let mut next = 0;
-    while next < 2 * rounds {
-        a.store(next + 1, Ordering::Release);
-        while a.load(Ordering::Acquire) != next + 2 {
-            std::hint::spin_loop();
-        }
-        next += 2;
-    }
-    let ns = start.elapsed().as_nanos() as f64 / rounds as f64;
-    pin(None);
-    drop(peer);
-    // SAFETY: unmapping the mapping created above; no references remain.
-    unsafe { libc::munmap(line.cast(), 4096) };
-    ns
+    let placement = if pinned_apart {
+        Placement::Apart
+    } else {
+        Placement::Unpinned
+    };
+    pingpong(rounds, placement).as_nanos() as f64 / rounds as f64
 }
 
 /// Prints the ping-pong figure with a label ("start"/"end") and the state
 /// it indicates, and returns it.
 pub fn report_pingpong(label: &str) -> f64 {
-    let ns = pingpong_ns(200_000, true);
-    let state = if ns < 150.0 { "fast" } else { "slow" };
-    println!("cache-line ping-pong ({label}): {ns:.0} ns/round trip [{state} vCPU state]");
-    ns
+    report_pingpongs(label, &[Placement::Apart])[0]
+}
+
+/// Prints, on one line, the ping-pong figure (ns per round trip) for each
+/// of `placements` with a label ("start"/"end") and the vCPU state the
+/// first cross-CPU figure indicates; returns the figures in order.
+pub fn report_pingpongs(label: &str, placements: &[Placement]) -> Vec<f64> {
+    let figures: Vec<f64> = placements
+        .iter()
+        .map(|&p| {
+            // A context switch per hand-off: fewer rounds when together.
+            let rounds = if p == Placement::Together {
+                20_000
+            } else {
+                200_000
+            };
+            pingpong(rounds, p).as_nanos() as f64 / rounds as f64
+        })
+        .collect();
+    let parts: Vec<String> = placements
+        .iter()
+        .zip(&figures)
+        .map(|(p, ns)| format!("{} {ns:.0} ns/round trip", p.label()))
+        .collect();
+    let state = placements
+        .iter()
+        .zip(&figures)
+        .find(|(p, _)| **p != Placement::Together)
+        .map_or("", |(_, &ns)| {
+            if ns < 150.0 {
+                " [fast vCPU state]"
+            } else {
+                " [slow vCPU state]"
+            }
+        });
+    println!(
+        "cache-line ping-pong ({label}): {}{state}",
+        parts.join(", ")
+    );
+    figures
 }
 
 /// Median of `samples` runs of `f` (each returning a rate or a time).

@@ -115,6 +115,18 @@ fn diff(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
+/// Moves a head/tail index from `pos` to `pos + 1` unless another process
+/// already moved it (the claimer, or a helper).
+#[inline(always)]
+fn advance_from(index: &AtomicU64, pos: u64) {
+    let _ = index.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::SeqCst,
+        Ordering::Relaxed,
+    );
+}
+
 #[repr(C, align(64))]
 struct CacheLine<T>(T);
 
@@ -312,12 +324,7 @@ impl RawQueue {
                         )
                         .is_ok()
                     {
-                        let _ = tail.compare_exchange(
-                            pos,
-                            pos.wrapping_add(1),
-                            Ordering::SeqCst,
-                            Ordering::Relaxed,
-                        );
+                        advance_from(tail, pos);
                         // SAFETY: we own the slot (our pid is in its stamp);
                         // msg.len() <= slot_size, the payload's length.
                         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), payload, msg.len()) };
@@ -329,12 +336,7 @@ impl RawQueue {
                 } else {
                     // Claimed by another producer that has not moved
                     // `tail` yet (or died before it could): help.
-                    let _ = tail.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
+                    advance_from(tail, pos);
                 }
                 spin_hint();
                 pos = tail.load(Ordering::SeqCst);
@@ -358,12 +360,7 @@ impl RawQueue {
                     }
                     // `pos` was claimed and published (or skipped after its
                     // producer died) before anyone moved tail: help.
-                    let _ = tail.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
+                    advance_from(tail, pos);
                     pos = tail.load(Ordering::SeqCst);
                 } else {
                     pos = now;
@@ -395,12 +392,7 @@ impl RawQueue {
                         )
                         .is_ok()
                     {
-                        let _ = head.compare_exchange(
-                            pos,
-                            pos.wrapping_add(1),
-                            Ordering::SeqCst,
-                            Ordering::Relaxed,
-                        );
+                        advance_from(head, pos);
                         let free = pack((pos as u32).wrapping_add(self.capacity as u32), 0);
                         if pid == SKIPPED {
                             // A dead producer's slot: nothing was sent.
@@ -428,12 +420,7 @@ impl RawQueue {
                         return Ok(r);
                     }
                 } else {
-                    let _ = head.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
+                    advance_from(head, pos);
                 }
                 spin_hint();
                 pos = head.load(Ordering::SeqCst);
@@ -458,12 +445,7 @@ impl RawQueue {
                     }
                     // Freed for the next lap (a dead consumer's claim was
                     // recovered) before anyone moved head: help.
-                    let _ = head.compare_exchange(
-                        pos,
-                        pos.wrapping_add(1),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
+                    advance_from(head, pos);
                     pos = head.load(Ordering::SeqCst);
                 } else {
                     pos = now;

@@ -82,19 +82,33 @@ impl<'a> PeerTable<'a> {
             }
         }
         for (i, s) in self.slots.iter().enumerate() {
-            let pid = s.pid.load(Ordering::Acquire);
-            let claimable = pid == 0 || (pid != me && !os::process_alive(pid));
-            if claimable
-                && s.pid
-                    .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                s.handles.store(1, Ordering::Release);
-                self.header.ever.store(1, Ordering::Release);
+            if self.claim_free_or_dead(s, me) {
                 return Ok(i);
             }
         }
         Err(PeersFull(self.slots.len()))
+    }
+
+    /// Claims `s` for `me` (with one handle) if it is free or held by a
+    /// dead process other than `me`; returns whether the claim succeeded.
+    fn claim_free_or_dead(&self, s: &PeerSlot, me: u32) -> bool {
+        let pid = s.pid.load(Ordering::Acquire);
+        let claimable = pid == 0 || (pid != me && !os::process_alive(pid));
+        claimable && self.claim_from(s, pid, me)
+    }
+
+    /// Moves `s` from pid `from` to `me`, with one handle, if it still
+    /// holds `from`; returns whether it did.
+    fn claim_from(&self, s: &PeerSlot, from: u32, me: u32) -> bool {
+        if s.pid
+            .compare_exchange(from, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            s.handles.store(1, Ordering::Release);
+            self.header.ever.store(1, Ordering::Release);
+            return true;
+        }
+        false
     }
 
     /// Drops one endpoint registered in `slot` by this process; frees the
@@ -132,19 +146,7 @@ impl<'a> PeerTable<'a> {
         let Some(s) = self.slots.get(slot) else {
             return false;
         };
-        let me = os::current_pid();
-        let pid = s.pid.load(Ordering::Acquire);
-        let claimable = pid == 0 || (pid != me && !os::process_alive(pid));
-        if claimable
-            && s.pid
-                .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            s.handles.store(1, Ordering::Release);
-            self.header.ever.store(1, Ordering::Release);
-            return true;
-        }
-        false
+        self.claim_free_or_dead(s, os::current_pid())
     }
 
     /// Moves `slot` from process `from` (e.g. the parent this process was
@@ -158,15 +160,7 @@ impl<'a> PeerTable<'a> {
         if from == 0 || from == me {
             return false;
         }
-        if s.pid
-            .compare_exchange(from, me, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            s.handles.store(1, Ordering::Release);
-            self.header.ever.store(1, Ordering::Release);
-            return true;
-        }
-        false
+        self.claim_from(s, from, me)
     }
 
     /// Marks the side closed for good (e.g. `close()` on a sender): the

@@ -546,6 +546,36 @@ fn ring_len(inner: &Inner) -> usize {
     usize::try_from(pushed.saturating_sub(popped)).unwrap_or(usize::MAX)
 }
 
+/// Registers this process as the one `side` ("producer"/"consumer") of a
+/// ring, whose peer table is `table`.
+fn claim_side(table: PeerTable<'_>, side: &'static str) -> Result<(), EndpointError> {
+    if table.is_closed() {
+        return Err(EndpointError::Closed(side));
+    }
+    if !table.claim_exclusive(0) {
+        return Err(EndpointError::AlreadyTaken(side, table.slot_pid(0)));
+    }
+    Ok(())
+}
+
+/// Drop of an endpoint registered in `table` as `pid` at fork generation
+/// `gen`: gives up the registration and wakes the other side (waiting on
+/// `other_side`) — unless another process holds the side now.
+fn release_side(table: PeerTable<'_>, pid: u32, gen: u64, other_side: &Notifier) {
+    if pid != os::current_pid() || table.slot_pid(0) != pid {
+        return;
+    }
+    // If this process forked since the handle was last used, a child may
+    // have inherited it and not used it yet: keep the registration so the
+    // other side does not see a spurious disconnect; the child takes it
+    // over on first use (or it dies with this process).
+    if fork_gen::current() != gen {
+        return;
+    }
+    table.unregister(0);
+    other_side.notify_all();
+}
+
 /// Whether the side registered in `table`/slot 0 belongs to `pid`; if not,
 /// try to (re)claim it after a fork or a dead owner. Returns the new owner
 /// pid, or the error for the caller to report.
@@ -623,14 +653,7 @@ impl fmt::Debug for Producer {
 
 impl Producer {
     fn new(inner: Arc<Inner>) -> Result<Self, EndpointError> {
-        let h = inner.hdr();
-        let table = h.producers();
-        if table.is_closed() {
-            return Err(EndpointError::Closed("producer"));
-        }
-        if !table.claim_exclusive(0) {
-            return Err(EndpointError::AlreadyTaken("producer", table.slot_pid(0)));
-        }
+        claim_side(inner.hdr().producers(), "producer")?;
         let mut p = Producer {
             tail: 0,
             head_cache: 0,
@@ -975,18 +998,7 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         let h = self.inner.hdr();
-        if self.pid != os::current_pid() || h.producers().slot_pid(0) != self.pid {
-            return;
-        }
-        // If this process forked since the handle was last used, a child
-        // may have inherited it and not used it yet: keep the registration
-        // so the consumer does not see a spurious disconnect; the child
-        // takes it over on first use (or it dies with this process).
-        if fork_gen::current() != self.gen {
-            return;
-        }
-        h.producers().unregister(0);
-        h.notify.data.notify_all();
+        release_side(h.producers(), self.pid, self.gen, &h.notify.data);
     }
 }
 
@@ -1109,13 +1121,7 @@ struct Frame {
 
 impl Consumer {
     fn new(inner: Arc<Inner>) -> Result<Self, EndpointError> {
-        let table = inner.hdr().consumers();
-        if table.is_closed() {
-            return Err(EndpointError::Closed("consumer"));
-        }
-        if !table.claim_exclusive(0) {
-            return Err(EndpointError::AlreadyTaken("consumer", table.slot_pid(0)));
-        }
+        claim_side(inner.hdr().consumers(), "consumer")?;
         let mut c = Consumer {
             head: 0,
             tail_cache: 0,
@@ -1488,14 +1494,7 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         let h = self.inner.hdr();
-        if self.pid != os::current_pid() || h.consumers().slot_pid(0) != self.pid {
-            return;
-        }
-        if fork_gen::current() != self.gen {
-            return;
-        }
-        h.consumers().unregister(0);
-        h.notify.space.notify_all();
+        release_side(h.consumers(), self.pid, self.gen, &h.notify.space);
     }
 }
 
