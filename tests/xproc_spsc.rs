@@ -234,13 +234,29 @@ fn consumer_killed_mid_pop() {
     let n = 20_000u64;
     let ring = SpscRing::anonymous(2048).unwrap();
     let popped = ShmBox::<ShmValue<u64>>::anonymous(0).unwrap();
+    // The producer holds back the second half until the parent has killed
+    // the first consumer and taken over, so the kill lands mid-stream.
+    let gate = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
     let mut producer = fork(|| {
         let mut tx = ring.producer().unwrap();
         let mut m = Vec::new();
         for seq in 0..n {
+            if seq == n / 2 {
+                while gate.load() == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
             make_msg(seq, 100, &mut m);
-            if tx.push(&m).is_err() {
-                return 9;
+            // The consumer is killed mid-run; until its replacement
+            // registers, the ring correctly reports Disconnected. This
+            // producer knows a replacement is coming, so it retries.
+            let mut retries = 0;
+            while tx.push(&m).is_err() {
+                retries += 1;
+                if retries > 20_000 {
+                    return 9;
+                }
+                std::thread::sleep(Duration::from_micros(100));
             }
         }
         0
@@ -261,6 +277,7 @@ fn consumer_killed_mid_pop() {
     let recorded = popped.load();
     let mut rx = ring.consumer().unwrap(); // reclaims the dead slot
     let mut buf = Vec::new();
+    gate.store(1);
     rx.pop(&mut buf).unwrap();
     let first = check_msg(&buf);
     assert!(
