@@ -363,4 +363,3 @@ fn named_open_validates_params() {
         Err(AttachError::KindMismatch { .. })
     ));
 }
-
