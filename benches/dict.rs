@@ -6,12 +6,22 @@
 //! A two-process cache-line ping-pong is printed at the start and the end,
 //! since this VM's CPUs switch between a fast and a slow state.
 //!
+//! `set` is Python's `d[k] = v` (no old value copied out); `insert` also
+//! returns an owned copy of the old value. For the peers both are their
+//! `insert`, which moves the old value out for free.
+//!
+//! Before and after the criterion groups, three interleaved rounds compare
+//! one process doing `set` (and `insert`) against one Python process doing
+//! `d[k] = i` on a `multiprocessing.Manager().dict()`
+//! (`benches/python_manager_dict.py N set 1`), and print the ratio.
+//!
 //! Run (short): `cargo bench --bench dict -- --warm-up-time 1 --measurement-time 2`
 
 mod common;
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -77,6 +87,71 @@ fn value(i: u64) -> [u8; 16] {
     v
 }
 
+/// Python's Manager dict `d[k] = i` from one process (ops/s), or `None`
+/// if python3 is unavailable.
+fn python_set_ops() -> Option<f64> {
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python_manager_dict.py"
+        ))
+        .args(["10000", "set", "1"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python_manager_dict.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("ops_per_s="))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One forked process doing `n` `set`s (or `insert`s): ops/s.
+fn shmdict_ops(d: &ShmDict, keys: &[Vec<u8>], set: bool, n: u64) -> f64 {
+    let t = in_processes(1, false, |_| {
+        for i in 0..n {
+            let k = &keys[((i * 7) % KEYS) as usize];
+            if set {
+                black_box(d.set(k, &value(i)).unwrap());
+            } else {
+                black_box(d.insert(k, &value(i)).unwrap());
+            }
+        }
+    });
+    n as f64 / t.as_secs_f64()
+}
+
+/// Interleaved single-process rounds: Python Manager dict set, ShmDict
+/// set, ShmDict insert.
+fn versus_python(when: &str, d: &ShmDict, keys: &[Vec<u8>]) {
+    for round in 0..3 {
+        let py = python_set_ops();
+        let set = shmdict_ops(d, keys, true, 2_000_000);
+        let ins = shmdict_ops(d, keys, false, 2_000_000);
+        match py {
+            Some(py) => println!(
+                "vs Python ({when}, round {round}): Manager dict set {py:.0} ops/s | ShmDict set {:.2} M ops/s = {:.0}x | ShmDict insert {:.2} M ops/s = {:.0}x",
+                set / 1e6,
+                set / py,
+                ins / 1e6,
+                ins / py
+            ),
+            None => println!(
+                "vs Python ({when}, round {round}): python unavailable | ShmDict set {:.2} M ops/s | insert {:.2} M ops/s",
+                set / 1e6,
+                ins / 1e6
+            ),
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     common::report_pingpongs("start", &PING_PONG);
     let dict = ShmDict::anonymous(DictConfig::new(4096, 4 << 20)).unwrap();
@@ -91,11 +166,12 @@ fn bench(c: &mut Criterion) {
             .insert(k.clone(), value(i as u64).to_vec());
         dash.insert(k.clone(), value(i as u64).to_vec());
     }
+    versus_python("start", &dict, &keys);
     let keys = &keys;
     // Each worker walks the keys from its own offset with a stride.
     let k_of = |w: usize, i: u64| &keys[((i * 7 + w as u64 * 331) % KEYS) as usize];
 
-    for op in ["get", "insert", "update"] {
+    for op in ["get", "set", "insert", "update"] {
         let mut g = c.benchmark_group(format!("dict_{op}"));
         for n in [1usize, 2, 4] {
             for pinned in [false, true] {
@@ -113,6 +189,9 @@ fn bench(c: &mut Criterion) {
                                 match op {
                                     "get" => {
                                         black_box(d.get(k).unwrap());
+                                    }
+                                    "set" => {
+                                        black_box(d.set(k, &value(i)).unwrap());
                                     }
                                     "insert" => {
                                         black_box(d.insert(k, &value(i)).unwrap());
@@ -142,7 +221,7 @@ fn bench(c: &mut Criterion) {
                                 "get" => {
                                     black_box(m.lock().unwrap().get(k).cloned());
                                 }
-                                "insert" => {
+                                "set" | "insert" => {
                                     black_box(
                                         m.lock().unwrap().insert(k.clone(), value(i).to_vec()),
                                     );
@@ -168,7 +247,7 @@ fn bench(c: &mut Criterion) {
                                 "get" => {
                                     black_box(dm.get(k).map(|v| v.clone()));
                                 }
-                                "insert" => {
+                                "set" | "insert" => {
                                     black_box(dm.insert(k.clone(), value(i).to_vec()));
                                 }
                                 _ => {
@@ -184,6 +263,7 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    versus_python("end", &dict, keys);
     common::report_pingpongs("end", &PING_PONG);
 }
 

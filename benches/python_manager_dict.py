@@ -5,7 +5,10 @@
 update = the seeds' pattern done safely: `with lock: d[k] = d[k] + 1`
 using a Manager lock (a Manager dict has no atomic read-modify-write).
 
-Run: python3 benches/python_manager_dict.py [seconds_per_case]
+Run: python3 benches/python_manager_dict.py [ops_per_process [OP PROCS]]
+With OP (get, set or update) and PROCS, runs that one case and prints one
+machine-readable line `ops_per_s=...` (benches/dict.rs does this to
+interleave Python with ShmDict); otherwise prints the full table.
 """
 import multiprocessing as mp
 import sys
@@ -52,6 +55,12 @@ def run(manager, op, procs, n):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    if len(sys.argv) > 3:
+        op, procs = sys.argv[2], int(sys.argv[3])
+        with mp.Manager() as m:
+            run(m, op, procs, n)  # warm-up: the manager's first requests are slower
+            print("ops_per_s=%.1f" % run(m, op, procs, n))
+        return
     with mp.Manager() as m:
         print("| op | processes | ops/s (aggregate) | µs/op per process |")
         print("|---|---|---|---|")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Peer measurement for benches/pool.rs: multiprocessing.Pool on the same tasks.
 
-Usage: python_pool.py WORKERS ROUNDS
+Usage: python_pool.py WORKERS ROUNDS [WARMUP_MAPS TINY_ROUNDS]
 Prints `key=value` lines: map_tiny_ms (Pool.map of x*x over 100,000 ints,
-default chunksize), map_fib_ms (Pool.map of fib(22) over 1,000 items) with
+default chunksize; median of TINY_ROUNDS after WARMUP_MAPS untimed maps), map_fib_ms (Pool.map of fib(22) over 1,000 items) with
 WORKERS and with 1 worker (map_fib1_ms), and apply_us (apply_async().get()
 round trip, median).
 """
@@ -36,13 +36,17 @@ def timed(f, rounds):
 
 def main():
     workers, rounds = int(sys.argv[1]), int(sys.argv[2])
+    warmup = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    tiny_rounds = int(sys.argv[4]) if len(sys.argv) > 4 else rounds
     ctx = mp.get_context("fork")
     data = list(range(100_000))
     with ctx.Pool(workers) as pool:
         pool.map(square, range(1000))  # warm-up
         r = pool.map(square, data)
-        assert r[99_999] == 99_999 * 99_999
-        print(f"map_tiny_ms={timed(lambda: pool.map(square, data), rounds) * 1e3:.3f}")
+        assert r == [x * x for x in data]
+        for _ in range(warmup):
+            pool.map(square, data)
+        print(f"map_tiny_ms={timed(lambda: pool.map(square, data), tiny_rounds) * 1e3:.3f}")
         print(f"map_fib_ms={timed(lambda: pool.map(fib, [22] * 1000), rounds) * 1e3:.3f}")
         lat = []
         for _ in range(500):

@@ -116,7 +116,7 @@ fn readers_see_absent_or_complete() {
     assert_eq!(d.verify().unwrap(), 4 * PER as usize);
 }
 
-/// Random insert/remove/update/fetch_add on a small key space, forever.
+/// Random insert/set/remove/update/fetch_add on a small key space, forever.
 fn mutate_forever(d: &ShmDict, seed: u64, ops: Option<u64>) -> i32 {
     let mut rng = Rng::new(seed);
     let mut n = 0;
@@ -124,7 +124,8 @@ fn mutate_forever(d: &ShmDict, seed: u64, ops: Option<u64>) -> i32 {
         let id = rng.below(64) as u32;
         let version = rng.next() as u32;
         let r = match rng.below(5) {
-            0 | 1 => d.insert(&key(id), &make_value(id, version)).map(drop),
+            0 => d.insert(&key(id), &make_value(id, version)).map(drop),
+            1 => d.set(&key(id), &make_value(id, version)).map(drop),
             2 => d.remove(&key(id)).map(drop),
             3 => d
                 .update(&key(id), |_| Some(make_value(id, version)))

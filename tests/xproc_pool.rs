@@ -259,6 +259,60 @@ fn max_tasks_per_child_replaces_workers() {
     }
 }
 
+/// An iterator whose size hint claims an absurd exact length.
+struct Liar(std::ops::Range<u64>);
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (usize::MAX / 2, Some(usize::MAX / 2))
+    }
+}
+
+/// `map` streams exact-length iterators and collects the others; a wrong
+/// size hint changes nothing but speed.
+fn map_any_iterator_and_wrong_size_hints() {
+    let p = pool(2);
+    let want: Vec<u64> = (0..1000u64).filter(|x| x % 3 != 0).map(|x| x * x).collect();
+    let got = p
+        .map(&SQUARE, (0..1000u64).filter(|x| x % 3 != 0), None)
+        .unwrap();
+    assert_eq!(got, want);
+    assert_eq!(
+        p.map(&SQUARE, Liar(0..5), None).unwrap(),
+        vec![0, 1, 4, 9, 16]
+    );
+    assert_eq!(p.map(&SQUARE, Liar(0..0), None).unwrap(), Vec::<u64>::new());
+    assert_eq!(p.map(&SQUARE, Liar(0..7), Some(2)).unwrap().len(), 7);
+}
+
+/// Like Python's `maxtasksperchild`, one chunk of a `map` is one task for
+/// the worker: 1 worker, 2 tasks per child, 4 chunks of 3 items = exactly
+/// 2 children, each serving 2 whole chunks.
+fn max_tasks_per_child_counts_chunks_like_python() {
+    let p = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = p.map(&PID, 0..12u64, Some(3)).unwrap();
+    assert_eq!(pids.len(), 12);
+    for chunk in pids.chunks(3) {
+        assert!(
+            chunk.iter().all(|&q| q == chunk[0]),
+            "a chunk ran in one worker: {pids:?}"
+        );
+    }
+    let distinct: HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 2, "{pids:?}");
+    for pid in &distinct {
+        assert_eq!(pids.iter().filter(|q| *q == pid).count(), 6, "{pids:?}");
+    }
+}
+
 fn initializer_runs_once_per_worker() {
     let p = Pool::builder()
         .processes(2)
@@ -369,6 +423,10 @@ fn main() {
         &[
             ("map_10000_in_order", map_10000_in_order),
             ("imap_is_lazy", imap_is_lazy),
+            (
+                "map_any_iterator_and_wrong_size_hints",
+                map_any_iterator_and_wrong_size_hints,
+            ),
             ("imap_unordered_full_multiset", imap_unordered_full_multiset),
             ("starmap_tuples", starmap_tuples),
             (
@@ -383,6 +441,10 @@ fn main() {
             (
                 "max_tasks_per_child_replaces_workers",
                 max_tasks_per_child_replaces_workers,
+            ),
+            (
+                "max_tasks_per_child_counts_chunks_like_python",
+                max_tasks_per_child_counts_chunks_like_python,
             ),
             (
                 "initializer_runs_once_per_worker",

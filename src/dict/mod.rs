@@ -375,7 +375,25 @@ impl ShmDict {
     /// Inserts `value` for `key`, returning the previous value. On error
     /// (e.g. [`DictError::CapacityExceeded`]) the dict is unchanged.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, DictError> {
-        self.raw.insert(key, value)
+        self.raw.insert_with(key, value, <[u8]>::to_vec)
+    }
+
+    /// Stores `value` for `key` without returning the previous value
+    /// (Python's `d[k] = v`): no copy of the old value is made. Returns
+    /// whether the key was already present. Crash-safe exactly like
+    /// [`insert`](ShmDict::insert); on error the dict is unchanged.
+    ///
+    /// ```
+    /// use shmkit::{DictConfig, ShmDict};
+    ///
+    /// let d = ShmDict::anonymous(DictConfig::new(16, 1 << 14))?;
+    /// assert!(!d.set(b"k", b"one")?);
+    /// assert!(d.set(b"k", b"two")?);
+    /// assert_eq!(d.get(b"k")?.as_deref(), Some(&b"two"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<bool, DictError> {
+        Ok(self.raw.insert_with(key, value, |_| ())?.is_some())
     }
 
     /// A copy of the value for `key`.
@@ -449,7 +467,7 @@ impl ShmDict {
 
     /// Stores `value`'s bytes at `key` (no serialisation).
     pub fn insert_pod<T: Pod>(&self, key: &[u8], value: &T) -> Result<(), DictError> {
-        self.raw.insert(key, bytemuck::bytes_of(value)).map(drop)
+        self.set(key, bytemuck::bytes_of(value)).map(drop)
     }
 
     /// Number of entries: the sum of the stripes' counts, each exact, read

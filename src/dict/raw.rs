@@ -231,19 +231,26 @@ impl RawDict {
         }
     }
 
-    pub(crate) fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, DictError> {
+    /// Stores `value` for `key`; `old` sees the previous value (under the
+    /// lock, before it is replaced) and its result is returned.
+    pub(crate) fn insert_with<R>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        old: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, DictError> {
         self.check_key(key)?;
         let units = self.check_value(key, value)?;
         let h = hash_bytes(key);
         let g = self.lock(self.stripe_of(h))?;
         let bump = g.bump()?;
         let probe = g.find(key, h, bump)?;
-        let old = match &probe {
-            Probe::Found { block, .. } => Some(g.value(block).to_vec()),
+        let prev = match &probe {
+            Probe::Found { block, .. } => Some(old(g.value(block))),
             Probe::Vacant { .. } => None,
         };
         g.put(key, h, probe, value, units, bump)?;
-        Ok(old)
+        Ok(prev)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DictError> {

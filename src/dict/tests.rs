@@ -48,6 +48,32 @@ fn basic_ops() {
 }
 
 #[test]
+fn set_replaces_without_returning_the_old_value() {
+    let d = heap(64, 1 << 14, 2);
+    assert!(!d.set(b"k", b"one").unwrap());
+    assert!(d.set(b"k", b"two!").unwrap());
+    assert_eq!(d.get(b"k").unwrap().as_deref(), Some(&b"two!"[..]));
+    // 8 bytes over 8 bytes (the in-place atomic path) and across classes.
+    assert!(d.set(b"k", &7u64.to_ne_bytes()).unwrap());
+    assert!(d.set(b"k", &9u64.to_ne_bytes()).unwrap());
+    assert_eq!(d.get_pod::<u64>(b"k").unwrap(), Some(9));
+    assert!(d.set(b"k", &[5; 200]).unwrap());
+    assert_eq!(d.get(b"k").unwrap(), Some(vec![5; 200]));
+    assert_eq!(d.len(), 1);
+    // A value that cannot fit is refused and leaves the old one.
+    assert!(matches!(
+        d.set(b"k", &vec![0; 1 << 20]),
+        Err(DictError::ValueTooLarge { .. })
+    ));
+    assert_eq!(d.get(b"k").unwrap(), Some(vec![5; 200]));
+    let m = ShmMap::<String, u32>::new(heap(16, 1 << 12, 1));
+    assert!(!m.set(&"a".to_string(), &1).unwrap());
+    assert!(m.set(&"a".to_string(), &2).unwrap());
+    assert_eq!(m.get(&"a".to_string()).unwrap(), Some(2));
+    assert_eq!(d.verify().unwrap(), 1);
+}
+
+#[test]
 fn full_dict_rejects_cleanly() {
     let d = heap(8, 1 << 12, 1);
     let mut n = 0u32;
@@ -213,6 +239,7 @@ fn garbage_memory_is_survivable() {
 #[derive(Debug, Clone)]
 enum Op {
     Insert(u8, Vec<u8>),
+    Set(u8, Vec<u8>),
     Get(u8),
     Remove(u8),
     Update(u8, Option<Vec<u8>>),
@@ -225,6 +252,7 @@ fn op() -> impl Strategy<Value = Op> {
     let val = proptest::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         4 => (any::<u8>(), val.clone()).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => (any::<u8>(), val.clone()).prop_map(|(k, v)| Op::Set(k, v)),
         3 => any::<u8>().prop_map(Op::Get),
         3 => any::<u8>().prop_map(Op::Remove),
         2 => (any::<u8>(), proptest::option::of(val)).prop_map(|(k, v)| Op::Update(k, v)),
@@ -246,6 +274,10 @@ fn run_model(d: &ShmDict, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Insert(k, v) => {
                 prop_assert_eq!(d.insert(&key(*k), v).unwrap(), m.insert(key(*k), v.clone()))
             }
+            Op::Set(k, v) => prop_assert_eq!(
+                d.set(&key(*k), v).unwrap(),
+                m.insert(key(*k), v.clone()).is_some()
+            ),
             Op::Get(k) => prop_assert_eq!(d.get(&key(*k)).unwrap(), m.get(&key(*k)).cloned()),
             Op::Remove(k) => prop_assert_eq!(d.remove(&key(*k)).unwrap(), m.remove(&key(*k))),
             Op::Update(k, v) => {

@@ -66,6 +66,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
         self.dict.insert(&k, &v)?.map(|b| decode(&b)).transpose()
     }
 
+    /// Stores `value` for `key` without decoding the previous value
+    /// (Python's `d[k] = v`); returns whether the key was present.
+    pub fn set(&self, key: &K, value: &V) -> Result<bool, DictError> {
+        let k = encode(key)?;
+        let v = encode(value)?;
+        self.dict.set(&k, &v)
+    }
+
     /// The value for `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
         let k = encode(key)?;

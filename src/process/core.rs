@@ -657,8 +657,10 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "Box<dyn Any>".to_owned())
 }
 
-/// Runs one chunk; returns the status byte and writes the body.
+/// Runs one chunk, appending its body (encoded results, or an error text)
+/// to `out`; returns the status byte.
 fn run_chunk(name: &str, payload: &[u8], count: u32, out: &mut Vec<u8>) -> u8 {
+    let start = out.len();
     let Some(run) = task::lookup(name) else {
         out.extend_from_slice(
             format!("no task named {name:?} is registered in this binary").as_bytes(),
@@ -666,27 +668,20 @@ fn run_chunk(name: &str, payload: &[u8], count: u32, out: &mut Vec<u8>) -> u8 {
         return task::STATUS_FAILED;
     };
     IN_TASK.with(|c| c.set(true));
+    let mut body = std::mem::take(out);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut body = std::mem::take(out);
-        let r = run(payload, count, &mut body);
-        (r, body)
+        run(payload, count, &mut body)
     }));
     IN_TASK.with(|c| c.set(false));
-    match r {
-        Ok((Ok(()), body)) => {
-            *out = body;
-            task::STATUS_OK
-        }
-        Ok((Err(e), _)) => {
-            out.extend_from_slice(e.as_bytes());
-            task::STATUS_FAILED
-        }
-        Err(p) => {
-            out.clear();
-            out.extend_from_slice(panic_text(&*p).as_bytes());
-            task::STATUS_PANICKED
-        }
-    }
+    *out = body;
+    let (status, text) = match r {
+        Ok(Ok(())) => return task::STATUS_OK,
+        Ok(Err(e)) => (task::STATUS_FAILED, e),
+        Err(p) => (task::STATUS_PANICKED, panic_text(&*p)),
+    };
+    out.truncate(start);
+    out.extend_from_slice(text.as_bytes());
+    status
 }
 
 fn serve(args: WorkerArgs) -> i32 {
@@ -725,45 +720,46 @@ fn serve(args: WorkerArgs) -> i32 {
     }
     tracing::debug!("pool worker ready");
     let mut served = 0u64;
+    let mut msg = Vec::new();
     let mut reply = Vec::new();
     loop {
         slots.set(idx, 0);
-        let msg = rx.recv_with(|b| {
+        let got = rx.recv_with(|b| {
             // Name the task before the claim is released: if we die from
             // here on, the parent knows which task it was.
             slots.set(idx, task::message_id(b));
-            b.to_vec()
+            msg.clear();
+            msg.extend_from_slice(b);
         });
-        let msg = match msg {
-            Ok(m) => m,
+        match got {
+            Ok(()) => {}
             Err(crate::queue::RecvError::Disconnected) => return 0,
             Err(e) => {
                 eprintln!("shmkit pool worker: task queue failed: {e}");
                 return 2;
             }
-        };
+        }
+        // Reply: id, status byte, then the body written in place.
         reply.clear();
         reply.extend_from_slice(&task::message_id(&msg).to_le_bytes());
         reply.push(0);
-        let mut body = Vec::new();
         let status = match task::parse_task(&msg) {
-            Ok(t) => run_chunk(t.name, t.payload, t.count, &mut body),
+            Ok(t) => run_chunk(t.name, t.payload, t.count, &mut reply),
             Err(e) => {
-                body.extend_from_slice(e.as_bytes());
+                reply.extend_from_slice(e.as_bytes());
                 task::STATUS_FAILED
             }
         };
-        if reply.len() + body.len() > max_out {
+        reply[8] = status;
+        if reply.len() > max_out {
             let text = format!(
                 "the encoded result is {} bytes, the transport carries at most {max_out}; raise max_message_size or lower chunksize",
-                reply.len() + body.len()
+                reply.len()
             );
+            reply.truncate(9);
             reply[8] = task::STATUS_FAILED;
             reply.extend_from_slice(text.as_bytes());
             reply.truncate(max_out);
-        } else {
-            reply[8] = status;
-            reply.extend_from_slice(&body);
         }
         if tx.send(&reply).is_err() {
             return 0; // the parent is gone

@@ -133,8 +133,8 @@ pub(crate) fn encode_one<A: Serialize, R>(
     arg: &A,
 ) -> Result<Vec<u8>, TaskError> {
     let name = task.name();
-    let msg = task::begin_message(name, 64);
-    let mut msg = postcard::to_extend(arg, msg).map_err(|e| TaskError::Serde(e.to_string()))?;
+    let mut msg = task::begin_message(name, 64);
+    task::encode_into(arg, &mut msg).map_err(|e| TaskError::Serde(e.to_string()))?;
     task::set_count(&mut msg, name, 1);
     Ok(msg)
 }
@@ -153,18 +153,31 @@ impl<I: Iterator> Chunker<I>
 where
     I::Item: Serialize,
 {
+    /// Chunks of at most `size` items; a chunk is cut early once its
+    /// encoding passes a quarter of `hard` (the transport limit), so that
+    /// results up to four times the size of their arguments still fit.
+    fn new(name: &'static str, iter: I, size: usize, hard: usize) -> Self {
+        Chunker {
+            name,
+            iter,
+            carry: None,
+            size: size.max(1),
+            budget: hard / 4,
+            hard,
+        }
+    }
+
     fn next_chunk(&mut self) -> Option<Result<(Vec<u8>, u32), TaskError>> {
-        let mut msg = task::begin_message(self.name, 256);
+        let mut msg = task::begin_message(self.name, self.budget.min(self.hard) + 64);
         let mut count = 0u32;
         while (count as usize) < self.size {
             let Some(item) = self.carry.take().or_else(|| self.iter.next()) else {
                 break;
             };
             let before = msg.len();
-            msg = match postcard::to_extend(&item, msg) {
-                Ok(m) => m,
-                Err(e) => return Some(Err(TaskError::Serde(e.to_string()))),
-            };
+            if let Err(e) = task::encode_into(&item, &mut msg) {
+                return Some(Err(TaskError::Serde(e.to_string())));
+            }
             if msg.len() > self.budget && count > 0 {
                 msg.truncate(before);
                 self.carry = Some(item);
@@ -229,14 +242,7 @@ where
     ) -> Self {
         let hard = core.max_message();
         Imap {
-            chunker: Chunker {
-                name: task.name(),
-                iter,
-                carry: None,
-                size: chunksize.max(1),
-                budget: hard / 4,
-                hard,
-            },
+            chunker: Chunker::new(task.name(), iter, chunksize, hard),
             core,
             inflight: VecDeque::new(),
             ready: Vec::new().into_iter(),
@@ -431,7 +437,12 @@ impl PoolBuilder {
         self
     }
 
-    /// A worker exits after this many chunks and is replaced (0 = never).
+    /// A worker exits after this many tasks and is replaced (0 = never).
+    ///
+    /// As with Python's `maxtasksperchild`, a task is one message a worker
+    /// takes: one `apply`/`submit` call, or one *chunk* of a `map`/`imap`
+    /// (Python's workers count each `mapstar` chunk once, too). Pass a
+    /// `chunksize` to bound the items a worker serves.
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.max_tasks_per_child = n;
         self
@@ -570,22 +581,61 @@ impl Pool {
         if self.core.is_closed() {
             return Err(TaskError::Closed);
         }
-        let items: Vec<A> = items.into_iter().collect();
-        let n = items.len();
-        let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()).max(1));
-        let it = Imap::new(
-            self.core.clone(),
-            task,
-            items.into_iter(),
-            chunk,
-            usize::MAX,
-            true,
-        );
-        let mut out = Vec::with_capacity(n);
-        for r in it {
-            out.push(r?);
+        // An iterator that knows its exact length is streamed straight
+        // into the chunk messages; any other is collected first (as Python
+        // does with an iterable that has no `len`).
+        let iter = items.into_iter();
+        match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.map_exact(task, iter, lo, chunksize),
+            _ => {
+                let items: Vec<A> = iter.collect();
+                let n = items.len();
+                self.map_exact(task, items.into_iter(), n, chunksize)
+            }
         }
-        Ok(out)
+    }
+
+    /// `map` over `n` items (`n` only sizes the default chunks and the
+    /// output; a wrong `n` costs speed, never correctness).
+    fn map_exact<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        n: usize,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: Iterator<Item = A>,
+    {
+        let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()).max(1));
+        // Submit every chunk first (the monitor feeds them to the workers
+        // while we encode the rest), then collect in order, decoding each
+        // result chunk straight into the output.
+        let hard = self.core.max_message();
+        let mut chunker = Chunker::new(task.name(), items, chunk, hard);
+        let mut tickets = Vec::new();
+        let mut submit_err = None;
+        while let Some(c) = chunker.next_chunk() {
+            match c.and_then(|(msg, k)| Ok((self.core.submit(msg)?, k))) {
+                Ok((id, k)) => tickets.push((Ticket::new(self.core.clone(), id), k)),
+                Err(e) => {
+                    submit_err = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        // `n` may come from a size hint: a wrong one must not abort.
+        let _ = out.try_reserve_exact(n);
+        for (ticket, k) in tickets {
+            task::decode_results_into(&ticket.take()?, k as usize, &mut out)?;
+        }
+        match submit_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// [`map`](Pool::map) for a task over a tuple: each item is the
