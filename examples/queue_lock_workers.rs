@@ -16,10 +16,13 @@ use shmkit::{Mutex, ShmBox};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
     let queue = Queue::<String>::anonymous(128, 4)?;
-    // Held by the parent until every input process is done, so an output
-    // process never mistakes "no input process has started yet" for a
-    // closed queue.
+    // shmkit queues report `Disconnected` once every process on the other
+    // side has gone. Here input and output processes come and go one by
+    // one, so the parent holds one endpoint of each side: a sender until
+    // every input is done (the seed's queue.close()), a receiver until the
+    // end.
     let keep_connected = queue.as_mpmc().sender()?;
+    let _keep_receiving = queue.as_mpmc().receiver()?;
     let print_lock = ShmBox::<Mutex<u8>>::anonymous(0)?;
 
     let inputs: Vec<Process> = (0..10)
