@@ -68,3 +68,111 @@ impl Backoff {
         self.step > Self::YIELD_LIMIT
     }
 }
+
+/// Adaptive spin budget for waiters that can park on a futex (queue
+/// endpoints): a pure spin of adaptive length, then at most `YIELDS`
+/// `sched_yield`s, then the caller parks.
+///
+/// The spin length adapts per handle: a wait that ended during the spin
+/// raises it (up to `MAX_STEPS`, i.e. 2^0 + … + 2^MAX_STEPS pause hints);
+/// one that needed the yields or a park lowers it, down to `MIN_STEPS`.
+/// So a waiter whose peer cannot run while it spins (both processes pinned
+/// to one CPU) stops burning its time slice and hands the CPU over with a
+/// yield at once, while a peer on another CPU is still caught by spinning.
+/// Every `PROBE_EVERY`-th wait spins the full budget, so a peer that
+/// became fast again is noticed. The short yield phase is kept because on
+/// an oversubscribed machine a yield lets a descheduled peer run for far
+/// less than a futex park plus wake (which also makes every operation of
+/// the peer pay a wake syscall until the sleeper is back on a CPU).
+///
+/// The state is a process-local `u32`, kept in the handle.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpinBudget(pub(crate) u32);
+
+impl SpinBudget {
+    #[cfg(not(loom))]
+    const MAX_STEPS: u32 = 6;
+    #[cfg(loom)]
+    const MAX_STEPS: u32 = 0;
+    const MIN_STEPS: u32 = 0;
+    #[cfg(not(loom))]
+    const YIELDS: u32 = 2;
+    #[cfg(loom)]
+    const YIELDS: u32 = 0;
+    const PROBE_EVERY: u32 = 64;
+
+    fn steps(self) -> u32 {
+        self.0 & 0xff
+    }
+
+    fn waits(self) -> u32 {
+        self.0 >> 8
+    }
+
+    /// A spinner for one wait.
+    #[inline]
+    pub(crate) fn start(self) -> Spinner {
+        let limit = if self.waits() % Self::PROBE_EVERY == 0 {
+            Self::MAX_STEPS
+        } else {
+            self.steps().clamp(Self::MIN_STEPS, Self::MAX_STEPS)
+        };
+        Spinner {
+            step: 0,
+            limit,
+            yields: 0,
+        }
+    }
+
+    /// The budget after a wait that ended while spinning (`spun = true`)
+    /// or only after yielding or parking.
+    #[inline]
+    pub(crate) fn record(self, spun: bool) -> SpinBudget {
+        let steps = if spun {
+            (self.steps() + 1).min(Self::MAX_STEPS)
+        } else {
+            self.steps().saturating_sub(1).max(Self::MIN_STEPS)
+        };
+        let waits = self.waits().wrapping_add(1) & 0x00ff_ffff;
+        SpinBudget((waits << 8) | steps)
+    }
+}
+
+/// One wait's spin phase; see [`SpinBudget`].
+#[derive(Debug)]
+pub(crate) struct Spinner {
+    step: u32,
+    limit: u32,
+    yields: u32,
+}
+
+impl Spinner {
+    /// Spins 2^step pause hints (or, once the spin budget is spent, yields
+    /// the CPU) and returns true; returns false when it is time to park.
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        if self.step <= self.limit {
+            #[cfg(not(loom))]
+            for _ in 0..(1u32 << self.step) {
+                spin_hint();
+            }
+            #[cfg(loom)]
+            spin_hint();
+            self.step += 1;
+            return true;
+        }
+        if self.yields < SpinBudget::YIELDS {
+            self.yields += 1;
+            #[cfg(not(loom))]
+            std::thread::yield_now();
+            return true;
+        }
+        false
+    }
+
+    /// Whether the wait is still in its pure-spin phase (no yield yet).
+    #[inline]
+    pub(crate) fn spinning(&self) -> bool {
+        self.yields == 0
+    }
+}
