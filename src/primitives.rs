@@ -75,7 +75,7 @@ impl Backoff {
 ///
 /// The spin length adapts per handle: a wait that ended during the spin
 /// raises it (up to `MAX_STEPS`, i.e. 2^0 + … + 2^MAX_STEPS pause hints);
-/// one that needed the yields or a park lowers it, down to `MIN_STEPS`.
+/// one that needed the yields or a park lowers it, down to a single pause.
 /// So a waiter whose peer cannot run while it spins (both processes pinned
 /// to one CPU) stops burning its time slice and hands the CPU over with a
 /// yield at once, while a peer on another CPU is still caught by spinning.
@@ -94,7 +94,6 @@ impl SpinBudget {
     const MAX_STEPS: u32 = 6;
     #[cfg(loom)]
     const MAX_STEPS: u32 = 0;
-    const MIN_STEPS: u32 = 0;
     #[cfg(not(loom))]
     const YIELDS: u32 = 2;
     #[cfg(loom)]
@@ -115,7 +114,7 @@ impl SpinBudget {
         let limit = if self.waits() % Self::PROBE_EVERY == 0 {
             Self::MAX_STEPS
         } else {
-            self.steps().clamp(Self::MIN_STEPS, Self::MAX_STEPS)
+            self.steps().min(Self::MAX_STEPS)
         };
         Spinner {
             step: 0,
@@ -131,7 +130,7 @@ impl SpinBudget {
         let steps = if spun {
             (self.steps() + 1).min(Self::MAX_STEPS)
         } else {
-            self.steps().saturating_sub(1).max(Self::MIN_STEPS)
+            self.steps().saturating_sub(1)
         };
         let waits = self.waits().wrapping_add(1) & 0x00ff_ffff;
         SpinBudget((waits << 8) | steps)

@@ -859,9 +859,7 @@ impl Producer {
                     Err(TrySendError::Disconnected(m)) => {
                         return Err(SendTimeoutError::Disconnected(m))
                     }
-                    Err(TrySendError::TooLarge(m)) => {
-                        return Err(SendTimeoutError::TooLarge(m))
-                    }
+                    Err(TrySendError::TooLarge(m)) => return Err(SendTimeoutError::TooLarge(m)),
                 }
             }
             // The liveness check costs syscalls: not before the first park,

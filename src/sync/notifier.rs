@@ -122,7 +122,7 @@ impl Notifier {
     /// `fetch_add` is followed by a `SeqCst` fence before its re-check. So
     /// if this load misses the waiter, the RMW precedes the waiter's fence
     /// in S and the waiter's re-check sees the change (C++20
-    /// [atomics.order]/4). On x86 the RMW is the one locked instruction and
+    /// `[atomics.order]`/4). On x86 the RMW is the one locked instruction and
     /// the load is a plain `mov`, instead of a store plus `mfence`.
     ///
     /// Loom models `SeqCst` accesses as `AcqRel` (it would report a false
