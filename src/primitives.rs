@@ -74,8 +74,11 @@ impl Backoff {
 /// `sched_yield`s, then the caller parks.
 ///
 /// The spin length adapts per handle: a wait that ended during the spin
-/// raises it (up to `MAX_STEPS`, i.e. 2^0 + … + 2^MAX_STEPS pause hints);
-/// one that needed the yields or a park lowers it, down to a single pause.
+/// raises it to what that wait took (up to `MAX_STEPS`, i.e. 2^0 + … +
+/// 2^MAX_STEPS pause hints); one that ended only in the yield phase (the
+/// peer ran when we gave up the CPU: it shares our CPU) lowers it by one
+/// step, down to a single pause; one that had to park resets it to the
+/// full spin.
 /// So a waiter whose peer cannot run while it spins (both processes pinned
 /// to one CPU) stops burning its time slice and hands the CPU over with a
 /// yield at once, while a peer on another CPU is still caught by spinning.
@@ -123,15 +126,31 @@ impl SpinBudget {
         }
     }
 
-    /// The budget after a wait that ended while spinning (`spun = true`)
-    /// or only after yielding or parking.
+    /// The budget after a wait that ended during `spinner`'s spin or
+    /// yield phase: if it ended after `k` spins, the budget becomes at
+    /// least `k - 1` (what it took); if it needed the yields, one step
+    /// less.
     #[inline]
-    pub(crate) fn record(self, spun: bool) -> SpinBudget {
-        let steps = if spun {
-            (self.steps() + 1).min(Self::MAX_STEPS)
+    pub(crate) fn record(self, spinner: &Spinner) -> SpinBudget {
+        let steps = if spinner.yields == 0 && spinner.step > 0 {
+            self.steps().max(spinner.step - 1).min(Self::MAX_STEPS)
         } else {
             self.steps().saturating_sub(1)
         };
+        self.with_steps(steps)
+    }
+
+    /// The budget after a wait that had to park: the full spin again.
+    /// Parking says nothing against spinning (the peer may simply have
+    /// been idle), and a short spin would make two processes that both
+    /// park once stay in a park/wake cycle, each waiting out the other's
+    /// futex wake-up latency on every message.
+    #[inline]
+    pub(crate) fn record_parked(self) -> SpinBudget {
+        self.with_steps(Self::MAX_STEPS)
+    }
+
+    fn with_steps(self, steps: u32) -> SpinBudget {
         let waits = self.waits().wrapping_add(1) & 0x00ff_ffff;
         SpinBudget((waits << 8) | steps)
     }
@@ -167,11 +186,5 @@ impl Spinner {
             return true;
         }
         false
-    }
-
-    /// Whether the wait is still in its pure-spin phase (no yield yet).
-    #[inline]
-    pub(crate) fn spinning(&self) -> bool {
-        self.yields == 0
     }
 }

@@ -852,7 +852,7 @@ impl Producer {
             if !parked && spinner.spin() {
                 match self.try_push(msg) {
                     Ok(()) => {
-                        self.spin = self.spin.record(spinner.spinning());
+                        self.spin = self.spin.record(&spinner);
                         return Ok(());
                     }
                     Err(TrySendError::Full(_)) => continue,
@@ -878,7 +878,7 @@ impl Producer {
                     park_slice(space, key, &mut slice, deadline);
                     if !parked {
                         parked = true;
-                        self.spin = self.spin.record(false);
+                        self.spin = self.spin.record_parked();
                     }
                     check_peer = true;
                 }
@@ -1458,7 +1458,7 @@ impl Consumer {
             if !parked && spinner.spin() {
                 match self.next(false) {
                     Ok(f) => {
-                        self.spin = self.spin.record(spinner.spinning());
+                        self.spin = self.spin.record(&spinner);
                         return Ok(f);
                     }
                     Err(TryRecvError::Empty) => continue,
@@ -1478,7 +1478,7 @@ impl Consumer {
                     park_slice(data, key, &mut slice, deadline);
                     if !parked {
                         parked = true;
-                        self.spin = self.spin.record(false);
+                        self.spin = self.spin.record_parked();
                     }
                     check_peer = true;
                 }
