@@ -68,3 +68,123 @@ impl Backoff {
         self.step > Self::YIELD_LIMIT
     }
 }
+
+/// Adaptive spin budget for waiters that can park on a futex (queue
+/// endpoints): a pure spin of adaptive length, then at most `YIELDS`
+/// `sched_yield`s, then the caller parks.
+///
+/// The spin length adapts per handle: a wait that ended during the spin
+/// raises it to what that wait took (up to `MAX_STEPS`, i.e. 2^0 + … +
+/// 2^MAX_STEPS pause hints); one that ended only in the yield phase (the
+/// peer ran when we gave up the CPU: it shares our CPU) lowers it by one
+/// step, down to a single pause; one that had to park resets it to the
+/// full spin.
+/// So a waiter whose peer cannot run while it spins (both processes pinned
+/// to one CPU) stops burning its time slice and hands the CPU over with a
+/// yield at once, while a peer on another CPU is still caught by spinning.
+/// Every `PROBE_EVERY`-th wait spins the full budget, so a peer that
+/// became fast again is noticed. The short yield phase is kept because on
+/// an oversubscribed machine a yield lets a descheduled peer run for far
+/// less than a futex park plus wake (which also makes every operation of
+/// the peer pay a wake syscall until the sleeper is back on a CPU).
+///
+/// The state is a process-local `u32`, kept in the handle.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpinBudget(pub(crate) u32);
+
+impl SpinBudget {
+    #[cfg(not(loom))]
+    const MAX_STEPS: u32 = 6;
+    #[cfg(loom)]
+    const MAX_STEPS: u32 = 0;
+    #[cfg(not(loom))]
+    const YIELDS: u32 = 2;
+    #[cfg(loom)]
+    const YIELDS: u32 = 0;
+    const PROBE_EVERY: u32 = 64;
+
+    fn steps(self) -> u32 {
+        self.0 & 0xff
+    }
+
+    fn waits(self) -> u32 {
+        self.0 >> 8
+    }
+
+    /// A spinner for one wait.
+    #[inline]
+    pub(crate) fn start(self) -> Spinner {
+        let limit = if self.waits() % Self::PROBE_EVERY == 0 {
+            Self::MAX_STEPS
+        } else {
+            self.steps().min(Self::MAX_STEPS)
+        };
+        Spinner {
+            step: 0,
+            limit,
+            yields: 0,
+        }
+    }
+
+    /// The budget after a wait that ended during `spinner`'s spin or
+    /// yield phase: if it ended after `k` spins, the budget becomes at
+    /// least `k - 1` (what it took); if it needed the yields, one step
+    /// less.
+    #[inline]
+    pub(crate) fn record(self, spinner: &Spinner) -> SpinBudget {
+        let steps = if spinner.yields == 0 && spinner.step > 0 {
+            self.steps().max(spinner.step - 1).min(Self::MAX_STEPS)
+        } else {
+            self.steps().saturating_sub(1)
+        };
+        self.with_steps(steps)
+    }
+
+    /// The budget after a wait that had to park: the full spin again.
+    /// Parking says nothing against spinning (the peer may simply have
+    /// been idle), and a short spin would make two processes that both
+    /// park once stay in a park/wake cycle, each waiting out the other's
+    /// futex wake-up latency on every message.
+    #[inline]
+    pub(crate) fn record_parked(self) -> SpinBudget {
+        self.with_steps(Self::MAX_STEPS)
+    }
+
+    fn with_steps(self, steps: u32) -> SpinBudget {
+        let waits = self.waits().wrapping_add(1) & 0x00ff_ffff;
+        SpinBudget((waits << 8) | steps)
+    }
+}
+
+/// One wait's spin phase; see [`SpinBudget`].
+#[derive(Debug)]
+pub(crate) struct Spinner {
+    step: u32,
+    limit: u32,
+    yields: u32,
+}
+
+impl Spinner {
+    /// Spins 2^step pause hints (or, once the spin budget is spent, yields
+    /// the CPU) and returns true; returns false when it is time to park.
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        if self.step <= self.limit {
+            #[cfg(not(loom))]
+            for _ in 0..(1u32 << self.step) {
+                spin_hint();
+            }
+            #[cfg(loom)]
+            spin_hint();
+            self.step += 1;
+            return true;
+        }
+        if self.yields < SpinBudget::YIELDS {
+            self.yields += 1;
+            #[cfg(not(loom))]
+            std::thread::yield_now();
+            return true;
+        }
+        false
+    }
+}

@@ -22,7 +22,9 @@
 //! * Publishing is one `Release` store of `tail` after the frame's bytes are
 //!   written; consuming is one `Release` store of `head` after the bytes
 //!   are read. The other side `Acquire`s the index before touching bytes.
-//! * Blocking is a bounded spin (`Backoff`), then a park on a
+//! * Blocking is a short pure spin whose length adapts per handle (it
+//!   shrinks when spinning never catches the peer, e.g. both processes on
+//!   one CPU), two `sched_yield`s, then a park on a
 //!   [`Notifier`] ("data" for the consumer, "space" for the producer) in
 //!   slices of 1 ms doubling to 64 ms; after each slice the waiter checks
 //!   whether the peer side closed or died ([`PeerTable::is_disconnected`]).
@@ -54,7 +56,7 @@ use std::time::Duration;
 
 use crate::error::{AttachError, Error};
 use crate::os::{self, Deadline};
-use crate::primitives::{AtomicU64, Backoff, Ordering};
+use crate::primitives::{AtomicU64, Ordering, SpinBudget};
 use crate::queue::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -639,6 +641,8 @@ pub struct Producer {
     pid: u32,
     /// Fork generation at the last use (see `Drop`).
     gen: u64,
+    /// Adaptive spin before parking while full (process-local).
+    spin: SpinBudget,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -660,6 +664,7 @@ impl Producer {
             pushed: 0,
             pid: os::current_pid(),
             gen: fork_gen::current(),
+            spin: SpinBudget::default(),
             inner,
             _not_sync: PhantomData,
         };
@@ -774,8 +779,12 @@ impl Producer {
         self.tail = tail;
         self.pushed = pushed;
         h.prod.frames.store(pushed, Ordering::Release);
-        h.prod.pos.store(tail, Ordering::Release);
-        h.notify.data.notify_one();
+        // Publish with a SeqCst RMW: Release for the frame bytes, and the
+        // StoreLoad half of the Dekker pair with a parking consumer, so the
+        // waiter check below needs no separate fence (one locked
+        // instruction per publish; see `Notifier::notify_one_after_rmw`).
+        h.prod.pos.swap(tail, Ordering::SeqCst);
+        h.notify.data.notify_one_after_rmw();
     }
 
     /// Writes one frame at counter position `at` (room already checked).
@@ -850,21 +859,31 @@ impl Producer {
         msg: &'a [u8],
         deadline: Option<Deadline>,
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
-        let mut backoff = Backoff::new();
+        // Fast path: room right now, no spin state touched.
+        match self.try_push(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(m)) => return Err(SendTimeoutError::Disconnected(m)),
+            Err(TrySendError::TooLarge(m)) => return Err(SendTimeoutError::TooLarge(m)),
+        }
+        let mut spinner = self.spin.start();
+        let mut parked = false;
         let mut slice = Duration::from_millis(1);
         let mut check_peer = false;
         loop {
-            match self.try_push(msg) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(m)) => {
-                    return Err(SendTimeoutError::Disconnected(m))
+            // A short pure spin (no sched_yield), then park: see SpinBudget.
+            if !parked && spinner.spin() {
+                match self.try_push(msg) {
+                    Ok(()) => {
+                        self.spin = self.spin.record(&spinner);
+                        return Ok(());
+                    }
+                    Err(TrySendError::Full(_)) => continue,
+                    Err(TrySendError::Disconnected(m)) => {
+                        return Err(SendTimeoutError::Disconnected(m))
+                    }
+                    Err(TrySendError::TooLarge(m)) => return Err(SendTimeoutError::TooLarge(m)),
                 }
-                Err(TrySendError::TooLarge(m)) => return Err(SendTimeoutError::TooLarge(m)),
-            }
-            if !backoff.is_completed() {
-                backoff.snooze();
-                continue;
             }
             // The liveness check costs syscalls: not before the first park,
             // only once a park ended and there is still no room.
@@ -880,6 +899,10 @@ impl Producer {
             match self.try_push(msg) {
                 Err(TrySendError::Full(_)) => {
                     park_slice(space, key, &mut slice, deadline);
+                    if !parked {
+                        parked = true;
+                        self.spin = self.spin.record_parked();
+                    }
                     check_peer = true;
                 }
                 other => {
@@ -1099,6 +1122,8 @@ pub struct Consumer {
     pid: u32,
     gen: u64,
     empty_polls: u32,
+    /// Adaptive spin before parking while empty (process-local).
+    spin: SpinBudget,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -1129,6 +1154,7 @@ impl Consumer {
             pid: os::current_pid(),
             gen: fork_gen::current(),
             empty_polls: 0,
+            spin: SpinBudget::default(),
             inner,
             _not_sync: PhantomData,
         };
@@ -1192,8 +1218,10 @@ impl Consumer {
     fn publish_head(&mut self) {
         let h = self.inner.hdr();
         h.cons.frames.store(self.popped, Ordering::Release);
-        h.cons.pos.store(self.head, Ordering::Release);
-        h.notify.space.notify_one();
+        // SeqCst RMW publish, as in `Producer::publish`: Release for the
+        // freed bytes, and the StoreLoad barrier for the waiter check.
+        h.cons.pos.swap(self.head, Ordering::SeqCst);
+        h.notify.space.notify_one_after_rmw();
     }
 
     /// Finds the next frame (skipping pad markers), validating everything
@@ -1417,19 +1445,31 @@ impl Consumer {
 
     /// Waits until a frame is committed (it is not consumed).
     fn wait_frame(&mut self, deadline: Option<Deadline>) -> Result<Frame, RecvTimeoutError> {
-        let mut backoff = Backoff::new();
+        let map = |e: TryRecvError| match e {
+            TryRecvError::Corrupt(c) => RecvTimeoutError::Corrupt(c),
+            _ => RecvTimeoutError::Disconnected,
+        };
+        // Fast path: a frame is already committed, no spin state touched.
+        match self.next(false) {
+            Ok(f) => return Ok(f),
+            Err(TryRecvError::Empty) => {}
+            Err(e) => return Err(map(e)),
+        }
+        let mut spinner = self.spin.start();
+        let mut parked = false;
         let mut slice = Duration::from_millis(1);
         let mut check_peer = false;
         loop {
-            match self.next(false) {
-                Ok(f) => return Ok(f),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Corrupt(c)) => return Err(RecvTimeoutError::Corrupt(c)),
-            }
-            if !backoff.is_completed() {
-                backoff.snooze();
-                continue;
+            // A short pure spin (no sched_yield), then park: see SpinBudget.
+            if !parked && spinner.spin() {
+                match self.next(false) {
+                    Ok(f) => {
+                        self.spin = self.spin.record(&spinner);
+                        return Ok(f);
+                    }
+                    Err(TryRecvError::Empty) => continue,
+                    Err(e) => return Err(map(e)),
+                }
             }
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(RecvTimeoutError::Timeout);
@@ -1442,14 +1482,15 @@ impl Consumer {
             match self.next(check_peer) {
                 Err(TryRecvError::Empty) => {
                     park_slice(data, key, &mut slice, deadline);
+                    if !parked {
+                        parked = true;
+                        self.spin = self.spin.record_parked();
+                    }
                     check_peer = true;
                 }
                 other => {
                     data.cancel_wait();
-                    return other.map_err(|e| match e {
-                        TryRecvError::Corrupt(c) => RecvTimeoutError::Corrupt(c),
-                        _ => RecvTimeoutError::Disconnected,
-                    });
+                    return other.map_err(map);
                 }
             }
         }

@@ -111,6 +111,32 @@ impl Notifier {
         self.notify(u32::MAX)
     }
 
+    /// [`notify_one`](Self::notify_one) for a caller that published its
+    /// change with a `SeqCst` read-modify-write (e.g. `swap(_, SeqCst)` or
+    /// a `SeqCst` compare-exchange, successful or failed) on the very
+    /// variable the waiter re-checks, with nothing between that RMW and
+    /// this call that the waiter's condition depends on.
+    ///
+    /// No fence is issued: the RMW and the `SeqCst` load of the waiter
+    /// count are both in the single total order S, and the waiter's
+    /// `fetch_add` is followed by a `SeqCst` fence before its re-check. So
+    /// if this load misses the waiter, the RMW precedes the waiter's fence
+    /// in S and the waiter's re-check sees the change (C++20
+    /// `[atomics.order]`/4). On x86 the RMW is the one locked instruction and
+    /// the load is a plain `mov`, instead of a store plus `mfence`.
+    ///
+    /// Loom models `SeqCst` accesses as `AcqRel` (it would report a false
+    /// lost wake-up), so under `cfg(loom)` the fence is kept: the models
+    /// check the same Dekker protocol in its fence form.
+    #[inline]
+    pub fn notify_one_after_rmw(&self) {
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.notify_slow(1);
+        }
+    }
+
     #[inline]
     fn notify(&self, count: u32) {
         fence(Ordering::SeqCst);
