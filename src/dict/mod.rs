@@ -193,10 +193,9 @@ impl ShmDict {
         body.sub(0, geo.tables_offset())?;
         let slots = body.ptr_at::<AtomicU64>(geo.tables_offset())?;
         let arena = body.sub(geo.arena_offset(), geo.stripes * geo.arena_units * UNIT)?;
-        // SAFETY: the three regions were bounds-checked above against the
-        // body, which stays mapped as long as `backing` (kept in the
-        // returned value) lives; stripe headers and slots are atomics, so
-        // any bytes are valid values; the arena is 64-aligned (body is).
+        // SAFETY: the three regions were bounds-checked above against the body,
+        // mapped as long as `backing` (kept in the result) lives; headers and
+        // slots are atomics (any bytes valid); the arena is 64-aligned.
         let raw = unsafe { RawDict::new(stripes, slots, arena.as_ptr(), geo) };
         Ok(Self {
             raw,

@@ -43,11 +43,10 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned AtomicU32 for the duration of the
-    // call; the timeout pointer is null or points at `ts`, which outlives the
-    // call. FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME interprets the
-    // timeout as an absolute CLOCK_MONOTONIC time. No FUTEX_PRIVATE_FLAG: the
-    // word lives in memory shared between processes.
+    // FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME takes an absolute
+    // CLOCK_MONOTONIC time; no FUTEX_PRIVATE_FLAG: the word is shared memory.
+    // SAFETY: `word` is a live, aligned AtomicU32 for the call; the timeout
+    // pointer is null or points at `ts`, which outlives the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,

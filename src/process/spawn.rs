@@ -389,11 +389,11 @@ fn child_main(proto: OsString) -> ! {
         eprintln!("shmkit: {ENV_PROTO} is set but {ENV_FDS} is not valid; was this binary started by shmkit?");
         std::process::exit(EXIT_START_FAILED);
     };
-    // SAFETY: the parent made exactly these descriptors inheritable for
-    // this child and listed them; they are open (checked above) and
-    // nothing else in this process (at the start of main) owns them.
     let mut owned: Vec<OwnedFd> = raw
         .iter()
+        // SAFETY: the parent made exactly these fds inheritable for this child
+        // and listed them; they are open (checked above) and nothing else in
+        // this process (at the start of main) owns them.
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
     for fd in &owned {

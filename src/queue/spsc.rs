@@ -238,10 +238,9 @@ impl Drop for Inner {
 impl Inner {
     #[inline]
     fn hdr(&self) -> &RingHeader {
-        // SAFETY: `hdr` points at a RingHeader inside the backing memory
-        // (bounds and alignment checked at construction), which lives as
-        // long as `self`; it consists of atomics only, so any bytes another
-        // process writes are a valid value.
+        // SAFETY: `hdr` points at a RingHeader in the backing memory (bounds and
+        // alignment checked at construction), alive as long as `self`; it is all
+        // atomics, so any bytes another process writes are a valid value.
         unsafe { self.hdr.as_ref() }
     }
 
@@ -264,11 +263,9 @@ impl Inner {
     #[inline]
     fn read_len(&self, off: u64) -> u32 {
         let p = self.at(off) as *const u32;
-        // SAFETY: `off` is 8-aligned and `off + 4 <= cap` (cap is a multiple
-        // of 8), so `p` is in bounds and aligned. A volatile read fetches
-        // the value exactly once: it is checked and then used as a local,
-        // so a peer rewriting it concurrently cannot make us use an
-        // unchecked value.
+        // SAFETY: `off` is 8-aligned and `off + 4 <= cap` (cap a multiple of 8): in
+        // bounds and aligned. One volatile read, then checked and used as a local,
+        // so a peer rewriting it concurrently cannot make us use an unchecked value.
         unsafe { p.read_volatile() }
     }
 
