@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmkit::os::process_alive;
 use shmkit::process::{self, current_process, ExitStatus, Process, Shared, SpawnError};
@@ -69,15 +69,7 @@ shmkit::entry! {
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Polls `cond` until it holds; panics with `what` after `limit` (a hang
-/// watchdog, not a timing assertion).
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "watchdog: {what} after {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use common::wait_until;
 
 // ------------------------------------------------------------------- cases
 

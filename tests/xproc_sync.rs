@@ -17,15 +17,8 @@ use shmkit::{
 const POLL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Polls `cond` until it holds; panics after [`POLL_LIMIT`] (a hang).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < POLL_LIMIT,
-            "watchdog: gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_micros(100));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    common::wait_until(POLL_LIMIT, what, cond);
 }
 
 /// The scheduler state letter of `pid` (`S` = sleeping, e.g. in a futex).

@@ -118,6 +118,20 @@ impl Drop for Child {
     }
 }
 
+/// Polls `cond` every 100 µs until it holds; panics with `what` after
+/// `limit`. A hang watchdog for cross-process handshakes, never a timing
+/// assertion.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "watchdog: gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
 /// A segment name unique to this process and call.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
