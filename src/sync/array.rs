@@ -447,3 +447,9 @@ impl<T: Pod> Drop for ArrayGuard<'_, T> {
         }
     }
 }
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
