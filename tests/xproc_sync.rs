@@ -702,52 +702,43 @@ fn panic_under_a_lock_releases_it() {
 /// `Condvar::wait_timeout` while another process holds the mutex and
 /// never lets go: the re-lock is bounded by the same deadline and reports
 /// `TimedOut` (the lock is not held) instead of blocking forever.
+///
+/// The parent takes the mutex (released by the child's wait) and then
+/// notifies, so the child always wakes with the mutex held by a live
+/// process; the timeout only has to outlast that hand-over.
 fn condvar_wait_timeout_bounded_when_mutex_holder_stuck() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
     let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
     let cv = ShmBox::<Condvar>::anonymous(()).unwrap();
-    // 1: the child waits; 2: the parent holds the mutex; 3/4/5: results.
+    // 1: the child is about to wait; 3/4/5: its result.
     let state = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
-    let mut waiter = fork(|| {
+    let result_code = |r: shmkit::sync::TimedWaitResult<shmkit::MutexGuard<'_, u64>>| match r {
+        Err(TryLockError::TimedOut) => 3,
+        Ok(_) => 4,
+        Err(_) => 5,
+    };
+    for bounded_while in [false, true] {
+        state.store(0);
+        let mut waiter = fork(|| {
+            let g = lock_counter(&m);
+            state.store(1);
+            let r = if bounded_while {
+                cv.wait_timeout_while(g, TIMEOUT, |_| true)
+            } else {
+                cv.wait_timeout(g, TIMEOUT)
+            };
+            state.store(result_code(r));
+            0
+        });
+        wait_for("the child to wait on the condvar", || state.load() == 1);
+        // Blocks until the child's wait releases the mutex; then holds it.
         let g = lock_counter(&m);
-        state.store(1);
-        let code = match cv.wait_timeout(g, Duration::from_millis(50)) {
-            Err(TryLockError::TimedOut) => 3,
-            Ok(_) => 4,
-            Err(_) => 5,
-        };
-        state.store(code);
-        0
-    });
-    wait_for("the child to wait on the condvar", || state.load() == 1);
-    // The child released the mutex inside wait: take it and never notify.
-    let g = lock_counter(&m);
-    state.compare_exchange(1, 2).ok();
-    waiter.join_ok("condvar waiter (must return while the mutex is held)");
-    assert_eq!(state.load(), 3, "expected TimedOut from the re-lock");
-    assert_eq!(m.raw().owner(), Some(std::process::id()));
-    drop(g);
-
-    // Notified in time, but the mutex stays held past the deadline: the
-    // same bounded outcome. And wait_timeout_while is bounded as a whole.
-    state.store(0);
-    let mut waiter = fork(|| {
-        let g = lock_counter(&m);
-        state.store(1);
-        let code = match cv.wait_timeout_while(g, Duration::from_millis(50), |_| true) {
-            Err(TryLockError::TimedOut) => 3,
-            Ok(_) => 4,
-            Err(_) => 5,
-        };
-        state.store(code);
-        0
-    });
-    wait_for("the child to wait again", || state.load() == 1);
-    let g = lock_counter(&m);
-    cv.notify_all();
-    waiter.join_ok("wait_timeout_while (must return while the mutex is held)");
-    assert_eq!(state.load(), 3);
-    drop(g);
-
+        cv.notify_all();
+        waiter.join_ok("condvar waiter (must return while the mutex is held)");
+        assert_eq!(state.load(), 3, "expected TimedOut from the re-lock");
+        assert_eq!(m.raw().owner(), Some(std::process::id()));
+        drop(g);
+    }
     // When the mutex comes back in time, the guard is returned.
     let g = lock_counter(&m);
     let (g, timed_out) = cv.wait_timeout(g, Duration::from_millis(5)).unwrap();
