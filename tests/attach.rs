@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::unique_name;
-use shmkit::segment::{ObjectKind, OpenOptions, HEADER_SIZE, LAYOUT_VERSION, MAX_NAME_LEN};
 use shmkit::error::UntrustedSegment;
+use shmkit::segment::{ObjectKind, OpenOptions, HEADER_SIZE, LAYOUT_VERSION, MAX_NAME_LEN};
 use shmkit::{AttachError, Error, Event, Mutex, Segment, ShmArray, ShmBox, ShmValue};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\0\x01");
@@ -553,7 +553,10 @@ fn symlink_in_dev_shm_is_refused() {
     for r in results {
         assert_eq!(untrusted(r), UntrustedSegment::SymbolicLink);
     }
-    assert_eq!(untrusted(opted_out.map(drop)), UntrustedSegment::SymbolicLink);
+    assert_eq!(
+        untrusted(opted_out.map(drop)),
+        UntrustedSegment::SymbolicLink
+    );
     // Creating over a planted symlink never writes through it.
     assert!(matches!(create, Err(Error::AlreadyExists(_))), "{create:?}");
     assert!(ShmBox::<Event>::open(&target).is_ok());

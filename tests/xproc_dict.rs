@@ -303,7 +303,9 @@ fn panic_in_dict_closures_does_not_wedge() {
         });
         kid.join_ok("another process using the key (3/4 = lock timeout)");
     };
-    expect_panic("get_with", || d.get_with(b"k", |_| panic!("boom in get_with")));
+    expect_panic("get_with", || {
+        d.get_with(b"k", |_| panic!("boom in get_with"))
+    });
     other_process_uses_key(b"v1", b"v2");
     expect_panic("update", || {
         d.update(b"k", |_| -> Option<Vec<u8>> { panic!("boom in update") })
@@ -317,7 +319,11 @@ fn panic_in_dict_closures_does_not_wedge() {
     });
     other_process_uses_key(b"v4", b"v5");
     assert_eq!(d.get(b"k").unwrap().as_deref(), Some(&b"v5"[..]));
-    assert_eq!(d.repairs(), 0, "nothing needed repair: the locks were released");
+    assert_eq!(
+        d.repairs(),
+        0,
+        "nothing needed repair: the locks were released"
+    );
     assert_eq!(d.verify().unwrap(), 1);
 }
 

@@ -610,7 +610,11 @@ fn guard_copied_by_raw_fork_refuses() {
         i32::from(!(m.is_locked() && m.raw().owner() == Some(me)))
     });
     dropper.join_ok("child dropping copies of the parent's guards");
-    assert_eq!(m.raw().owner(), Some(me), "the parent still holds the mutex");
+    assert_eq!(
+        m.raw().owner(),
+        Some(me),
+        "the parent still holds the mutex"
+    );
     assert!(matches!(a.try_lock(), Err(TryLockError::WouldBlock)));
     // The parent's guards still work and release normally.
     *g += 1;

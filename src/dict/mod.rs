@@ -600,12 +600,11 @@ impl Iterator for Iter<'_> {
                 return None;
             }
             let mut v = Vec::new();
-            let r = self
-                .dict
-                .raw
-                .for_each_in_stripe(self.stripe, self.dict.raw.call_deadline(), &mut |k, val| {
-                    v.push((k.to_vec(), val.to_vec()))
-                });
+            let r = self.dict.raw.for_each_in_stripe(
+                self.stripe,
+                self.dict.raw.call_deadline(),
+                &mut |k, val| v.push((k.to_vec(), val.to_vec())),
+            );
             self.stripe += 1;
             if let Err(e) = r {
                 self.failed = true;

@@ -97,9 +97,7 @@ fn round8(n: usize) -> usize {
 /// every step is checked.
 fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
     let key_padded = key_len.checked_add(7)? & !7;
-    let bytes = BLOCK_HEADER
-        .checked_add(key_padded)?
-        .checked_add(val_len)?;
+    let bytes = BLOCK_HEADER.checked_add(key_padded)?.checked_add(val_len)?;
     Some(bytes.div_ceil(UNIT))
 }
 
@@ -599,8 +597,8 @@ impl Locked<'_> {
             Probe::Vacant { slot } => {
                 // Hints from shared memory: an absurd value saturates
                 // (reads as full; `verify` reports it, repair recounts).
-                let count = usize::try_from(self.hdr.count.load(Ordering::Relaxed))
-                    .unwrap_or(usize::MAX);
+                let count =
+                    usize::try_from(self.hdr.count.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
                 if count >= self.geo().max_load {
                     return Err(DictError::CapacityExceeded);
                 }

@@ -117,9 +117,10 @@ pub fn open_named(name: &str, check: OwnerCheck) -> Result<File, OpenNamedError>
         let euid = rustix::process::geteuid().as_raw();
         let owner = st.st_uid;
         if owner != euid {
-            return Err(OpenNamedError::Untrusted(
-                UntrustedSegment::ForeignOwner { owner, euid },
-            ));
+            return Err(OpenNamedError::Untrusted(UntrustedSegment::ForeignOwner {
+                owner,
+                euid,
+            }));
         }
         let mode = st.st_mode & 0o7777;
         if mode & 0o077 != 0 {

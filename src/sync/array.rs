@@ -96,7 +96,9 @@ impl<T: Pod> ShmArray<T> {
         // allocation of the whole array.
         let (data_off, body_len) = layout::<T>(len)?;
         if body_len > isize::MAX as usize {
-            return Err(Error::InvalidArgument("array larger than the address space"));
+            return Err(Error::InvalidArgument(
+                "array larger than the address space",
+            ));
         }
         let (seg, body) = create_object(
             name,
