@@ -27,6 +27,20 @@ fn layout<T>(len: usize) -> Result<(usize, usize), Error> {
 
 /// A bounded [`ShmArray`] operation gave up: a live process held the lock
 /// until the deadline.
+///
+/// ```
+/// use shmkit::sync::LockTimedOut;
+/// use shmkit::ShmArray;
+/// use std::time::Duration;
+///
+/// let a = ShmArray::<u8>::anonymous(1)?;
+/// let g = a.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert_eq!(a.get_timeout(0, Duration::from_millis(2)), Err(LockTimedOut)));
+/// });
+/// drop(g);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("timed out waiting for the array's lock (held by a live process); retry, or find the stuck holder")]
 pub struct LockTimedOut;
