@@ -64,12 +64,60 @@ pub enum AttachError {
         /// Value the caller expects.
         expected: u64,
     },
+    /// The name exists, but what it names is not a segment this process
+    /// may trust: a symbolic link, not a regular file, owned by another
+    /// user, or open to group/other. Anyone who could create or change
+    /// such a file could feed this process hostile lock words or truncate
+    /// it under the mapping.
+    #[error("refusing segment {name:?}: {reason}")]
+    Untrusted {
+        /// The segment name.
+        name: String,
+        /// What is wrong with it.
+        reason: UntrustedSegment,
+    },
     /// A header or object field holds an impossible value.
     #[error("segment is corrupt: {0}")]
     Corrupt(&'static str),
     /// An OS error not covered above.
     #[error("I/O error attaching segment: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Why a named segment was refused before mapping it (see
+/// [`AttachError::Untrusted`]).
+///
+/// ```
+/// use shmkit::error::UntrustedSegment;
+///
+/// let why = UntrustedSegment::GroupOrOtherAccess { mode: 0o666 };
+/// assert!(why.to_string().contains("0o666"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UntrustedSegment {
+    /// The name is a symbolic link (segments are never opened through one).
+    #[error("it is a symbolic link; segments are never opened through links: remove the link")]
+    SymbolicLink,
+    /// The name is a directory, FIFO, socket or device.
+    #[error("it is a {file_type}, not a regular file: remove it or pick another name")]
+    NotRegularFile {
+        /// What it is instead.
+        file_type: &'static str,
+    },
+    /// The file belongs to another user.
+    #[error("it belongs to uid {owner}, not to this process's effective uid {euid}; if sharing across users is deliberate, open with OpenOptions::allow_other_users(true)")]
+    ForeignOwner {
+        /// The file's owner.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// The file grants access to its group or to others.
+    #[error("its mode {mode:#o} grants group or other access (shmkit creates segments 0600); if sharing across users is deliberate, open with OpenOptions::allow_other_users(true)")]
+    GroupOrOtherAccess {
+        /// The file's permission bits.
+        mode: u32,
+    },
 }
 
 /// The crate-wide error for creating and attaching shared objects.

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::unique_name;
+use shmkit::error::UntrustedSegment;
 use shmkit::segment::{ObjectKind, OpenOptions, HEADER_SIZE, LAYOUT_VERSION, MAX_NAME_LEN};
 use shmkit::{AttachError, Error, Event, Mutex, Segment, ShmArray, ShmBox, ShmValue};
 
@@ -519,6 +520,24 @@ fn double_create_is_already_exists() {
     assert!(ShmBox::<Event>::open(&name).unwrap().is_set());
 }
 
+fn untrusted(r: Result<(), AttachError>) -> UntrustedSegment {
+    match r {
+        Err(AttachError::Untrusted { reason, .. }) => reason,
+        other => panic!("expected AttachError::Untrusted, got {other:?}"),
+    }
+}
+
+/// Every way of opening `name`: raw segment, typed box, array, dict, each
+/// with default options.
+fn open_all_ways(name: &str) -> Vec<Result<(), AttachError>> {
+    vec![
+        Segment::open(name).map(drop),
+        ShmBox::<Event>::open_with(name, &short()).map(drop),
+        ShmArray::<u32>::open(name).map(drop),
+        shmkit::ShmDict::open(name).map(drop),
+    ]
+}
+
 #[test]
 fn symlink_in_dev_shm_is_refused() {
     let target = unique_name("symlink-target");
@@ -526,35 +545,175 @@ fn symlink_in_dev_shm_is_refused() {
     let link = unique_name("symlink");
     let link_path = format!("/dev/shm/{link}");
     std::os::unix::fs::symlink(format!("/dev/shm/{target}"), &link_path).unwrap();
-    let results = [
-        ShmBox::<Event>::open_with(&link, &short()).map(drop),
-        Segment::open(&link).map(drop),
-        ShmArray::<u32>::open(&link).map(drop),
-    ];
+    let results = open_all_ways(&link);
+    // Even the cross-user opt-out never follows a link.
+    let opted_out = Segment::open_with(&link, &OpenOptions::new().allow_other_users(true));
     let create = ShmBox::<Event>::create(&link, ());
     let _ = std::fs::remove_file(&link_path);
     for r in results {
-        match r {
-            Err(AttachError::Corrupt(why)) => assert!(why.contains("symbolic link"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(untrusted(r), UntrustedSegment::SymbolicLink);
     }
+    assert_eq!(
+        untrusted(opted_out.map(drop)),
+        UntrustedSegment::SymbolicLink
+    );
     // Creating over a planted symlink never writes through it.
     assert!(matches!(create, Err(Error::AlreadyExists(_))), "{create:?}");
     assert!(ShmBox::<Event>::open(&target).is_ok());
 }
 
 #[test]
-fn non_regular_file_is_refused() {
+fn directory_at_the_name_is_refused() {
     let name = unique_name("dir");
     let path = format!("/dev/shm/{name}");
     std::fs::create_dir(&path).unwrap();
-    let r = Segment::open(&name).map(drop);
+    let results = open_all_ways(&name);
     let _ = std::fs::remove_dir(&path);
-    assert!(
-        matches!(r, Err(AttachError::Corrupt(_)) | Err(AttachError::Io(_))),
-        "{r:?}"
-    );
+    for r in results {
+        assert_eq!(
+            untrusted(r),
+            UntrustedSegment::NotRegularFile {
+                file_type: "directory"
+            }
+        );
+    }
+}
+
+#[test]
+fn fifo_at_the_name_is_refused_without_blocking() {
+    let name = unique_name("fifo");
+    let path = std::ffi::CString::new(format!("/dev/shm/{name}")).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    // A blocking open of a FIFO would hang here waiting for a writer.
+    let results = open_all_ways(&name);
+    let opted_out = Segment::open_with(&name, &OpenOptions::new().allow_other_users(true));
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    for r in results.into_iter().chain([opted_out.map(drop)]) {
+        assert_eq!(
+            untrusted(r),
+            UntrustedSegment::NotRegularFile { file_type: "FIFO" }
+        );
+    }
+}
+
+fn chmod(name: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        format!("/dev/shm/{name}"),
+        std::fs::Permissions::from_mode(mode),
+    )
+    .unwrap();
+}
+
+#[test]
+fn group_or_other_access_is_refused_unless_opted_out() {
+    for mode in [0o666, 0o644, 0o640, 0o604, 0o620, 0o602, 0o610] {
+        let name = unique_name("mode");
+        let ev = ShmBox::<Event>::create(&name, ()).unwrap();
+        ev.set();
+        // What the creator made (0600) opens.
+        assert!(ShmBox::<Event>::open(&name).unwrap().is_set());
+        chmod(&name, mode);
+        for r in open_all_ways(&name) {
+            assert_eq!(
+                untrusted(r),
+                UntrustedSegment::GroupOrOtherAccess { mode },
+                "mode {mode:o}"
+            );
+        }
+        // Deliberate sharing: the opt-out accepts it.
+        let shared = OpenOptions::new()
+            .allow_other_users(true)
+            .ready_timeout(Duration::from_millis(20));
+        assert!(ShmBox::<Event>::open_with(&name, &shared).unwrap().is_set());
+        assert!(Segment::open_with(&name, &shared).is_ok());
+    }
+    // Owner-only bits beyond rw (e.g. 0700) are fine.
+    let name = unique_name("mode-700");
+    let _ev = ShmBox::<Event>::create(&name, ()).unwrap();
+    chmod(&name, 0o700);
+    assert!(ShmBox::<Event>::open(&name).is_ok());
+}
+
+#[test]
+fn segment_of_another_user_is_refused_unless_opted_out() {
+    let name = unique_name("owner");
+    let ev = ShmBox::<Event>::create(&name, ()).unwrap();
+    let path = std::ffi::CString::new(format!("/dev/shm/{name}")).unwrap();
+    const NOBODY: u32 = 65534;
+    // SAFETY: a valid NUL-terminated path; -1 keeps the group.
+    if unsafe { libc::chown(path.as_ptr(), NOBODY, u32::MAX) } != 0 {
+        println!(
+            "skipped: cannot chown a segment to another user here ({}); \
+             the owner check is only exercised when running as root",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    // SAFETY: plain getter.
+    let euid = unsafe { libc::geteuid() };
+    for r in open_all_ways(&name) {
+        assert_eq!(
+            untrusted(r),
+            UntrustedSegment::ForeignOwner {
+                owner: NOBODY,
+                euid
+            }
+        );
+    }
+    let shared = OpenOptions::new().allow_other_users(true);
+    let opened = ShmBox::<Event>::open_with(&name, &shared).expect("opt-out accepts it");
+    ev.set();
+    assert!(opened.is_set());
+}
+
+#[test]
+fn untrusted_errors_say_what_to_do() {
+    let e = AttachError::Untrusted {
+        name: "jobs".into(),
+        reason: UntrustedSegment::GroupOrOtherAccess { mode: 0o666 },
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("\"jobs\"") && msg.contains("0o666"), "{msg}");
+    assert!(msg.contains("allow_other_users(true)"), "{msg}");
+}
+
+#[test]
+fn huge_arrays_are_errors_not_allocations() {
+    // Sizes whose byte count overflows: InvalidArgument, before anything
+    // is allocated (this used to build a Vec of the whole array first and
+    // panic with "capacity overflow").
+    let name = unique_name("arr-huge-create");
+    for r in [
+        ShmArray::<u64>::create(&name, usize::MAX / 4).map(drop),
+        ShmArray::<u64>::anonymous(usize::MAX / 4).map(drop),
+        ShmArray::<u32>::create(&name, usize::MAX).map(drop),
+        ShmArray::<[u64; 4]>::anonymous(usize::MAX / 8).map(drop),
+    ] {
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    }
+    // Sizes that fit the address space but no machine's memory: NoSpace,
+    // refused before any page is reserved (this used to abort with
+    // "memory allocation failed").
+    for r in [
+        ShmArray::<u8>::create(&name, usize::MAX / 4).map(drop),
+        ShmArray::<u8>::anonymous(usize::MAX / 4).map(drop),
+        ShmArray::<u64>::create(&name, 1 << 50).map(drop),
+        ShmArray::<u64>::anonymous(1 << 50).map(drop),
+    ] {
+        assert!(matches!(r, Err(Error::NoSpace(_))), "{r:?}");
+    }
+    // The failed named creates left no name behind.
+    assert!(matches!(
+        Segment::open(&name),
+        Err(AttachError::NotFound(_))
+    ));
+    // Ordinary sizes still work, zero-filled.
+    let a = ShmArray::<u64>::create(&name, 1000).unwrap();
+    assert_eq!(a.len(), 1000);
+    assert!(a.to_vec().iter().all(|&v| v == 0));
+    assert_eq!(ShmArray::<u8>::anonymous(0).unwrap().len(), 0);
 }
 
 #[test]

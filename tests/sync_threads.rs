@@ -107,6 +107,60 @@ fn condvar_wait_timeout_reports_timeout() {
 }
 
 #[test]
+fn condvar_wait_timeout_relock_is_bounded() {
+    // Another thread takes the mutex while we wait, notifies us, and keeps
+    // the mutex until we are done: our re-lock gives up at the deadline
+    // (TimedOut, lock not held) instead of waiting for it. (The deadline
+    // only has to outlast the holder taking the lock; it also bounds how
+    // long the test takes.)
+    let m = Mutex::new(0u8);
+    let cv = Condvar::new();
+    let done = AtomicU32::new(0);
+    let g = m.lock().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Blocks until `wait_timeout` below releases the mutex.
+            let g = m.lock().unwrap();
+            cv.notify_all();
+            while done.load(Ordering::Acquire) == 0 {
+                std::thread::yield_now();
+            }
+            drop(g);
+        });
+        match cv.wait_timeout(g, Duration::from_millis(200)) {
+            Err(TryLockError::TimedOut) => {}
+            Ok((_, timed_out)) => panic!("got the guard back (timed out: {timed_out})"),
+            Err(e) => panic!("{e}"),
+        }
+        done.store(1, Ordering::Release);
+    });
+    assert!(!m.is_locked());
+    let (g, timed_out) = cv
+        .wait_timeout(m.lock().unwrap(), Duration::from_millis(1))
+        .unwrap();
+    assert!(timed_out);
+    drop(g);
+}
+
+#[test]
+fn mutex_lock_deadline_and_zero_timeout() {
+    let m = Mutex::new(3u32);
+    assert_eq!(*m.lock_timeout(Duration::ZERO).unwrap(), 3);
+    let g = m.lock().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let d = shmkit::os::Deadline::after(Duration::from_millis(1));
+            assert!(matches!(m.lock_deadline(d), Err(TryLockError::TimedOut)));
+            assert!(matches!(
+                m.lock_timeout(Duration::ZERO),
+                Err(TryLockError::TimedOut)
+            ));
+        });
+    });
+    drop(g);
+}
+
+#[test]
 fn event_wakes_all_waiters() {
     let e = Event::new();
     let woke = AtomicU32::new(0);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{fork, run, Rng};
-use shmkit::{DictConfig, DictError, ShmDict};
+use shmkit::{DictConfig, DictError, ShmDict, SpawnError};
 use std::time::Duration;
 
 /// A self-checking value for (key id, version): header + key-derived bytes.
@@ -235,6 +235,98 @@ fn named_open_from_child() {
     assert_eq!(d.get(b"number1").unwrap(), Some(b"25".to_vec()));
 }
 
+/// A closure run under a stripe lock (`get_with`, `update`, `for_each`)
+/// counts as a held guard: `fork` from inside it is refused (the child
+/// would get the borrowed slice with nobody holding the lock for it).
+fn fork_refused_inside_dict_closures() {
+    let d = ShmDict::anonymous(DictConfig::new(64, 1 << 14)).unwrap();
+    d.insert(b"k", b"value").unwrap();
+    let refused = |r: Result<shmkit::Process, SpawnError>| match r {
+        Err(SpawnError::GuardHeld(1)) => true,
+        Err(e) => panic!("expected GuardHeld(1), got {e}"),
+        Ok(p) => {
+            let _ = p.join();
+            false
+        }
+    };
+    let got = d
+        .get_with(b"k", |v| refused(shmkit::process::fork(|| v == b"value")))
+        .unwrap();
+    assert_eq!(got, Some(true), "fork inside get_with must be refused");
+    let mut in_update = false;
+    d.update(b"k", |v| {
+        in_update = refused(shmkit::process::fork(|| v.is_some()));
+        v.map(<[u8]>::to_vec)
+    })
+    .unwrap();
+    assert!(in_update, "fork inside update must be refused");
+    let mut in_for_each = false;
+    d.for_each(|_, _| in_for_each = refused(shmkit::process::fork(|| 0)))
+        .unwrap();
+    assert!(in_for_each, "fork inside for_each must be refused");
+    // Outside any closure, fork works.
+    let p = shmkit::process::fork(|| d.get(b"k").unwrap().as_deref() == Some(&b"value"[..]));
+    assert_eq!(p.unwrap().join().unwrap().exitcode(), 0);
+}
+
+/// Runs `f`, which must panic, with the panic message silenced.
+fn expect_panic<R>(what: &str, f: impl FnOnce() -> R) {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    assert!(r.is_err(), "{what} should have panicked");
+}
+
+/// A user closure that panics under a stripe lock leaves the stripe
+/// unlocked and unchanged: another process (with its own handle, bounded
+/// by a lock timeout so a wedged stripe fails instead of hanging) can use
+/// the same key at once.
+fn panic_in_dict_closures_does_not_wedge() {
+    let name = common::unique_name("dict-panic");
+    let d = ShmDict::create(&name, DictConfig::new(64, 1 << 14)).unwrap();
+    d.insert(b"k", b"v1").unwrap();
+    let other_process_uses_key = |expect: &'static [u8], next: &'static [u8]| {
+        let name = name.clone();
+        let mut kid = fork(move || {
+            let mut o = ShmDict::open(&name).unwrap();
+            o.set_lock_timeout(Some(Duration::from_secs(30)));
+            match o.get(b"k") {
+                Ok(Some(v)) if v == expect => {}
+                Ok(_) => return 2,
+                Err(_) => return 3,
+            }
+            match o.insert(b"k", next) {
+                Ok(_) => 0,
+                Err(_) => 4,
+            }
+        });
+        kid.join_ok("another process using the key (3/4 = lock timeout)");
+    };
+    expect_panic("get_with", || {
+        d.get_with(b"k", |_| panic!("boom in get_with"))
+    });
+    other_process_uses_key(b"v1", b"v2");
+    expect_panic("update", || {
+        d.update(b"k", |_| -> Option<Vec<u8>> { panic!("boom in update") })
+    });
+    other_process_uses_key(b"v2", b"v3");
+    expect_panic("for_each", || d.for_each(|_, _| panic!("boom in for_each")));
+    other_process_uses_key(b"v3", b"v4");
+    let map: shmkit::ShmMap<String, u32> = shmkit::ShmMap::new(ShmDict::open(&name).unwrap());
+    expect_panic("ShmMap::update", || {
+        map.update(&"n".to_string(), |_| panic!("boom in a typed update"))
+    });
+    other_process_uses_key(b"v4", b"v5");
+    assert_eq!(d.get(b"k").unwrap().as_deref(), Some(&b"v5"[..]));
+    assert_eq!(
+        d.repairs(),
+        0,
+        "nothing needed repair: the locks were released"
+    );
+    assert_eq!(d.verify().unwrap(), 1);
+}
+
 fn main() {
     run(
         &[
@@ -246,6 +338,14 @@ fn main() {
             ("sigkill_mid_operation_loop", sigkill_mid_operation_loop),
             ("churn_never_exhausts", churn_never_exhausts),
             ("named_open_from_child", named_open_from_child),
+            (
+                "fork_refused_inside_dict_closures",
+                fork_refused_inside_dict_closures,
+            ),
+            (
+                "panic_in_dict_closures_does_not_wedge",
+                panic_in_dict_closures_does_not_wedge,
+            ),
         ],
         240,
     );

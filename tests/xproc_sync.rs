@@ -9,8 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fork, unique_name, Child};
+use shmkit::sync::LockTimedOut;
 use shmkit::{
-    Barrier, Condvar, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, TryLockError,
+    Barrier, Condvar, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, SpawnError,
+    TryLockError,
 };
 
 /// Hang watchdog for polling loops (never a timing assertion).
@@ -494,6 +496,290 @@ fn named_segment_unlinked_by_creator_not_child() {
     }
 }
 
+// ---- Guards and fork (issue 10 item 1) ----
+
+/// Asserts that `process::fork` refused because `n` guards are alive, and
+/// that no child ran.
+fn assert_refused(r: Result<shmkit::Process, SpawnError>, n: usize, what: &str) {
+    match r {
+        Err(SpawnError::GuardHeld(held)) => assert_eq!(held, n, "{what}"),
+        Err(e) => panic!("{what}: expected GuardHeld({n}), got {e}"),
+        Ok(p) => {
+            let status = p.join();
+            panic!("{what}: fork ran a child ({status:?}) while a guard was held")
+        }
+    }
+}
+
+/// The issue's trigger: a child that borrows the parent's held guard and
+/// increments through it, while the parent does locked increments. With
+/// two processes writing through one lock the count fell short; `fork`
+/// must refuse instead, and the count must be exact.
+fn fork_refuses_while_mutex_guard_held() {
+    const N: u64 = 200_000;
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let mut g = lock_counter(&m);
+    let forked = shmkit::process::fork(|| {
+        for _ in 0..N {
+            *g += 1;
+        }
+        0
+    });
+    drop(g);
+    for _ in 0..N {
+        *lock_counter(&m) += 1;
+    }
+    assert_refused(forked, 1, "MutexGuard borrowed by the fork closure");
+    assert_eq!(*lock_counter(&m), N);
+    // Two guards (and an OwnerDied-wrapped one counts too).
+    let m2 = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let (g1, g2) = (lock_counter(&m), lock_counter(&m2));
+    assert_refused(shmkit::process::fork(|| 0), 2, "two guards");
+    drop((g1, g2));
+    // With every guard gone, fork works again.
+    let p = shmkit::process::fork(|| *lock_counter(&m) == N).unwrap();
+    assert_eq!(p.join().unwrap().exitcode(), 0);
+}
+
+fn fork_refuses_while_array_guard_or_condvar_condition_runs() {
+    let a = ShmArray::<u64>::anonymous(4).unwrap();
+    let g = a.lock().unwrap();
+    assert_refused(shmkit::process::fork(|| g[0] == 0), 1, "ArrayGuard");
+    drop(g);
+    // A condvar condition runs with the mutex held.
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let cv = ShmBox::<Condvar>::anonymous(()).unwrap();
+    let mut tried = None;
+    let g = cv
+        .wait_while(lock_counter(&m), |_| {
+            tried = Some(shmkit::process::fork(|| 0));
+            false
+        })
+        .unwrap();
+    drop(g);
+    assert_refused(tried.unwrap(), 1, "fork inside wait_while's condition");
+    let p = shmkit::process::fork(|| 0).unwrap();
+    assert_eq!(p.join().unwrap().exitcode(), 0);
+}
+
+/// Silences the default panic message in a child that is expected to
+/// panic (the parent checks its exit code).
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// A guard copied into a child by a raw `libc::fork` (which bypasses the
+/// `process::fork` check): dereferencing it panics in the child, and
+/// dropping it there does not release the parent's lock.
+fn guard_copied_by_raw_fork_refuses() {
+    let m = ShmBox::<Mutex<u64>>::anonymous(5).unwrap();
+    let a = ShmArray::<u64>::anonymous(2).unwrap();
+    let mut g = lock_counter(&m);
+    let mut ag = a.lock().unwrap();
+    let me = std::process::id();
+
+    let mut deref = fork(|| {
+        quiet_panics();
+        *g += 1; // panics: the guard was taken by the parent
+        0
+    });
+    assert_eq!(
+        deref.wait(POLL_LIMIT, "deref child"),
+        common::Exit::Code(101),
+        "MutexGuard deref in a forked child must panic"
+    );
+    let mut deref = fork(|| {
+        quiet_panics();
+        ag[0] = 9;
+        0
+    });
+    assert_eq!(
+        deref.wait(POLL_LIMIT, "array deref child"),
+        common::Exit::Code(101),
+        "ArrayGuard deref in a forked child must panic"
+    );
+
+    let mut dropper = fork(|| {
+        // SAFETY: the child owns a private copy of the parent's memory;
+        // it takes the copied guards out exactly once and drops them, as a
+        // child that owned them would.
+        let (copy, acopy) = unsafe { (std::ptr::read(&g), std::ptr::read(&ag)) };
+        drop(copy);
+        drop(acopy);
+        // Still locked by the parent, which is alive.
+        i32::from(!(m.is_locked() && m.raw().owner() == Some(me)))
+    });
+    dropper.join_ok("child dropping copies of the parent's guards");
+    assert_eq!(
+        m.raw().owner(),
+        Some(me),
+        "the parent still holds the mutex"
+    );
+    assert!(matches!(a.try_lock(), Err(TryLockError::WouldBlock)));
+    // The parent's guards still work and release normally.
+    *g += 1;
+    ag[1] = 3;
+    drop((g, ag));
+    assert_eq!(*lock_counter(&m), 6);
+    assert_eq!(a.to_vec(), vec![0, 3]);
+}
+
+// ---- Panics in user code under a lock (issue 10 item 2) ----
+
+/// Runs `f`, which must panic, with the panic message silenced.
+fn expect_panic<R>(what: &str, f: impl FnOnce() -> R) {
+    let hook = std::panic::take_hook();
+    quiet_panics();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    assert!(r.is_err(), "{what} should have panicked");
+}
+
+/// In a child process, the mutex is free and clean.
+fn child_locks_cleanly(m: &Mutex<u64>, what: &str) {
+    let mut kid = fork(|| match m.lock_timeout(Duration::from_secs(30)) {
+        Ok(mut g) => {
+            *g += 1;
+            0
+        }
+        Err(_) => 1,
+    });
+    kid.join_ok(what);
+}
+
+fn panic_under_a_lock_releases_it() {
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let cv = ShmBox::<Condvar>::anonymous(()).unwrap();
+
+    expect_panic("a panic while holding a guard", || {
+        let _g = lock_counter(&m);
+        panic!("boom under the mutex");
+    });
+    assert!(!m.is_locked());
+    child_locks_cleanly(&m, "lock after a panic under the guard");
+
+    expect_panic("a panicking wait_while condition", || {
+        cv.wait_while(lock_counter(&m), |_| panic!("boom in the condition"))
+    });
+    assert!(!m.is_locked());
+    child_locks_cleanly(&m, "lock after a panic in wait_while");
+
+    // A condition that panics after a wake-up (the re-lock path).
+    let parent = std::process::id() as i32;
+    let mut notifier = fork(|| {
+        wait_asleep(parent, "the parent to sleep in wait_while");
+        *lock_counter(&m) += 100;
+        cv.notify_all();
+        0
+    });
+    expect_panic("a wait_while condition panicking after a wake-up", || {
+        cv.wait_while(lock_counter(&m), |v| {
+            assert!(*v < 100, "boom after the wake-up");
+            true
+        })
+    });
+    notifier.join_ok("notifier");
+    assert!(!m.is_locked());
+    child_locks_cleanly(&m, "lock after a panic in wait_while after a wake-up");
+
+    expect_panic("a panicking wait_timeout_while condition", || {
+        cv.wait_timeout_while(lock_counter(&m), Duration::from_secs(5), |_| {
+            panic!("boom in the bounded condition")
+        })
+    });
+    assert!(!m.is_locked());
+    child_locks_cleanly(&m, "lock after a panic in wait_timeout_while");
+    assert_eq!(*lock_counter(&m), 104);
+
+    let a = ShmArray::<u64>::anonymous(1).unwrap();
+    expect_panic("a panic while holding an array guard", || {
+        let mut g = a.lock().unwrap();
+        g[0] = 1;
+        panic!("boom under the array lock");
+    });
+    let mut kid = fork(|| i32::from(a.get_timeout(0, Duration::from_secs(30)) != Ok(Some(1))));
+    kid.join_ok("array read after a panic under its guard");
+}
+
+// ---- Bounded waits (issue 10 items 9, 10) ----
+
+/// `Condvar::wait_timeout` while another process holds the mutex and
+/// never lets go: the re-lock is bounded by the same deadline and reports
+/// `TimedOut` (the lock is not held) instead of blocking forever.
+///
+/// The parent takes the mutex (released by the child's wait) and then
+/// notifies, so the child always wakes with the mutex held by a live
+/// process; the timeout only has to outlast that hand-over.
+fn condvar_wait_timeout_bounded_when_mutex_holder_stuck() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let m = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+    let cv = ShmBox::<Condvar>::anonymous(()).unwrap();
+    // 1: the child is about to wait; 3/4/5: its result.
+    let state = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let result_code = |r: shmkit::sync::TimedWaitResult<shmkit::MutexGuard<'_, u64>>| match r {
+        Err(TryLockError::TimedOut) => 3,
+        Ok(_) => 4,
+        Err(_) => 5,
+    };
+    for bounded_while in [false, true] {
+        state.store(0);
+        let mut waiter = fork(|| {
+            let g = lock_counter(&m);
+            state.store(1);
+            let r = if bounded_while {
+                cv.wait_timeout_while(g, TIMEOUT, |_| true)
+            } else {
+                cv.wait_timeout(g, TIMEOUT)
+            };
+            state.store(result_code(r));
+            0
+        });
+        wait_for("the child to wait on the condvar", || state.load() == 1);
+        // Blocks until the child's wait releases the mutex; then holds it.
+        let g = lock_counter(&m);
+        cv.notify_all();
+        waiter.join_ok("condvar waiter (must return while the mutex is held)");
+        assert_eq!(state.load(), 3, "expected TimedOut from the re-lock");
+        assert_eq!(m.raw().owner(), Some(std::process::id()));
+        drop(g);
+    }
+    // When the mutex comes back in time, the guard is returned.
+    let g = lock_counter(&m);
+    let (g, timed_out) = cv.wait_timeout(g, Duration::from_millis(5)).unwrap();
+    assert!(timed_out);
+    drop(g);
+    assert!(!m.is_locked());
+}
+
+/// A `ShmArray` whose lock a live process holds and never releases: the
+/// bounded forms give up; after that process dies they recover it.
+fn array_bounded_forms_with_a_stuck_holder() {
+    let a = ShmArray::<u32>::anonymous_from(&[1, 2, 3]).unwrap();
+    let held = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut holder = fork(|| {
+        let mut g = a.lock().unwrap();
+        g[0] = 10;
+        held.store(1);
+        park_forever()
+    });
+    wait_for("the child to hold the array lock", || held.load() == 1);
+    let t = Duration::from_millis(20);
+    assert_eq!(a.get_timeout(0, t), Err(LockTimedOut));
+    assert_eq!(a.set_timeout(0, 7, t), Err(LockTimedOut));
+    assert_eq!(a.to_vec_timeout(t), Err(LockTimedOut));
+    assert!(matches!(a.lock_timeout(t), Err(TryLockError::TimedOut)));
+    assert!(matches!(a.try_lock(), Err(TryLockError::WouldBlock)));
+    holder.kill();
+    // Dead holder: recovered, with its write visible.
+    assert_eq!(a.get_timeout(0, Duration::from_secs(30)), Ok(Some(10)));
+    match a.try_lock() {
+        Err(TryLockError::OwnerDied(d)) => d.into_inner().mark_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert_eq!(a.to_vec_timeout(t), Ok(vec![10, 2, 3]));
+    assert!(a.try_lock().is_ok());
+}
+
 fn main() {
     common::run(
         &[
@@ -524,6 +810,30 @@ fn main() {
             (
                 "named_segment_unlinked_by_creator_not_child",
                 named_segment_unlinked_by_creator_not_child,
+            ),
+            (
+                "fork_refuses_while_mutex_guard_held",
+                fork_refuses_while_mutex_guard_held,
+            ),
+            (
+                "fork_refuses_while_array_guard_or_condvar_condition_runs",
+                fork_refuses_while_array_guard_or_condvar_condition_runs,
+            ),
+            (
+                "guard_copied_by_raw_fork_refuses",
+                guard_copied_by_raw_fork_refuses,
+            ),
+            (
+                "panic_under_a_lock_releases_it",
+                panic_under_a_lock_releases_it,
+            ),
+            (
+                "condvar_wait_timeout_bounded_when_mutex_holder_stuck",
+                condvar_wait_timeout_bounded_when_mutex_holder_stuck,
+            ),
+            (
+                "array_bounded_forms_with_a_stuck_holder",
+                array_bounded_forms_with_a_stuck_holder,
             ),
         ],
         120,

@@ -363,10 +363,25 @@ impl ShmDict {
         }
     }
 
-    /// Bounds how long this handle waits for a stripe lock (`None`, the
-    /// default, waits as long as a live process holds it; a dead holder is
-    /// always recovered). With a timeout, an operation that cannot get its
-    /// lock in time fails with [`DictError::LockTimeout`].
+    /// Bounds how long each call on this handle waits for stripe locks
+    /// (`None`, the default, waits as long as a live process holds one; a
+    /// dead holder is always recovered). With a timeout, a call that
+    /// cannot get its locks in time fails with [`DictError::LockTimeout`];
+    /// the timeout covers the whole call, also for calls that lock every
+    /// stripe ([`clear`](ShmDict::clear), [`for_each`](ShmDict::for_each),
+    /// [`snapshot`](ShmDict::snapshot), [`verify`](ShmDict::verify); for
+    /// [`iter`](ShmDict::iter), each `next`).
+    ///
+    /// ```
+    /// use shmkit::{DictConfig, ShmDict};
+    /// use std::time::Duration;
+    ///
+    /// let mut d = ShmDict::anonymous(DictConfig::new(16, 4096))?;
+    /// d.set_lock_timeout(Some(Duration::from_secs(1)));
+    /// d.insert(b"k", b"v")?;
+    /// assert_eq!(d.snapshot()?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_lock_timeout(&mut self, timeout: Option<Duration>) {
         self.raw.set_lock_timeout(timeout);
     }
@@ -490,8 +505,9 @@ impl ShmDict {
     /// at a time (weakly consistent, like [`iter`](ShmDict::iter)). `f`
     /// must not use this dict.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), DictError> {
+        let deadline = self.raw.call_deadline();
         for s in 0..self.raw.geometry().stripes {
-            self.raw.for_each_in_stripe(s, &mut f)?;
+            self.raw.for_each_in_stripe(s, deadline, &mut f)?;
         }
         Ok(())
     }
@@ -584,12 +600,11 @@ impl Iterator for Iter<'_> {
                 return None;
             }
             let mut v = Vec::new();
-            let r = self
-                .dict
-                .raw
-                .for_each_in_stripe(self.stripe, &mut |k, val| {
-                    v.push((k.to_vec(), val.to_vec()))
-                });
+            let r = self.dict.raw.for_each_in_stripe(
+                self.stripe,
+                self.dict.raw.call_deadline(),
+                &mut |k, val| v.push((k.to_vec(), val.to_vec())),
+            );
             self.stripe += 1;
             if let Err(e) = r {
                 self.failed = true;

@@ -12,6 +12,7 @@ use super::error::DictError;
 use super::hash::hash_bytes;
 use crate::os::Deadline;
 use crate::primitives::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::guard_count::Held;
 use crate::sync::RawMutex;
 
 /// Slot word of a never-used slot.
@@ -84,17 +85,19 @@ fn tag_of(h: u64) -> u32 {
     (h >> 32) as u32
 }
 
+/// `n` rounded up to a multiple of 8. Only for lengths already known to
+/// be small (a caller's key, or a key length `units_for` accepted).
 #[inline]
 fn round8(n: usize) -> usize {
     (n + 7) & !7
 }
 
-/// Units a block for this key and value needs, or `None` if it exceeds
-/// the largest class.
+/// Units a block for this key and value needs, or `None` if the sizes
+/// overflow. Lengths may come from a block header in shared memory, so
+/// every step is checked.
 fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
-    let bytes = BLOCK_HEADER
-        .checked_add(round8(key_len))?
-        .checked_add(val_len)?;
+    let key_padded = key_len.checked_add(7)? & !7;
+    let bytes = BLOCK_HEADER.checked_add(key_padded)?.checked_add(val_len)?;
     Some(bytes.div_ceil(UNIT))
 }
 
@@ -174,17 +177,32 @@ impl RawDict {
         (((h >> 32) * self.geo.stripes as u64) >> 32) as usize
     }
 
-    /// Locks stripe `s`, repairing it first if its previous holder died.
+    /// The deadline for one whole operation under this handle's lock
+    /// timeout (`None`: wait as long as a live holder holds on).
+    fn deadline(&self) -> Option<Deadline> {
+        self.lock_timeout.map(Deadline::after)
+    }
+
+    /// Locks stripe `s` within this handle's lock timeout, repairing it
+    /// first if its previous holder died.
     fn lock(&self, s: usize) -> Result<Locked<'_>, DictError> {
+        self.lock_until(s, self.deadline())
+    }
+
+    /// Locks stripe `s` by `deadline` (operations over several stripes
+    /// share one deadline, so the timeout bounds the whole call).
+    fn lock_until(&self, s: usize, deadline: Option<Deadline>) -> Result<Locked<'_>, DictError> {
         let hdr = self.header(s);
-        let acq = match self.lock_timeout {
+        let acq = match deadline {
             None => hdr.lock.lock(),
-            Some(t) => hdr
-                .lock
-                .lock_until(Some(Deadline::after(t)))
-                .ok_or(DictError::LockTimeout)?,
+            Some(d) => hdr.lock.lock_until(Some(d)).ok_or(DictError::LockTimeout)?,
         };
-        let g = Locked { d: self, s, hdr };
+        let g = Locked {
+            d: self,
+            s,
+            hdr,
+            held: Held::enter(),
+        };
         if acq.owner_died {
             g.repair()?;
             hdr.repairs.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +342,9 @@ impl RawDict {
 
     pub(crate) fn len(&self) -> usize {
         (0..self.geo.stripes)
-            .map(|s| self.header(s).count.load(Ordering::Relaxed) as usize)
+            .map(|s| {
+                usize::try_from(self.header(s).count.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+            })
             .fold(0usize, usize::saturating_add)
     }
 
@@ -336,8 +356,9 @@ impl RawDict {
 
     /// Empties every stripe, one after another (each stripe atomically).
     pub(crate) fn clear(&self) -> Result<(), DictError> {
+        let deadline = self.deadline();
         for s in 0..self.geo.stripes {
-            self.lock(s)?.clear();
+            self.lock_until(s, deadline)?.clear();
         }
         Ok(())
     }
@@ -346,10 +367,16 @@ impl RawDict {
     pub(crate) fn for_each_in_stripe(
         &self,
         s: usize,
+        deadline: Option<Deadline>,
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), DictError> {
-        let g = self.lock(s)?;
+        let g = self.lock_until(s, deadline)?;
         g.for_each(f)
+    }
+
+    /// The deadline a multi-stripe operation starting now must meet.
+    pub(crate) fn call_deadline(&self) -> Option<Deadline> {
+        self.deadline()
     }
 
     /// Calls `f` for every entry with every stripe locked (in index order,
@@ -358,9 +385,10 @@ impl RawDict {
         &self,
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), DictError> {
+        let deadline = self.deadline();
         let mut guards = Vec::with_capacity(self.geo.stripes);
         for s in 0..self.geo.stripes {
-            guards.push(self.lock(s)?);
+            guards.push(self.lock_until(s, deadline)?);
         }
         for g in &guards {
             g.for_each(f)?;
@@ -372,26 +400,35 @@ impl RawDict {
     /// match the table, every entry's block is valid, no block is both live
     /// and free. Returns the number of entries.
     pub(crate) fn check_consistency(&self) -> Result<usize, DictError> {
-        let mut n = 0;
+        let deadline = self.deadline();
+        let mut n = 0usize;
         for s in 0..self.geo.stripes {
-            let g = self.lock(s)?;
-            n += g.check()?;
+            let g = self.lock_until(s, deadline)?;
+            n = n.saturating_add(g.check()?);
         }
         Ok(n)
     }
 }
 
-/// A locked stripe; unlocks on drop.
+/// A locked stripe; unlocks on drop (also when a user closure run under
+/// it panics: the stripe is only ever changed after the closure returned,
+/// so unwinding leaves it intact and unlocked). Counted as a live guard,
+/// so `fork` refuses while a closure runs under it.
 struct Locked<'a> {
     d: &'a RawDict,
     s: usize,
     hdr: &'a StripeHeader,
+    held: Held,
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // SAFETY: a `Locked` exists only while this process holds the lock.
-        unsafe { self.hdr.lock.unlock() };
+        // A copy in a forked child never releases the parent's lock.
+        if self.held.in_owner_process() {
+            // SAFETY: a `Locked` exists only while the process that took it
+            // holds the lock, and we are that process.
+            unsafe { self.hdr.lock.unlock() };
+        }
     }
 }
 
@@ -558,11 +595,15 @@ impl Locked<'_> {
                 Ok(())
             }
             Probe::Vacant { slot } => {
-                let count = self.hdr.count.load(Ordering::Relaxed) as usize;
+                // Hints from shared memory: an absurd value saturates
+                // (reads as full; `verify` reports it, repair recounts).
+                let count =
+                    usize::try_from(self.hdr.count.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
                 if count >= self.geo().max_load {
                     return Err(DictError::CapacityExceeded);
                 }
-                let tombs = self.hdr.tombstones.load(Ordering::Relaxed) as usize;
+                let tombs = usize::try_from(self.hdr.tombstones.load(Ordering::Relaxed))
+                    .unwrap_or(usize::MAX);
                 let t = self.active();
                 let needs_rehash = match slot {
                     None => true,
@@ -625,8 +666,12 @@ impl Locked<'_> {
             t[slot].store(EMPTY, Ordering::Release);
         } else {
             t[slot].store(TOMBSTONE, Ordering::Release);
+            // A hint another process may have scribbled: saturate (the
+            // next insert then rehashes, which recounts it from zero).
             let tombs = self.hdr.tombstones.load(Ordering::Relaxed);
-            self.hdr.tombstones.store(tombs + 1, Ordering::Relaxed);
+            self.hdr
+                .tombstones
+                .store(tombs.saturating_add(1), Ordering::Relaxed);
         }
         let count = self.hdr.count.load(Ordering::Relaxed);
         self.hdr
@@ -905,5 +950,71 @@ mod tests {
         assert_eq!(class_for(2), 1);
         assert_eq!(class_for(3), 2);
         assert_eq!(units_for(3, 8), Some(2));
+    }
+
+    #[test]
+    fn block_lengths_from_shared_memory_cannot_overflow() {
+        // A block header may claim any lengths: sizing them is checked.
+        assert_eq!(units_for(usize::MAX, 0), None);
+        assert_eq!(units_for(usize::MAX - 3, 0), None);
+        assert_eq!(units_for(0, usize::MAX), None);
+        assert_eq!(units_for(8, usize::MAX - 20), None);
+    }
+
+    /// Two keys whose probe chains start at the same slot of a one-stripe
+    /// dict's table (so the second lands right after the first).
+    fn colliding_keys(d: &RawDict) -> (Vec<u8>, Vec<u8>) {
+        let mask = d.geo.slots as u64 - 1;
+        let mut seen = std::collections::HashMap::new();
+        for k in 0u32.. {
+            let key = k.to_le_bytes().to_vec();
+            if let Some(other) = seen.insert(hash_bytes(&key) & mask, key.clone()) {
+                return (other, key);
+            }
+        }
+        unreachable!("the table is finite")
+    }
+
+    #[test]
+    fn hostile_tombstone_count_saturates() {
+        use super::super::{DictConfig, ShmDict};
+        let d = ShmDict::in_heap(DictConfig::new(8, 4096).stripes(1)).unwrap();
+        let (a, b) = colliding_keys(&d.raw);
+        d.insert(&a, b"1").unwrap();
+        d.insert(&b, b"2").unwrap();
+        let hdr = d.raw.header(0);
+        hdr.tombstones.store(u64::MAX, Ordering::Relaxed);
+        // `a` is followed by `b`: removing it leaves a tombstone and bumps
+        // the (hostile) counter, which must saturate, not overflow.
+        assert_eq!(d.remove(&a).unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(hdr.tombstones.load(Ordering::Relaxed), u64::MAX);
+        // The next insert rehashes, which recounts the tombstones.
+        d.insert(b"new", b"3").unwrap();
+        assert_eq!(hdr.tombstones.load(Ordering::Relaxed), 0);
+        assert_eq!(d.get(&b).unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(d.verify().unwrap(), 2);
+    }
+
+    #[test]
+    fn hostile_entry_count_reads_as_full() {
+        use super::super::{DictConfig, ShmDict};
+        let d = ShmDict::in_heap(DictConfig::new(8, 4096).stripes(1)).unwrap();
+        d.insert(b"a", b"1").unwrap();
+        d.insert(b"c", b"3").unwrap();
+        let count = &d.raw.header(0).count;
+        count.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(d.len(), usize::MAX);
+        assert!(matches!(
+            d.insert(b"b", b"2"),
+            Err(DictError::CapacityExceeded)
+        ));
+        assert!(matches!(d.verify(), Err(DictError::Corrupt(_))));
+        assert!(d.remove(b"a").unwrap().is_some());
+        // Too low instead: a removal stops at zero rather than wrapping.
+        count.store(0, Ordering::Relaxed);
+        assert!(d.remove(b"c").unwrap().is_some());
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert_eq!(d.len(), 0);
+        assert_eq!(d.verify().unwrap(), 0);
     }
 }

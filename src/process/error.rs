@@ -54,6 +54,10 @@ pub enum SpawnError {
     /// [`fork`](super::fork()) was called while other threads are alive.
     #[error("fork refused: this process has {0} threads; fork only from a single-threaded process (or spawn instead)")]
     MultiThreaded(usize),
+    /// [`fork`](super::fork()) was called while this process holds shmkit
+    /// guards or grants; the child would get copies of them.
+    #[error("fork refused: this process holds {0} shmkit lock guard(s) or grant(s); drop them before forking (the child would share the lock's data unguarded)")]
+    GuardHeld(usize),
     /// The arguments could not be serialised (for example an anonymous
     /// handle serialised outside of a spawn).
     #[error("could not serialise the entry's arguments: {0}")]

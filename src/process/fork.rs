@@ -26,6 +26,11 @@ pub fn thread_count() -> std::io::Result<usize> {
 /// `fork` a safe function; use [`Builder::spawn`] from multi-threaded
 /// programs (and from libtest's threaded harness).
 ///
+/// Refuses with [`SpawnError::GuardHeld`] while this process holds any
+/// shmkit guard or grant (a `MutexGuard`, an `ArrayGuard`, a dict value
+/// lent to a `get_with` closure...): the child would get a copy of it, and
+/// two processes would then write through one lock.
+///
 /// The child shares every segment the parent had mapped (anonymous ones
 /// included) and a copy of everything else. It ends with `_exit`, so the
 /// parent's destructors and `atexit` handlers do not run twice; stdout is
@@ -62,6 +67,11 @@ impl Builder {
         let threads = thread_count()?;
         if threads > 1 {
             return Err(SpawnError::MultiThreaded(threads));
+        }
+        // After the thread check: with one thread alive the count is exact.
+        let guards = crate::sync::guard_count::held();
+        if guards > 0 {
+            return Err(SpawnError::GuardHeld(guards));
         }
         let name = self.child_name();
         let daemon = self.is_daemon();

@@ -115,16 +115,19 @@ pub struct HeaderInfo {
 /// use std::time::Duration;
 /// let o = OpenOptions::new().ready_timeout(Duration::from_millis(50));
 /// assert_eq!(o.get_ready_timeout(), Duration::from_millis(50));
+/// assert!(!o.get_allow_other_users());
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
     ready_timeout: Duration,
+    allow_other_users: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             ready_timeout: Duration::from_secs(2),
+            allow_other_users: false,
         }
     }
 }
@@ -146,6 +149,29 @@ impl OpenOptions {
     /// The configured ready timeout.
     pub fn get_ready_timeout(&self) -> Duration {
         self.ready_timeout
+    }
+
+    /// Accepts a named segment owned by another user or with group/other
+    /// permission bits (default `false`: such a segment is refused with
+    /// [`AttachError::Untrusted`]). Only for deliberate sharing across
+    /// users: whoever else can write the file can then hand this process
+    /// hostile lock words (a lock that looks held by a live process) or
+    /// truncate it under the mapping (`SIGBUS`). Symbolic links and
+    /// non-regular files are refused either way.
+    ///
+    /// ```
+    /// use shmkit::segment::OpenOptions;
+    /// let shared = OpenOptions::new().allow_other_users(true);
+    /// assert!(shared.get_allow_other_users());
+    /// ```
+    pub fn allow_other_users(mut self, allow: bool) -> Self {
+        self.allow_other_users = allow;
+        self
+    }
+
+    /// Whether segments of other users are accepted.
+    pub fn get_allow_other_users(&self) -> bool {
+        self.allow_other_users
     }
 }
 

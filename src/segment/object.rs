@@ -74,7 +74,7 @@ pub fn open_object(
     loop {
         // A creator sizes the segment right after creating it; an opener
         // racing it may see a short file. Retry until the deadline.
-        match Segment::open(name) {
+        match Segment::open_with(name, opts) {
             Ok(seg) if seg.len() >= HEADER_SIZE => return attach_object(seg, kind, opts),
             Ok(seg) if deadline.has_passed() => {
                 return Err(AttachError::TooSmall {

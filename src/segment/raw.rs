@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 
+use super::header::OpenOptions;
 use crate::error::{AttachError, Error};
 use crate::os::{self, shm};
 
@@ -101,18 +102,34 @@ impl Segment {
     }
 
     /// Opens and maps an existing named segment (its whole current size).
+    /// Refuses ([`AttachError::Untrusted`]) a symbolic link, a non-regular
+    /// file, and a file owned by another user or with group/other
+    /// permission bits; see [`Segment::open_with`].
     pub fn open(name: &str) -> Result<Segment, AttachError> {
+        Self::open_with(name, &OpenOptions::new())
+    }
+
+    /// [`Segment::open`] honouring
+    /// [`OpenOptions::allow_other_users`] (the only option it uses).
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Segment, AttachError> {
         validate_name(name)?;
-        let file = shm::open_named(name).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => AttachError::NotFound(name.to_owned()),
-            Some(libc::EACCES) | Some(libc::EPERM) => {
-                AttachError::PermissionDenied(name.to_owned())
-            }
-            Some(libc::ELOOP) => AttachError::Corrupt("segment name is a symbolic link"),
-            _ if e.kind() == io::ErrorKind::InvalidInput => {
-                AttachError::Corrupt("segment is not a regular file")
-            }
-            _ => AttachError::Io(e),
+        let check = if opts.get_allow_other_users() {
+            shm::OwnerCheck::AnyUser
+        } else {
+            shm::OwnerCheck::ThisUserOnly
+        };
+        let file = shm::open_named(name, check).map_err(|e| match e {
+            shm::OpenNamedError::Untrusted(reason) => AttachError::Untrusted {
+                name: name.to_owned(),
+                reason,
+            },
+            shm::OpenNamedError::Os(e) => match e.raw_os_error() {
+                Some(libc::ENOENT) => AttachError::NotFound(name.to_owned()),
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    AttachError::PermissionDenied(name.to_owned())
+                }
+                _ => AttachError::Io(e),
+            },
         })?;
         Self::from_file(file, Some(name.to_owned()))
     }

@@ -2,12 +2,15 @@
 //! guarded by a robust lock (Python's `multiprocessing.Array`).
 
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::mutex::{owner_died, LockResult};
+use super::guard_count::Held;
+use super::mutex::{owner_died, LockResult, TryLockError};
 use super::raw_mutex::RawMutex;
 use crate::error::{AttachError, Error};
+use crate::os::Deadline;
 use crate::segment::{
     attach_object, create_object, open_object, LayoutBuilder, ObjectKind, OpenOptions, Region,
     Segment,
@@ -20,6 +23,34 @@ fn layout<T>(len: usize) -> Result<(usize, usize), Error> {
     let data = l.add_array::<T>(len)?;
     debug_assert_eq!(lock, 0);
     Ok((data, l.size()))
+}
+
+/// A bounded [`ShmArray`] operation gave up: a live process held the lock
+/// until the deadline.
+///
+/// ```
+/// use shmkit::sync::LockTimedOut;
+/// use shmkit::ShmArray;
+/// use std::time::Duration;
+///
+/// let a = ShmArray::<u8>::anonymous(1)?;
+/// let g = a.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert_eq!(a.get_timeout(0, Duration::from_millis(2)), Err(LockTimedOut)));
+/// });
+/// drop(g);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for the array's lock (held by a live process); retry, or find the stuck holder")]
+pub struct LockTimedOut;
+
+/// What to put in a new array.
+enum Contents<'a, T> {
+    /// `len` zeroed elements: the fresh segment already is all zeroes.
+    Zeroed(usize),
+    /// A copy of these values.
+    Copy(&'a [T]),
 }
 
 /// A shared array of `len` `T`s behind a robust process-shared lock.
@@ -38,6 +69,12 @@ fn layout<T>(len: usize) -> Result<(usize, usize), Error> {
 /// assert_eq!(a.len(), 3);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
+///
+/// Every locking call has a bounded form ([`try_lock`](Self::try_lock),
+/// [`lock_timeout`](Self::lock_timeout), [`get_timeout`](Self::get_timeout),
+/// [`set_timeout`](Self::set_timeout),
+/// [`to_vec_timeout`](Self::to_vec_timeout)), for when a live process may
+/// hold the lock and never let go.
 pub struct ShmArray<T: Pod> {
     lock: *const RawMutex,
     data: *mut T,
@@ -60,28 +97,42 @@ impl<T: Pod> ShmArray<T> {
         ]
     }
 
-    fn create_in(name: Option<&str>, init: &[T]) -> Result<Self, Error> {
+    fn create_in(name: Option<&str>, contents: Contents<'_, T>) -> Result<Self, Error> {
         if std::mem::align_of::<T>() > 64 {
             return Err(Error::InvalidArgument("element alignment above 64 bytes"));
         }
-        let len = init.len();
+        let len = match contents {
+            Contents::Zeroed(n) => n,
+            Contents::Copy(v) => v.len(),
+        };
+        // Checked sizes, before anything is allocated: an absurd length is
+        // an error here (or `NoSpace` from the segment), never a heap
+        // allocation of the whole array.
         let (data_off, body_len) = layout::<T>(len)?;
+        if body_len > isize::MAX as usize {
+            return Err(Error::InvalidArgument(
+                "array larger than the address space",
+            ));
+        }
         let (seg, body) = create_object(
             name,
             ObjectKind::ARRAY,
             &Self::params(len),
             body_len,
             |body| {
-                // SAFETY: the body is fresh, zeroed and unpublished; offsets come
-                // from the same layout that sized it.
-                unsafe {
-                    RawMutex::init_in(body.ptr_at::<RawMutex>(0)?);
-                    let dst = body.sub(data_off, std::mem::size_of_val(init))?.as_ptr();
-                    std::ptr::copy_nonoverlapping(
-                        init.as_ptr().cast::<u8>(),
-                        dst,
-                        std::mem::size_of_val(init),
-                    );
+                let lock = body.ptr_at::<RawMutex>(0)?;
+                // SAFETY: the body is fresh, zeroed and unpublished, and
+                // `ptr_at` checked bounds and alignment.
+                unsafe { RawMutex::init_in(lock) };
+                if let Contents::Copy(init) = contents {
+                    let bytes = std::mem::size_of_val(init);
+                    let dst = body.sub(data_off, bytes)?.as_ptr();
+                    // SAFETY: `dst..dst + bytes` is inside the body (checked
+                    // by `sub`), unpublished, and cannot overlap `init`
+                    // (a fresh mapping).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, bytes)
+                    };
                 }
                 Ok(())
             },
@@ -111,29 +162,49 @@ impl<T: Pod> ShmArray<T> {
         })
     }
 
-    /// Creates a named array of `len` zeroed elements.
+    /// Creates a named array of `len` zeroed elements, initialised in
+    /// place (no heap copy). A length whose size overflows is
+    /// [`Error::InvalidArgument`]; one that memory or `/dev/shm` cannot
+    /// hold is [`Error::NoSpace`].
+    ///
+    /// ```
+    /// use shmkit::{Error, ShmArray};
+    ///
+    /// let name = format!("doc-array-{}", std::process::id());
+    /// let a = ShmArray::<u32>::create(&name, 3)?;
+    /// assert_eq!(a.to_vec(), vec![0, 0, 0]);
+    /// let huge = ShmArray::<u64>::create(&name, usize::MAX / 4);
+    /// assert!(matches!(huge, Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
     pub fn create(name: &str, len: usize) -> Result<Self, Error> {
-        Self::create_in(Some(name), &vec![T::zeroed(); len])
+        Self::create_in(Some(name), Contents::Zeroed(len))
     }
 
     /// Creates a named array holding a copy of `values`.
     pub fn create_from(name: &str, values: &[T]) -> Result<Self, Error> {
-        Self::create_in(Some(name), values)
+        Self::create_in(Some(name), Contents::Copy(values))
     }
 
-    /// An anonymous array of `len` zeroed elements (shared over `fork`).
+    /// An anonymous array of `len` zeroed elements (shared over `fork`);
+    /// sizes as for [`create`](Self::create).
     pub fn anonymous(len: usize) -> Result<Self, Error> {
-        Self::create_in(None, &vec![T::zeroed(); len])
+        Self::create_in(None, Contents::Zeroed(len))
     }
 
     /// An anonymous array holding a copy of `values`.
     pub fn anonymous_from(values: &[T]) -> Result<Self, Error> {
-        Self::create_in(None, values)
+        Self::create_in(None, Contents::Copy(values))
     }
 
     /// Attaches to a named array created by another process.
     pub fn open(name: &str) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, ObjectKind::ARRAY, &OpenOptions::new())?;
+        Self::open_with(name, &OpenOptions::new())
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = open_object(name, ObjectKind::ARRAY, opts)?;
         Self::attach(seg, info.params, body)
     }
 
@@ -183,14 +254,67 @@ impl<T: Pod> ShmArray<T> {
         unsafe { &*self.lock }
     }
 
-    /// Locks the array; the guard dereferences to `[T]`.
-    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        let a = self.raw().lock();
-        let g = ArrayGuard { array: self };
-        if a.owner_died {
+    fn guard(&self, died: bool) -> LockResult<ArrayGuard<'_, T>> {
+        let g = ArrayGuard {
+            array: self,
+            held: Held::enter(),
+        };
+        if died {
             Err(owner_died(g))
         } else {
             Ok(g)
+        }
+    }
+
+    /// Locks the array; the guard dereferences to `[T]`. Waits as long as
+    /// a live process holds the lock (a dead holder is recovered); see
+    /// [`lock_timeout`](Self::lock_timeout) for a bounded wait.
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        let a = self.raw().lock();
+        self.guard(a.owner_died)
+    }
+
+    /// Locks the array if it is free (or its holder is dead).
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        match self.raw().try_lock() {
+            None => Err(TryLockError::WouldBlock),
+            Some(a) => self.guard(a.owner_died).map_err(TryLockError::OwnerDied),
+        }
+    }
+
+    /// Locks the array, waiting at most `timeout` for a live holder.
+    ///
+    /// ```
+    /// use shmkit::{ShmArray, TryLockError};
+    /// use std::time::Duration;
+    ///
+    /// let a = ShmArray::<u8>::anonymous(4)?;
+    /// let g = a.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let r = a.lock_timeout(Duration::from_millis(5));
+    ///         assert!(matches!(r, Err(TryLockError::TimedOut)));
+    ///     });
+    /// });
+    /// drop(g);
+    /// assert!(a.try_lock().is_ok());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        self.lock_deadline(Deadline::after(timeout))
+    }
+
+    /// Locks the array, waiting until `deadline` at the latest.
+    pub fn lock_deadline(
+        &self,
+        deadline: Deadline,
+    ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        match self.raw().lock_until(Some(deadline)) {
+            None => Err(TryLockError::TimedOut),
+            Some(a) => self.guard(a.owner_died).map_err(TryLockError::OwnerDied),
         }
     }
 
@@ -198,14 +322,54 @@ impl<T: Pod> ShmArray<T> {
         self.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The guard (owner-died or not) or `LockTimedOut`.
+    fn lock_any_until(&self, deadline: Deadline) -> Result<ArrayGuard<'_, T>, LockTimedOut> {
+        match self.lock_deadline(deadline) {
+            Ok(g) => Ok(g),
+            Err(TryLockError::OwnerDied(e)) => Ok(e.into_inner()),
+            Err(TryLockError::TimedOut | TryLockError::WouldBlock) => Err(LockTimedOut),
+        }
+    }
+
     /// Copies element `i` out under the lock (`None` if out of range).
+    /// Unbounded like [`lock`](Self::lock); see
+    /// [`get_timeout`](Self::get_timeout).
     pub fn get(&self, i: usize) -> Option<T> {
         self.lock_any().get(i).copied()
     }
 
+    /// [`get`](Self::get), waiting at most `timeout` for the lock.
+    ///
+    /// ```
+    /// use shmkit::ShmArray;
+    /// use std::time::Duration;
+    ///
+    /// let a = ShmArray::<i32>::anonymous_from(&[5, 6])?;
+    /// let t = Duration::from_secs(1);
+    /// assert_eq!(a.get_timeout(1, t), Ok(Some(6)));
+    /// assert_eq!(a.set_timeout(0, 9, t), Ok(true));
+    /// assert_eq!(a.to_vec_timeout(t), Ok(vec![9, 6]));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_timeout(&self, i: usize, timeout: Duration) -> Result<Option<T>, LockTimedOut> {
+        let g = self.lock_any_until(Deadline::after(timeout))?;
+        Ok(g.get(i).copied())
+    }
+
     /// Writes element `i` under the lock; returns false if out of range.
+    /// Unbounded; see [`set_timeout`](Self::set_timeout).
     pub fn set(&self, i: usize, v: T) -> bool {
-        match self.lock_any().get_mut(i) {
+        Self::store(&mut self.lock_any(), i, v)
+    }
+
+    /// [`set`](Self::set), waiting at most `timeout` for the lock.
+    pub fn set_timeout(&self, i: usize, v: T, timeout: Duration) -> Result<bool, LockTimedOut> {
+        let mut g = self.lock_any_until(Deadline::after(timeout))?;
+        Ok(Self::store(&mut g, i, v))
+    }
+
+    fn store(g: &mut ArrayGuard<'_, T>, i: usize, v: T) -> bool {
+        match g.get_mut(i) {
             Some(slot) => {
                 *slot = v;
                 true
@@ -214,9 +378,15 @@ impl<T: Pod> ShmArray<T> {
         }
     }
 
-    /// Copies the whole array out under the lock.
+    /// Copies the whole array out under the lock. Unbounded; see
+    /// [`to_vec_timeout`](Self::to_vec_timeout).
     pub fn to_vec(&self) -> Vec<T> {
         self.lock_any().to_vec()
+    }
+
+    /// [`to_vec`](Self::to_vec), waiting at most `timeout` for the lock.
+    pub fn to_vec_timeout(&self, timeout: Duration) -> Result<Vec<T>, LockTimedOut> {
+        Ok(self.lock_any_until(Deadline::after(timeout))?.to_vec())
     }
 
     /// The segment holding the array.
@@ -235,14 +405,31 @@ impl<T: Pod> std::fmt::Debug for ShmArray<T> {
 }
 
 /// Holds a [`ShmArray`] locked; dereferences to its elements.
+///
+/// Like [`MutexGuard`](crate::MutexGuard), it belongs to the process that
+/// took it: `fork` refuses while one is alive, and a copy in another
+/// process panics on dereference and does not unlock on drop.
+///
+/// ```
+/// use shmkit::ShmArray;
+///
+/// let a = ShmArray::<u16>::anonymous(2)?;
+/// let mut g = a.lock().unwrap();
+/// g.copy_from_slice(&[1, 2]);
+/// drop(g);
+/// assert_eq!(a.to_vec(), vec![1, 2]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     array: &'a ShmArray<T>,
+    held: Held,
 }
 
 impl<T: Pod> ArrayGuard<'_, T> {
     /// Declares the data consistent after an owner-died recovery.
     pub fn mark_consistent(&self) {
+        self.held.assert_owner("ArrayGuard");
         self.array.raw().mark_consistent();
     }
 }
@@ -250,14 +437,17 @@ impl<T: Pod> ArrayGuard<'_, T> {
 impl<T: Pod> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: the lock is held; `data..data+len` was bounds-checked
-        // against the mapping at construction and is aligned for T.
+        self.held.assert_owner("ArrayGuard");
+        // SAFETY: this process took the lock and still holds it (checked
+        // above); `data..data+len` was bounds-checked against the mapping
+        // at construction and is aligned for T.
         unsafe { std::slice::from_raw_parts(self.array.data, self.array.len) }
     }
 }
 
 impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
+        self.held.assert_owner("ArrayGuard");
         // SAFETY: as for Deref; `&mut self` makes the access unique.
         unsafe { std::slice::from_raw_parts_mut(self.array.data, self.array.len) }
     }
@@ -265,7 +455,17 @@ impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
 
 impl<T: Pod> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: the guard proves this process holds the lock.
-        unsafe { self.array.raw().unlock() }
+        // Only the process that took the lock releases it (not a copy of
+        // the guard in a forked child).
+        if self.held.in_owner_process() {
+            // SAFETY: the guard proves this process holds the lock.
+            unsafe { self.array.raw().unlock() }
+        }
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }

@@ -12,15 +12,16 @@ mod array;
 mod barrier;
 mod condvar;
 mod event;
+pub(crate) mod guard_count;
 mod mutex;
 mod notifier;
 mod raw_mutex;
 mod semaphore;
 mod value;
 
-pub use array::{ArrayGuard, ShmArray};
+pub use array::{ArrayGuard, LockTimedOut, ShmArray};
 pub use barrier::{Barrier, BarrierWaitResult};
-pub use condvar::Condvar;
+pub use condvar::{Condvar, TimedWaitResult};
 pub use event::Event;
 pub use mutex::{LockResult, Mutex, MutexGuard, OwnerDied, TryLockError};
 pub use notifier::Notifier;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use super::guard_count::Held;
 use super::raw_mutex::RawMutex;
 use crate::os::Deadline;
 use crate::segment::{ObjectKind, ShmObject};
@@ -56,11 +57,13 @@ pub(crate) fn owner_died<G>(guard: G) -> OwnerDied<G> {
 /// Result of a blocking lock: `Err` still carries the guard.
 pub type LockResult<G> = Result<G, OwnerDied<G>>;
 
-/// Why `try_lock` / `lock_timeout` did not return a clean guard.
+/// Why `try_lock` / `lock_timeout` (or a bounded
+/// [`Condvar`](crate::Condvar) wait) did not return a clean guard.
 pub enum TryLockError<G> {
     /// Held by a live process (`try_lock`).
     WouldBlock,
-    /// Still held when the timeout expired (`lock_timeout`).
+    /// Still held when the timeout expired (`lock_timeout`, and the re-lock
+    /// of a bounded condvar wait). The lock is **not** held.
     TimedOut,
     /// Acquired, but the previous owner died holding it.
     OwnerDied(OwnerDied<G>),
@@ -165,7 +168,10 @@ impl<T: Pod> Mutex<T> {
     }
 
     fn guard(&self, died: bool) -> LockResult<MutexGuard<'_, T>> {
-        let g = MutexGuard { mutex: self };
+        let g = MutexGuard {
+            mutex: self,
+            held: Held::enter(),
+        };
         if died {
             Err(OwnerDied { guard: g })
         } else {
@@ -187,12 +193,39 @@ impl<T: Pod> Mutex<T> {
         }
     }
 
-    /// Blocks for at most `timeout`.
+    /// Blocks for at most `timeout` (a holder that died is recovered, as
+    /// by [`lock`](Self::lock); one held by a live process gives
+    /// `TimedOut`). A zero timeout is [`try_lock`](Self::try_lock).
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        match self.raw.lock_until(Some(Deadline::after(timeout))) {
+        self.lock_deadline(Deadline::after(timeout))
+    }
+
+    /// Blocks until `deadline` at the latest (see
+    /// [`lock_timeout`](Self::lock_timeout)).
+    ///
+    /// ```
+    /// use shmkit::{os::Deadline, Mutex, TryLockError};
+    /// use std::time::Duration;
+    ///
+    /// let m = Mutex::new(1u8);
+    /// let g = m.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let d = Deadline::after(Duration::from_millis(5));
+    ///         assert!(matches!(m.lock_deadline(d), Err(TryLockError::TimedOut)));
+    ///     });
+    /// });
+    /// drop(g);
+    /// assert!(m.lock_deadline(Deadline::after(Duration::ZERO)).is_ok());
+    /// ```
+    pub fn lock_deadline(
+        &self,
+        deadline: Deadline,
+    ) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
+        match self.raw.lock_until(Some(deadline)) {
             None => Err(TryLockError::TimedOut),
             Some(a) => self.guard(a.owner_died).map_err(TryLockError::OwnerDied),
         }
@@ -220,6 +253,12 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Mutex<T> {
 
 /// Holds a [`Mutex`] locked; unlocks on drop.
 ///
+/// A guard belongs to the process that took it.
+/// [`process::fork`](crate::process::fork()) refuses while one is alive,
+/// and a copy that reached another process anyway (an `unsafe` raw
+/// `fork`) panics on dereference and does not unlock on drop (SAFETY.md,
+/// "Fork and guards").
+///
 /// ```
 /// use shmkit::Mutex;
 /// let m = Mutex::new(5u64);
@@ -231,13 +270,22 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Mutex<T> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a Mutex<T>,
+    held: Held,
 }
 
 impl<'a, T: Pod> MutexGuard<'a, T> {
     /// Declares the protected data consistent again after an
     /// [`OwnerDied`] recovery; later lockers get clean guards.
     pub fn mark_consistent(&self) {
+        self.assert_owner();
         self.mutex.raw.mark_consistent();
+    }
+
+    /// Panics if this guard was copied into another process by `fork`.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn assert_owner(&self) {
+        self.held.assert_owner("MutexGuard");
     }
 
     /// The mutex this guard locks.
@@ -249,14 +297,17 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
 impl<T: Pod> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while this process holds the lock,
-        // so no other thread or process accesses the data.
+        self.assert_owner();
+        // SAFETY: the guard exists only while the process that took it
+        // holds the lock, and we are that process (checked above), so no
+        // other thread or process accesses the data.
         unsafe { &*self.mutex.data.get() }
     }
 }
 
 impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.assert_owner();
         // SAFETY: as for Deref; `&mut self` makes the access unique here.
         unsafe { &mut *self.mutex.data.get() }
     }
@@ -264,8 +315,12 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
 
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: the guard proves this process holds the lock.
-        unsafe { self.mutex.raw.unlock() }
+        // A copy of the guard in a forked child must not release the
+        // parent's lock: only the process that took it unlocks.
+        if self.held.in_owner_process() {
+            // SAFETY: the guard proves this process holds the lock.
+            unsafe { self.mutex.raw.unlock() }
+        }
     }
 }
 

@@ -124,7 +124,9 @@ impl RawMutex {
         self.try_recover(me)
     }
 
-    /// Acquires the lock, giving up at `deadline` (`None` = never).
+    /// Acquires the lock, giving up at `deadline` (`None` = never). A lock
+    /// held by a dead process is recovered whether or not the deadline has
+    /// passed; one held by a live process past the deadline gives `None`.
     #[inline]
     pub fn lock_until(&self, deadline: Option<Deadline>) -> Option<Acquired> {
         let me = os::current_pid();
@@ -218,7 +220,9 @@ impl RawMutex {
             }
             let word = s | CONTENDED;
             if deadline.is_some_and(|d| d.has_passed()) {
-                return None;
+                // One last look: a dead owner is recovered even at the
+                // deadline (so a zero timeout behaves like `try_lock`).
+                return self.try_recover(me);
             }
             let wake_at = Deadline::earliest(deadline, Deadline::after(slice));
             let outcome = futex::wait(&self.state, word, Some(wake_at));
