@@ -4,8 +4,14 @@
 //! programs — locks, events, queues, a shared dictionary and process pools —
 //! but with the data living directly in memory-mapped segments that forked or
 //! spawned processes attach to by name. There is no server process and no
-//! pickling; the death of any process is an error value the survivors handle,
-//! never a hang.
+//! pickling.
+//!
+//! The death of any process is a value the survivors handle: a lock held by
+//! a dead process is recovered by the next locker, never waited on. A process
+//! that is alive but stuck can still make the plain blocking calls wait for
+//! it; each has a bounded form (`try_*`, `*_timeout`, `*_deadline`,
+//! `ShmDict::set_lock_timeout`) whose deadline covers the whole call. See
+//! SAFETY.md, "Bounded waits".
 //!
 //! Layers (each depends only on the ones above it):
 //!
