@@ -21,6 +21,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
     let p = Process::builder().spawn(&WORKER, &())?;
     p.join()?;
-    tracing::info!("process shutting down");
     Ok(())
 }

@@ -19,7 +19,6 @@ shmkit::entry! { static SLOW_WORKER: Entry<()> = slow_worker; }
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
     let builder = Process::builder().name("slow_worker");
-    println!("BEFORE: <Process(slow_worker, initial)> false");
     let p = builder.spawn(&SLOW_WORKER, &())?;
     println!("DURING: {p} {}", p.is_alive());
     p.terminate()?;
