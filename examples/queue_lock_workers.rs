@@ -1,4 +1,4 @@
-//! Port of the seed's Queue + Lock program: 10 "input" processes each put a
+//! Seed 002-3: port of the seed's Queue + Lock program: 10 "input" processes each put a
 //! line with their pid and a timestamp into a bounded queue; 10 "output"
 //! processes each take one line and print it while holding a shared lock so
 //! the output is never interleaved. The queue is bounded (the seed's
