@@ -189,11 +189,14 @@ impl Builder {
         self
     }
 
-    /// A daemon child dies with its parent: it gets `PR_SET_PDEATHSIG`
-    /// = SIGKILL (and exits at once if the parent already died before that
-    /// was set), and dropping its [`Process`] kills it. Note that Linux
-    /// delivers the death signal when the *thread* that started the child
-    /// exits; start daemon children from a long-lived thread (e.g. main).
+    /// A daemon child ends with its parent: the exit hook installed by
+    /// [`init`] terminates it when the program ends (see the
+    /// [module docs](super)), and it gets `PR_SET_PDEATHSIG` = SIGKILL for
+    /// any other death of the parent (and exits at once if the parent
+    /// already died before that was set). Dropping its [`Process`] does
+    /// not stop it. Note that Linux delivers the death signal when the
+    /// *thread* that started the child exits; start daemon children from a
+    /// long-lived thread (e.g. main).
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
