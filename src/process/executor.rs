@@ -167,6 +167,10 @@ impl Drop for Executor {
 }
 
 /// The pending result of [`Executor::submit`].
+///
+/// Dropping a `Future` does not cancel its task: the task still runs and
+/// its result is discarded when it arrives (use [`Future::cancel`] to
+/// withdraw a task no worker has taken yet).
 pub struct Future<R> {
     ticket: Ticket,
     _r: PhantomData<fn() -> R>,
