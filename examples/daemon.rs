@@ -1,6 +1,9 @@
-//! Daemon vs non-daemon children (the seed's daemon program): the daemon
-//! child is killed when the parent is done with it, so its "Exiting" line
-//! never prints. Sleeps are scaled down.
+//! Seed 004-3: a daemon child and a non-daemon child; after a pause the
+//! main process prints `d.is_alive()` (true: the daemon is still asleep)
+//! and joins only the non-daemon child. When `main` returns, the exit hook
+//! terminates the daemon, so its "Exiting" line never prints. The seed's
+//! sleeps (2 s in the daemon, 1 s in main) are 20 s and "until the daemon
+//! has printed its first line" here.
 //!
 //! Run: `cargo run --release --example daemon`
 
@@ -33,20 +36,18 @@ shmkit::entry! {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
     let started = ShmBox::<Event>::anonymous(())?;
-    let d = Process::builder()
+    let mut d = Process::builder()
         .name("daemon")
-        .daemon(true)
-        .spawn(&DAEMON, &Shared::new(&started)?)?;
-    let n = Process::builder()
+        .target(&DAEMON, &Shared::new(&started)?)?;
+    d.set_daemon(true);
+    let mut n = Process::builder()
         .name("non-daemon")
-        .daemon(false)
-        .spawn(&NON_DAEMON, &())?;
+        .target(&NON_DAEMON, &())?;
+    n.set_daemon(false);
+    let d = d.start()?;
+    let n = n.start()?;
     started.wait(); // the seed's sleep(1): the daemon has printed its first line
-    std::thread::sleep(Duration::from_millis(50));
     println!("d.is_alive() {}", d.is_alive());
     n.join()?;
-    // Dropping a running daemon child's handle kills it (and it would die
-    // with this process anyway: PR_SET_PDEATHSIG).
-    drop(d);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Port of the seed's `add_data(p_dict, key, value)` example: two processes
+//! Seed 001-7: port of the seed's `add_data(p_dict, key, value)` example: two processes
 //! each put one entry into a shared dict; the parent prints the dict.
 //! Prints `{'number1': 25, 'number2': 30}`.
 //!

@@ -1,4 +1,4 @@
-//! Signalling between processes with an `Event` (the seed's
+//! Seed 004-10: signalling between processes with an `Event` (the seed's
 //! wait_for_event / wait_for_event_timeout program). The seed's 2 s timeout
 //! and 3 s sleep become 100 ms and "after the timed waiter has given up".
 //!

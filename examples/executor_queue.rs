@@ -1,6 +1,12 @@
-//! Port of the seed's `Manager().Queue()` shared by two executor tasks:
-//! 100 → process_one (+100) → process_two (+66) → main prints 266. The
-//! queue is a named shmkit `Queue<i64>`; tasks receive its name.
+//! Seed 000-7: a `Manager().Queue()` holding 100 is shared by two tasks of
+//! a `ProcessPoolExecutor(max_workers=3)` submitted together: each takes
+//! the number, adds to it (+100, +66) and puts it back, so the value is
+//! handed from one worker to the other while both run; the main process
+//! then reads 266. Which task takes the number first is up to the
+//! scheduler (the seed's output shows one order: 200, then 266). The queue
+//! is a named shmkit `Queue<i64>`; the tasks receive its name.
+//!
+//! Run: `cargo run --release --example executor_queue`
 
 use shmkit::process::{self, Executor};
 use shmkit::queue::Queue;
@@ -26,15 +32,18 @@ shmkit::task! {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
+    let initial_value = 100;
     let name = format!("shmkit-example-queue-{}", std::process::id());
     let queue = Queue::<i64>::create(&name, 16, 4)?; // unlinked on drop
-    queue.put(100).map_err(|e| e.to_string())?;
+                                                     // The parent counts as a sender, so the task that comes second waits
+                                                     // for the first one's put instead of seeing a queue nobody can feed.
+    let _keep_connected = queue.as_mpmc().sender()?;
+    queue.put(initial_value).map_err(|e| e.to_string())?;
     {
         let executor = Executor::new(3)?;
-        // Run them one after the other so the value passes through both.
-        executor.submit(&PROCESS_ONE, name.clone())?.result()?;
-        executor.submit(&PROCESS_TWO, name.clone())?.result()?;
-    }
+        executor.submit(&PROCESS_ONE, name.clone())?;
+        executor.submit(&PROCESS_TWO, name.clone())?;
+    } // leaving the `with` block waits for both
     let final_value = queue.get()?;
     println!("Main process value {final_value}");
     Ok(())

@@ -1,4 +1,4 @@
-//! Port of the seed's `ProcessPoolExecutor(max_workers=5)` with
+//! Seed 000-4: port of the seed's `ProcessPoolExecutor(max_workers=5)` with
 //! `submit(task, 'kobe')`, `submit(study, 'james')` and `shutdown()`.
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,10 @@
-//! Port of the seed's `with ProcessPoolExecutor(max_workers=2) as
-//! executor: executor.map(func, [11, 22, 33])`: the `with` block is a
-//! scope; dropping the executor waits for the work and stops the workers.
+//! Seed 000-6: `with ProcessPoolExecutor(max_workers=2) as executor:
+//! executor.map(func, [11, 22, 33])`, results unread, then the duration.
+//! The `with` block is a scope: `map` has submitted all three items, and
+//! dropping the executor at the end of the block waits for them and stops
+//! the workers. Sleeps of 0.25 s are 25 ms here.
+//!
+//! Run: `cargo run --release --example executor_with`
 
 use std::time::{Duration, Instant};
 
@@ -17,13 +21,11 @@ shmkit::task! { static FUNC: Task<u32, ()> = func; }
 
 fn main() -> Result<(), process::TaskError> {
     process::init();
-    let start = Instant::now();
+    let start_time = Instant::now();
     {
         let executor = Executor::new(2)?;
-        for r in executor.map(&FUNC, [11, 22, 33]) {
-            r?;
-        }
-    } // shutdown(wait = true) here
-    println!("Duration: {:.2?}", start.elapsed());
+        executor.map(&FUNC, [11, 22, 33])?;
+    } // the end of the `with` block: shutdown(wait=True)
+    println!("Duration: {:.2?}", start_time.elapsed());
     Ok(())
 }

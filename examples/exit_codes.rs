@@ -1,4 +1,4 @@
-//! Exit codes of children (the seed's exit_error / exit_ok / return_value /
+//! Seed 004-5: exit codes of children (the seed's exit_error / exit_ok / return_value /
 //! raises / terminated table): 1, 0, 0, 1 (a panic, message reported), -15.
 //!
 //! Run: `cargo run --release --example exit_codes`

@@ -1,4 +1,4 @@
-//! Port of the seed's JoinableQueue example: one producer process puts
+//! Seed 000-3: port of the seed's JoinableQueue example: one producer process puts
 //! 5 × 20 items, three consumer processes `get(timeout)` and `task_done`
 //! until the queue stays empty, and the main process `join`s the queue.
 

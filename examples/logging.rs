@@ -1,5 +1,8 @@
-//! Logging with process names (the seed's `log_to_stderr` program): every
-//! line on stderr is prefixed with `[LEVEL/process name]`.
+//! Seed 004-6 (`multiprocessing.log_to_stderr()` + `get_logger()` at
+//! `INFO`): every line on stderr is written by shmkit's process layer,
+//! prefixed with `[LEVEL/process name]` — the child's start, its shutdown
+//! and exit lines, and the main process's `process shutting down` from the
+//! exit hook that `init()` installed.
 //!
 //! Run: `cargo run --release --example logging`
 
@@ -15,12 +18,11 @@ fn worker(_: ()) {
 shmkit::entry! { static WORKER: Entry<()> = worker; }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Installed before init() so that a spawned child (which runs inside
-    // init()) logs its start and exit too.
+    // Before init(), so that a spawned child (which runs inside init())
+    // logs too.
     process::log_to_stderr(tracing::Level::INFO);
     process::init();
-    let p = Process::builder().spawn(&WORKER, &())?;
+    let p = Process::with_target(&WORKER, &())?.start()?;
     p.join()?;
-    tracing::info!("process shutting down");
     Ok(())
 }

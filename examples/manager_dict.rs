@@ -1,4 +1,4 @@
-//! Port of the seed's `Manager().dict()` + `Lock` example: 10 processes each
+//! Seed 003-3: port of the seed's `Manager().dict()` + `Lock` example: 10 processes each
 //! read `num`, decrement it and write it back while holding a shared lock;
 //! the final value is 90. (The seed sleeps 0.1 s inside the lock; this port
 //! sleeps 10 ms.) See `dict_update.rs` for the same without a lock.

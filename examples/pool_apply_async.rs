@@ -1,4 +1,4 @@
-//! Port of the seed's `pool.apply_async(get_html, args=(3,))`, `close`,
+//! Seed 001-3 (its commented-out `apply_async` variant): port of the seed's `pool.apply_async(get_html, args=(3,))`, `close`,
 //! `join`, `result.get()` (sleeps scaled from seconds to tens of ms).
 
 use std::time::Duration;

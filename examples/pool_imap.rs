@@ -1,4 +1,4 @@
-//! Port of the seed's `for result in pool.imap(get_html, [1, 5, 3])`:
+//! Seed 001-3 (its commented-out `imap` variant): port of the seed's `for result in pool.imap(get_html, [1, 5, 3])`:
 //! results come back in input order, whatever order they finish in.
 
 use std::time::Duration;

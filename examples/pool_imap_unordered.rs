@@ -1,4 +1,4 @@
-//! Port of the seed's `for result in pool.imap_unordered(get_html, [1, 5, 3])`:
+//! Seed 001-3: port of the seed's `for result in pool.imap_unordered(get_html, [1, 5, 3])`:
 //! whoever finishes first comes back first (1, 3, 5).
 
 use std::time::Duration;

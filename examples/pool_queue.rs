@@ -1,4 +1,4 @@
-//! Port of the seed's `Manager().Queue()` with `pool.apply_async(producer)`
+//! Seed 001-5: port of the seed's `Manager().Queue()` with `pool.apply_async(producer)`
 //! and `pool.apply_async(consumer)`: the consumer blocks until the
 //! producer's 'a' arrives. The queue is a named shmkit `Queue<String>`.
 

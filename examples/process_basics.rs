@@ -1,5 +1,7 @@
-//! Two child processes working while the parent keeps going (the seed's
-//! `task`/`study` program, with 1 s sleeps scaled down to 50 ms).
+//! Seed 000-1: two child processes (`task`, `study`) work while the main
+//! process prints and keeps going; nothing is joined — the exit hook that
+//! `init()` installed waits for both children when `main` returns, as
+//! Python does. Sleeps of 1 s are 50 ms here.
 //!
 //! Run: `cargo run --release --example process_basics`
 
@@ -30,15 +32,14 @@ shmkit::entry! {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
-    let p1 = Process::builder().spawn(&TASK, &())?;
-    let p2 = Process::builder().spawn(&STUDY, &())?;
+    let p1 = Process::with_target(&TASK, &())?;
+    let p2 = Process::with_target(&STUDY, &())?;
+    let _p1 = p1.start()?;
+    let _p2 = p2.start()?;
     println!("Main process completed");
     for _ in 0..6 {
         println!("------------------------hahaha");
         std::thread::sleep(TICK);
     }
-    // Python joins non-daemon children at exit; here it is explicit.
-    p1.join()?;
-    p2.join()?;
     Ok(())
 }

@@ -1,5 +1,9 @@
-//! `current_process().name()` in named and default-named children (the
-//! seed's `my_service` / `worker 1` / default-name program).
+//! Seed 004-2: `current_process().name()` in named and default-named
+//! children. Three process objects are made (`my_service`, `worker 1`, and
+//! one with the default name, which is `Process-3` because every process
+//! object takes a number, named or not); they are started and never
+//! joined: the exit hook waits for them. Sleeps of 2 s and 3 s are 20 ms
+//! and 30 ms here.
 //!
 //! Run: `cargo run --release --example process_names`
 
@@ -30,11 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
     let service = Process::builder()
         .name("my_service")
-        .spawn(&MY_SERVICE, &())?;
-    let worker_1 = Process::builder().name("worker 1").spawn(&WORKER, &())?;
-    let worker_2 = Process::builder().spawn(&WORKER, &())?; // default name: Process-3
-    for p in [worker_1, worker_2, service] {
-        p.join()?;
-    }
+        .target(&MY_SERVICE, &())?;
+    let worker_1 = Process::builder().name("worker 1").target(&WORKER, &())?;
+    let worker_2 = Process::with_target(&WORKER, &())?; // default name
+    let _worker_1 = worker_1.start()?;
+    let _worker_2 = worker_2.start()?;
+    let _service = service.start()?;
+    // Not joined, as in the seed: the exit hook waits for all three.
     Ok(())
 }

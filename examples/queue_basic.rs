@@ -1,4 +1,4 @@
-//! Port of the seed's basic `multiprocessing.Queue` example: a child puts
+//! Seed 004-11: port of the seed's basic `multiprocessing.Queue` example: a child puts
 //! `[42, None, 'hello']`, the parent gets and prints it.
 //!
 //! Run: `cargo run --release --example queue_basic`

@@ -1,9 +1,8 @@
-//! Port of the seed's Queue + Lock program: 10 "input" processes each put a
+//! Seed 002-3: port of the seed's Queue + Lock program: 10 "input" processes each put a
 //! line with their pid and a timestamp into a bounded queue; 10 "output"
 //! processes each take one line and print it while holding a shared lock so
-//! the output is never interleaved. The queue holds 4 items (the seed's
-//! `Queue(3)`, rounded up to a power of two), so input processes block
-//! until output processes make room.
+//! the output is never interleaved. The queue is bounded (the seed's
+//! `Queue(3)`), so input processes block until output processes make room.
 //!
 //! Run: `cargo run --release --example queue_lock_workers`
 
@@ -15,6 +14,7 @@ use shmkit::{Mutex, ShmBox};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
+    // TODO(capacity): the seed's Queue(3); 4 until MPMC accepts any capacity.
     let queue = Queue::<String>::anonymous(128, 4)?;
     // shmkit queues report `Disconnected` once every process on the other
     // side has gone. Here input and output processes come and go one by

@@ -1,11 +1,13 @@
-//! Port of the seed's Consumer/Task example: consumers take `Task`s from a
+//! Seed 004-9 again, with forked children instead of a `Run` type (see
+//! `consumer_tasks` for the subclass form): consumers take `Task`s from a
 //! joinable task queue, compute `a * b`, put the answer on a result queue,
-//! and stop at a poison pill (`None`), one per consumer.
+//! and stop at a poison pill (`None`), one per consumer. Each prints under
+//! the name the library gave it (`Process-1` …).
 //!
 //! Run: `cargo run --release --example queue_poison_pill`
 
 use serde::{Deserialize, Serialize};
-use shmkit::process;
+use shmkit::process::{self, current_process};
 use shmkit::queue::{JoinableQueue, Queue};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
@@ -26,7 +28,8 @@ impl std::fmt::Display for Task {
     }
 }
 
-fn consumer(name: &str, tasks: &JoinableQueue<Option<Task>>, results: &Queue<String>) {
+fn consumer(tasks: &JoinableQueue<Option<Task>>, results: &Queue<String>) {
+    let name = current_process().name().to_owned();
     loop {
         match tasks.get() {
             Ok(Some(task)) => {
@@ -60,9 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let num_consumers = 4;
     println!("Creating {num_consumers} consumers");
     let mut consumers = Vec::new();
-    for i in 1..=num_consumers {
-        let name = format!("Consumer-{i}");
-        consumers.push(process::fork(|| consumer(&name, &tasks, &results))?);
+    for _ in 0..num_consumers {
+        consumers.push(process::fork(|| consumer(&tasks, &results))?);
     }
 
     // Enqueue jobs.

@@ -1,6 +1,7 @@
-//! Terminating a child (the seed's BEFORE / DURING / TERMINATED / JOINED
-//! program): after `terminate()` the child is only known to be gone once
-//! joined; its exit code is then -15 (SIGTERM).
+//! Seed 004-4 (terminate a process): the process object is printed before
+//! `start()`, while running, right after `terminate()` and after `join()`;
+//! its exit code is then -15 (SIGTERM). Every `<Process ...>` text and
+//! every `true`/`false` is what the library reports.
 //!
 //! Run: `cargo run --release --example terminate`
 
@@ -10,7 +11,7 @@ use shmkit::process::Process;
 
 fn slow_worker(_: ()) {
     println!("Starting worker");
-    std::thread::sleep(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(100));
     println!("Finished worker");
 }
 
@@ -18,15 +19,17 @@ shmkit::entry! { static SLOW_WORKER: Entry<()> = slow_worker; }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::process::init();
-    let builder = Process::builder().name("slow_worker");
-    println!("BEFORE: <Process(slow_worker, initial)> false");
-    let p = builder.spawn(&SLOW_WORKER, &())?;
+    let p = Process::with_target(&SLOW_WORKER, &())?;
+    println!("BEFORE: {p} {}", p.is_alive());
+    let p = p.start()?;
     println!("DURING: {p} {}", p.is_alive());
     p.terminate()?;
     // May still be alive for an instant: the signal is asynchronous.
     println!("TERMINATED: {p} {}", p.is_alive());
     p.join()?;
     println!("JOINED: {p} {}", p.is_alive());
-    println!("exitcode = {}", p.exitcode().unwrap_or(0));
+    if let Some(code) = p.exitcode() {
+        println!("exitcode = {code}");
+    }
     Ok(())
 }

@@ -1,45 +1,27 @@
-//! Runs the dict examples that port seed programs and checks their output.
+//! Runs the dict examples that port seed programs and checks the shared
+//! dict's final contents.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn example(name: &str) -> PathBuf {
-    // <target>/<profile>/deps/<test> -> <target>/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
+use common::run_example;
 
-fn run(name: &str) -> String {
-    let out = Command::new(example(name)).output().unwrap_or_else(|e| {
-        panic!("running example {name}: {e} (cargo test builds examples first)")
-    });
-    assert!(
-        out.status.success(),
-        "{name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
+/// 003-3: ten read-modify-writes under a shared lock, none lost.
 #[test]
 fn manager_dict_with_lock_ends_at_90() {
-    assert_eq!(run("manager_dict").trim(), "90");
+    assert_eq!(run_example("manager_dict", &[]).stdout.trim(), "90");
 }
 
+/// Not a seed program: the same with the dict's atomic `update`.
 #[test]
 fn dict_update_without_lock_ends_at_90() {
-    assert_eq!(run("dict_update").trim(), "90");
+    assert_eq!(run_example("dict_update", &[]).stdout.trim(), "90");
 }
 
+/// 001-7: both children's entries are in the dict.
 #[test]
 fn add_data_prints_both_entries() {
     assert_eq!(
-        run("dict_add_data").trim(),
+        run_example("dict_add_data", &[]).stdout.trim(),
         "{'number1': 25, 'number2': 30}"
     );
 }

@@ -1,40 +1,29 @@
-//! Runs the SPSC/Pipe examples and checks their output.
+//! Runs the SPSC/Pipe examples and checks what crossed the pipes.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn example(name: &str) -> PathBuf {
-    // <target>/<profile>/deps/<test> -> <target>/<profile>/examples/<name>
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
-    profile_dir.join("examples").join(name)
-}
+use common::run_example;
 
+/// 001-6: 'a' went from one child to the other through the pipe.
 #[test]
-fn pipe_example_prints_a() {
-    let out = Command::new(example("pipe"))
-        .output()
-        .expect("run examples/pipe");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+fn pipe_between_two_children() {
+    assert_eq!(run_example("pipe", &[]).lines(), ["a"]);
 }
 
+/// 002-2: both directions of the duplex pipe, in causal order.
+#[test]
+fn pipe_duplex_both_directions() {
+    assert_eq!(
+        run_example("pipe_duplex", &[]).lines(),
+        ["proc2 rec: hello", "proc1 rec: hello, too"]
+    );
+}
+
+/// Not a seed program: both transports are measured at every size.
 #[test]
 fn throughput_example_reports_both_transports() {
-    let out = Command::new(example("throughput"))
-        .arg("2000")
-        .output()
-        .expect("run examples/throughput");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let r = run_example("throughput", &["2000"]);
+    let text = &r.stdout;
     assert!(
         text.contains("ping-pong (start)") && text.contains("ping-pong (end)"),
         "{text}"

@@ -16,6 +16,7 @@ use shmkit::os::process_alive;
 use shmkit::process::{
     self, as_completed, wait, Executor, Pool, TaskError, FIRST_COMPLETED, FIRST_EXCEPTION,
 };
+use shmkit::{ShmBox, ShmValue};
 
 // ------------------------------------------------------------------ tasks
 
@@ -43,6 +44,16 @@ shmkit::task! {
     static SLEEP_FAIL: Task<u64, u64> = |ms| { nap(ms); if ms == 0 { panic!("boom") } ms };
     static LEN: Task<Vec<u8>, usize> = |v| v.len();
     static BIG_RESULT: Task<usize, Vec<u8>> = |n| vec![7; n];
+}
+
+// Adds its number to a named shared counter and counts the call.
+shmkit::task! {
+    static ADD_TO: Task<(String, u64), ()> = |(name, n)| {
+        let sum = ShmBox::<ShmValue<u64>>::open(&name).expect("open the sum");
+        let calls = ShmBox::<ShmValue<u64>>::open(&format!("{name}-calls")).expect("open the count");
+        sum.fetch_add(n);
+        calls.fetch_add(1);
+    };
 }
 
 // Tells the parent its pid through a named shared array, then sleeps.
@@ -368,8 +379,18 @@ fn executor_submit_map_as_completed() {
     let f = ex.submit(&SQUARE, 12).unwrap();
     assert_eq!(f.result().unwrap(), 144);
     assert!(f.done());
-    let mapped: Vec<u64> = ex.map(&SQUARE, 0..50u64).map(Result::unwrap).collect();
+    let mapped: Vec<u64> = ex
+        .map(&SQUARE, 0..50u64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(mapped, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+    let chunked: Vec<u64> = ex
+        .map_chunked(&SQUARE, 0..50u64, 7)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(chunked, mapped);
     let futs: Vec<_> = [300u64, 10, 150]
         .iter()
         .map(|&ms| ex.submit(&SLEEP, ms).unwrap())
@@ -417,6 +438,32 @@ fn executor_shutdown_cancels_pending() {
     assert!(matches!(ex.submit(&SQUARE, 1), Err(TaskError::Closed)));
 }
 
+/// Seeds 000-5 and 000-6: `executor.map(func, items)` whose results are
+/// never read. Every task must still run (Python submits them all at
+/// once); so must a task whose future was dropped.
+fn executor_map_unread_still_runs_every_task() {
+    let name = common::unique_name("map-unread");
+    let sum = ShmBox::<ShmValue<u64>>::create(&name, 0).unwrap();
+    let calls = ShmBox::<ShmValue<u64>>::create(&format!("{name}-calls"), 0).unwrap();
+    {
+        let ex = Executor::new(2).unwrap();
+        let items: Vec<(String, u64)> = (1..=40).map(|i| (name.clone(), i)).collect();
+        drop(ex.map(&ADD_TO, items).unwrap());
+        let chunked: Vec<(String, u64)> = (41..=50).map(|i| (name.clone(), i)).collect();
+        let _unread = ex.map_chunked(&ADD_TO, chunked, 3).unwrap();
+        drop(ex.submit(&ADD_TO, (name.clone(), 1000)).unwrap());
+    } // the `with` block ends: the executor waits for its work
+    assert_eq!(calls.load(), 51, "every task ran exactly once");
+    assert_eq!(sum.load(), (1..=50).sum::<u64>() + 1000);
+    // After shutdown, map refuses at once instead of queueing into a void.
+    let ex = Executor::new(1).unwrap();
+    ex.shutdown(true, false);
+    assert!(matches!(
+        ex.map(&ADD_TO, [(name.clone(), 1)]),
+        Err(TaskError::Closed)
+    ));
+}
+
 fn main() {
     process::init();
     common::run(
@@ -459,6 +506,10 @@ fn main() {
                 executor_submit_map_as_completed,
             ),
             ("executor_wait_modes", executor_wait_modes),
+            (
+                "executor_map_unread_still_runs_every_task",
+                executor_map_unread_still_runs_every_task,
+            ),
             (
                 "executor_shutdown_cancels_pending",
                 executor_shutdown_cancels_pending,

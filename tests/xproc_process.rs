@@ -9,9 +9,12 @@ mod common;
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use shmkit::os::process_alive;
-use shmkit::process::{self, current_process, ExitStatus, Process, Shared, SpawnError};
-use shmkit::{Mutex, ShmBox, ShmValue};
+use shmkit::process::{
+    self, active_children, current_process, ExitStatus, Process, Run, Shared, SpawnError,
+};
+use shmkit::{Mutex, ShmArray, ShmBox, ShmValue};
 
 // ----------------------------------------------------------------- entries
 
@@ -65,6 +68,64 @@ shmkit::entry! {
     static BOOM: Entry<u32> = boom;
     static ADD_NAMED: Entry<(String, u32)> = add_named;
     static ADD_SHARED: Entry<(Shared<ShmBox<Mutex<u64>>>, u32)> = add_shared;
+}
+
+/// A `Run` type (Python's subclass of `Process`): checks the name it was
+/// given and leaves its own field in shared memory.
+#[derive(Serialize, Deserialize)]
+struct Worker {
+    expect_name: String,
+    value: u32,
+    out: Shared<ShmArray<u32>>,
+}
+
+impl Run for Worker {
+    fn run(self) {
+        let out = self.out.attach().expect("attach the output array");
+        assert_eq!(current_process().name(), self.expect_name);
+        out.set(0, self.value);
+    }
+}
+shmkit::register_run!(Worker);
+
+// Slots of the array shared by the exit-hook test's three generations.
+const GO: usize = 0;
+const RETURNED: usize = 1;
+const DAEMON_PID: usize = 2;
+const CHILD_PID: usize = 3;
+const CHILD_DONE: usize = 4;
+const DAEMON_ALIVE_AFTER_DROP: usize = 5;
+const SLOTS: usize = 6;
+
+/// Waits for the parent's go, then marks itself done.
+fn wait_go_then_mark(arr: Shared<ShmArray<u32>>) -> Result<(), shmkit::AttachError> {
+    let arr = arr.attach()?;
+    while arr.get(GO) != Some(1) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    arr.set(CHILD_DONE, 1);
+    Ok(())
+}
+
+/// The seed 003-2 shape, one generation down: starts a daemon and a
+/// non-daemon child, drops both handles without joining, and returns.
+fn start_two_and_return(arr: Shared<ShmArray<u32>>) -> Result<(), Box<dyn std::error::Error>> {
+    let shared = arr.attach()?;
+    let d = Process::builder().daemon(true).spawn(&SLEEP_MS, &600_000)?;
+    let n = Process::builder().spawn(&WAIT_GO_THEN_MARK, &Shared::new(&shared)?)?;
+    shared.set(DAEMON_PID, d.pid());
+    shared.set(CHILD_PID, n.pid());
+    let daemon = d.pid();
+    drop(d);
+    drop(n);
+    shared.set(DAEMON_ALIVE_AFTER_DROP, u32::from(process_alive(daemon)));
+    shared.set(RETURNED, 1);
+    Ok(())
+}
+
+shmkit::entry! {
+    static WAIT_GO_THEN_MARK: Entry<Shared<ShmArray<u32>>> = wait_go_then_mark;
+    static START_TWO_AND_RETURN: Entry<Shared<ShmArray<u32>>> = start_two_and_return;
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -192,22 +253,172 @@ fn daemon_dies_when_parent_sigtermed() {
     daemon_dies_with_parent(libc::SIGTERM);
 }
 
-fn dropping_a_daemon_handle_kills_it() {
+fn dropping_a_handle_leaves_the_child_running() {
     let d = Process::builder()
         .daemon(true)
         .spawn(&SLEEP_MS, &600_000)
         .unwrap();
     let pid = d.pid();
-    assert!(process_alive(pid));
     drop(d);
-    assert!(!process_alive(pid));
-    // A non-daemon handle is just dropped; the child finishes on its own.
+    // As in Python, the object going away does not stop the child; the
+    // registry still knows it (and the exit hook would terminate it).
+    assert!(process_alive(pid));
+    let again = active_children()
+        .into_iter()
+        .find(|p| p.pid() == pid)
+        .expect("a dropped daemon child is still an active child");
+    assert!(again.is_daemon());
+    again.kill().unwrap();
+    assert_eq!(again.join().unwrap(), ExitStatus::Signal(libc::SIGKILL));
+    assert!(active_children().iter().all(|p| p.pid() != pid));
+
+    // A dropped non-daemon child finishes on its own and is reaped by
+    // active_children().
     let n = Process::builder().spawn(&SLEEP_MS, &1).unwrap();
     let pid = n.pid();
     drop(n);
-    wait_until(LONG, "non-daemon child did not finish", || {
-        !process_alive(pid)
+    wait_until(LONG, "dropped non-daemon child is still active", || {
+        active_children().iter().all(|p| p.pid() != pid)
     });
+    assert!(!process_alive(pid));
+}
+
+/// Seed 003-2 one generation down: the intermediate's exit hook terminates
+/// its daemon child and joins its non-daemon child, though it dropped both
+/// handles without a join.
+fn exit_hook_terminates_daemons_and_joins_the_rest() {
+    let arr = ShmArray::<u32>::anonymous(SLOTS).unwrap();
+    let middle = Process::builder()
+        .spawn(&START_TWO_AND_RETURN, &Shared::new(&arr).unwrap())
+        .unwrap();
+    wait_until(
+        LONG,
+        "the intermediate never returned from its entry",
+        || arr.get(RETURNED) == Some(1),
+    );
+    assert_eq!(arr.get(DAEMON_ALIVE_AFTER_DROP), Some(1));
+    let daemon = arr.get(DAEMON_PID).unwrap();
+    // The daemon is terminated by the hook...
+    wait_until(LONG, "the exit hook did not terminate the daemon", || {
+        !process_alive(daemon)
+    });
+    // ...while the non-daemon child holds the intermediate's exit: it
+    // waits for our go, so the intermediate cannot be gone yet.
+    let early = middle.join_timeout(Duration::from_millis(200)).unwrap();
+    let done_early = arr.get(CHILD_DONE);
+    arr.set(GO, 1); // first, so that a failure leaves no orphan behind
+    assert_eq!(
+        early, None,
+        "the intermediate exited without joining its non-daemon child"
+    );
+    assert_eq!(done_early, Some(0));
+    assert_eq!(middle.join().unwrap(), ExitStatus::Code(0));
+    assert_eq!(arr.get(CHILD_DONE), Some(1), "joined before the exit");
+    assert!(!process_alive(arr.get(CHILD_PID).unwrap()));
+}
+
+fn unstarted_process_object() {
+    let me = std::process::id();
+    let p = Process::with_target(&SUM_CODE, &(40, 2, "hi".to_owned())).unwrap();
+    let name = p.name().to_owned();
+    assert!(name.starts_with("Process-"), "{name}");
+    assert_eq!(
+        p.to_string(),
+        format!("<Process name='{name}' parent={me} initial>")
+    );
+    assert!(!p.is_alive());
+    assert_eq!(p.pid(), None);
+    assert_eq!(p.exitcode(), None);
+    assert_eq!(p.parent_pid(), me);
+    let p = p.start().unwrap();
+    assert_eq!(p.name(), name);
+    assert!(p.to_string().starts_with(&format!(
+        "<Process name='{name}' pid={} parent={me} ",
+        p.pid()
+    )));
+    assert_eq!(p.join().unwrap(), ExitStatus::Code(42));
+    assert_eq!(
+        p.to_string(),
+        format!(
+            "<Process name='{name}' pid={} parent={me} stopped exitcode=42>",
+            p.pid()
+        )
+    );
+
+    // Names are numbered when the object is made, as in Python; a daemon
+    // flag set before start shows in the repr.
+    let mut q = Process::builder().target(&SLEEP_MS, &600_000).unwrap();
+    let n: u32 = name.strip_prefix("Process-").unwrap().parse().unwrap();
+    assert_eq!(q.name(), format!("Process-{}", n + 1));
+    q.set_daemon(true);
+    q.set_name("sleeper");
+    assert_eq!(
+        q.to_string(),
+        format!("<Process name='sleeper' parent={me} initial daemon>")
+    );
+    let q = q.start().unwrap();
+    assert!(q.is_daemon() && q.is_alive());
+    q.terminate().unwrap();
+    q.join().unwrap();
+    assert!(
+        q.to_string()
+            .ends_with(" stopped exitcode=-SIGTERM daemon>"),
+        "{q}"
+    );
+    // Dropping an unstarted process starts nothing.
+    let before = active_children().len();
+    drop(Process::with_target(&SLEEP_MS, &600_000).unwrap());
+    assert_eq!(active_children().len(), before);
+}
+
+fn run_trait_subclass_with_class_name() {
+    let out = ShmArray::<u32>::anonymous(1).unwrap();
+    let me = std::process::id();
+    let make = |expect_name: &str, value: u32| Worker {
+        expect_name: expect_name.to_owned(),
+        value,
+        out: Shared::new(&out).unwrap(),
+    };
+    // The number comes from the counter every process object shares.
+    let probe = Process::with_target(&SLEEP_MS, &0).unwrap();
+    let n: u32 = probe
+        .name()
+        .strip_prefix("Process-")
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(probe);
+    let expected = format!("Worker-{}", n + 1);
+    let w = make(&expected, 7).into_process().unwrap();
+    assert_eq!(w.name(), expected);
+    assert_eq!(
+        w.to_string(),
+        format!("<Worker name='{expected}' parent={me} initial>")
+    );
+    let w = w.start().unwrap();
+    assert_eq!(w.join().unwrap(), ExitStatus::Code(0));
+    assert_eq!(out.get(0), Some(7));
+    assert!(w
+        .to_string()
+        .starts_with(&format!("<Worker name='{expected}' pid=")));
+    // With a builder: an explicit name; a wrong expectation panics in the
+    // child, and the parent sees the panic.
+    let named = Process::builder()
+        .name("custom")
+        .runnable(&make("custom", 9))
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(named.join().unwrap(), ExitStatus::Code(0));
+    assert_eq!(out.get(0), Some(9));
+    let wrong = Process::builder()
+        .name("other")
+        .runnable(&make("custom", 1))
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(wrong.join().unwrap().panic_message().is_some());
+    assert_eq!(out.get(0), Some(9));
 }
 
 fn named_box_handed_to_four_children() {
@@ -312,8 +523,17 @@ fn main() {
                 daemon_dies_when_parent_sigtermed,
             ),
             (
-                "dropping_a_daemon_handle_kills_it",
-                dropping_a_daemon_handle_kills_it,
+                "dropping_a_handle_leaves_the_child_running",
+                dropping_a_handle_leaves_the_child_running,
+            ),
+            (
+                "exit_hook_terminates_daemons_and_joins_the_rest",
+                exit_hook_terminates_daemons_and_joins_the_rest,
+            ),
+            ("unstarted_process_object", unstarted_process_object),
+            (
+                "run_trait_subclass_with_class_name",
+                run_trait_subclass_with_class_name,
             ),
             (
                 "named_box_handed_to_four_children",

@@ -65,6 +65,12 @@ pub enum SpawnError {
     /// The child sent a malformed report over the status pipe.
     #[error("malformed start-up report from child: {0}")]
     Protocol(&'static str),
+    /// The program is ending: the exit hook has started terminating and
+    /// joining children, and no new child may start.
+    #[error(
+        "this process is exiting (its exit hook is joining its children); no new child can start"
+    )]
+    Exiting,
     /// An OS error (pipe, memfd, exec, pidfd).
     #[error("I/O error while spawning: {0}")]
     Io(#[from] io::Error),

@@ -8,6 +8,16 @@
 //! workers. Only `workers + 1` tasks are handed to the workers at a time;
 //! the rest wait in the parent, where [`Future::cancel`] and
 //! `shutdown(.., cancel_pending = true)` can still withdraw them.
+//!
+//! # Work is never dropped silently
+//!
+//! As in Python, submitting is what runs a task; reading its result is
+//! optional. [`map`](Executor::map) submits every item before it returns
+//! (a `map` whose results are never read still runs every task), and a
+//! dropped [`Future`] (or a dropped `map` iterator) leaves its task running:
+//! only its result is discarded when it arrives. Dropping the executor waits
+//! for all of it. To withdraw work, call [`Future::cancel`] or
+//! [`shutdown`](Executor::shutdown) with `cancel_pending`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -35,7 +45,7 @@ use crate::os::Deadline;
 ///     let mut got: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
 ///     got.sort();
 ///     assert_eq!(got, vec![1, 4, 9]);
-///     let mapped: Vec<u64> = ex.map(&SQUARE, [4, 5]).map(Result::unwrap).collect();
+///     let mapped: Vec<u64> = ex.map(&SQUARE, [4, 5])?.map(Result::unwrap).collect();
 ///     assert_eq!(mapped, vec![16, 25]);
 ///     Ok(())
 /// } // dropping `ex` waits for outstanding work and stops the workers
@@ -75,7 +85,8 @@ impl Executor {
         self.core.pids()
     }
 
-    /// Schedules `task(arg)`.
+    /// Schedules `task(arg)`. The task runs whether or not the returned
+    /// [`Future`] is kept: dropping it only discards the result.
     pub fn submit<A: Serialize, R: DeserializeOwned>(
         &self,
         task: &Task<A, R>,
@@ -88,22 +99,47 @@ impl Executor {
         })
     }
 
-    /// Lazy ordered map with bounded prefetch (two tasks per worker).
-    pub fn map<A, R, I>(&self, task: &Task<A, R>, items: I) -> Imap<I::IntoIter, R>
+    /// Python's `Executor.map`: submits `task(item)` for every item *now*
+    /// (the whole input is read and encoded before this returns) and
+    /// returns an iterator over the results in input order. The tasks run
+    /// whether or not the iterator is read; dropping it discards the
+    /// results, not the work. At most `workers + 1` tasks sit in the
+    /// shared task queue at once; the others wait in this process until a
+    /// worker is free.
+    ///
+    /// An error while submitting (the executor was shut down, an item
+    /// too large for the transport) is returned here; the items submitted
+    /// before it still run.
+    pub fn map<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+    ) -> Result<Imap<I::IntoIter, R>, TaskError>
     where
         A: Serialize,
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        let prefetch = 2 * self.core.workers();
-        Imap::new(
-            self.core.clone(),
-            task,
-            items.into_iter(),
-            1,
-            prefetch,
-            true,
-        )
+        self.map_chunked(task, items, 1)
+    }
+
+    /// [`map`](Executor::map) with `chunksize` items per task message
+    /// (Python's `chunksize` argument; 1 is the default).
+    pub fn map_chunked<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: usize,
+    ) -> Result<Imap<I::IntoIter, R>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        if self.core.is_closed() {
+            return Err(TaskError::Closed);
+        }
+        Imap::eager(self.core.clone(), task, items.into_iter(), chunksize.max(1))
     }
 
     /// Stops accepting tasks. With `cancel_pending`, tasks not yet handed
@@ -131,6 +167,10 @@ impl Drop for Executor {
 }
 
 /// The pending result of [`Executor::submit`].
+///
+/// Dropping a `Future` does not cancel its task: the task still runs and
+/// its result is discarded when it arrives (use [`Future::cancel`] to
+/// withdraw a task no worker has taken yet).
 pub struct Future<R> {
     ticket: Ticket,
     _r: PhantomData<fn() -> R>,

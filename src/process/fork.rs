@@ -32,7 +32,9 @@ pub fn thread_count() -> std::io::Result<usize> {
 /// two processes would then write through one lock.
 ///
 /// The child shares every segment the parent had mapped (anonymous ones
-/// included) and a copy of everything else. It ends with `_exit`, so the
+/// included) and a copy of everything else. When `f` returns, the child
+/// runs the exit steps for its own children (terminate daemons, join the
+/// others; see the [module docs](super)) and ends with `_exit`, so the
 /// parent's destructors and `atexit` handlers do not run twice; stdout is
 /// flushed first.
 ///
@@ -73,6 +75,10 @@ impl Builder {
         if guards > 0 {
             return Err(SpawnError::GuardHeld(guards));
         }
+        if super::exit::is_exiting() {
+            return Err(SpawnError::Exiting);
+        }
+        super::exit::install();
         let name = self.child_name();
         let daemon = self.is_daemon();
         let (status_r, status_w) = pipe_cloexec()?;
@@ -105,7 +111,12 @@ impl Builder {
                 }
             }
             set_current_name(&name);
+            super::exit::forget_inherited();
             let code = run_guarded(move || f().into_exit_code(), File::from(status_w));
+            // As in a spawned child: the exit steps for this child's own
+            // children, then the exit line.
+            super::exit::shutdown();
+            tracing::info!("process exiting with exitcode {code}");
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
             // SAFETY: ends the child without running the parent's
@@ -115,6 +126,12 @@ impl Builder {
         }
         drop(status_w);
         tracing::debug!(pid, %name, "forked child process");
-        Ok(Process::new(pid as u32, name, daemon, File::from(status_r)))
+        Ok(Process::new(
+            pid as u32,
+            name,
+            "Process".into(),
+            daemon,
+            File::from(status_r),
+        ))
     }
 }

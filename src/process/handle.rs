@@ -4,7 +4,8 @@
 use std::fmt;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
@@ -75,8 +76,9 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// A child process started by [`Builder::spawn`](super::Builder::spawn)
-/// or [`fork`](super::fork()) (Python's `multiprocessing.Process` after
+/// A child process started by [`Builder::spawn`](super::Builder::spawn),
+/// [`Unstarted::start`](super::Unstarted::start) or
+/// [`fork`](super::fork()) (Python's `multiprocessing.Process` after
 /// `start()`).
 ///
 /// Waiting uses a pidfd (opened while the child is still unreaped, so it
@@ -87,12 +89,19 @@ impl fmt::Display for ExitStatus {
 /// pool's monitor) and [`Process::pidfd`] lets a caller poll many children
 /// at once for their deaths.
 ///
-/// **Drop:** dropping the handle of a *daemon* child that is still running
-/// kills it (SIGKILL) and reaps it, like Python terminating daemonic
-/// children at exit. Dropping a non-daemon child's handle leaves it running
-/// (like `std::process::Child`); it is reaped by init when this process
-/// exits. Only the process that started the child does either: a forked
-/// grandchild that inherited the handle never signals or reaps.
+/// **Drop:** dropping the handle does not stop the child. As in Python, the
+/// child stays recorded until it is reaped, and when this program ends the
+/// exit hook installed by [`init()`](super::init) terminates the *daemon*
+/// children that are still running and joins the others (see
+/// [`active_children`](super::active_children) and the `exit` section of
+/// the [module docs](super)). Only the process that started the child
+/// signals or reaps it: a forked grandchild that inherited the handle never
+/// does either.
+///
+/// Printed with `{}` it reads like Python's `repr`:
+/// `<Process name='worker 1' pid=4242 parent=4200 started>`, then
+/// `... stopped exitcode=-SIGTERM>` once it has ended (`daemon` is appended
+/// for a daemon child; a handle inherited over fork prints `unknown`).
 ///
 /// ```no_run
 /// use shmkit::process::{ExitStatus, Process};
@@ -105,13 +114,24 @@ impl fmt::Display for ExitStatus {
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     shmkit::process::init(); // first thing in main
 ///     let p = Process::builder().name("worker 1").spawn(&WORK, &7)?;
+///     assert!(p.to_string().starts_with("<Process name='worker 1' pid="));
 ///     assert_eq!(p.join()?, ExitStatus::Code(7));
+///     assert!(p.to_string().ends_with(" stopped exitcode=7>"));
 ///     Ok(())
 /// }
 /// ```
 pub struct Process {
+    child: Arc<Child>,
+}
+
+/// The state of one child, shared by its [`Process`] handle and the
+/// registry the exit hook walks.
+pub(crate) struct Child {
     pid: u32,
     name: String,
+    /// Python's `type(self).__name__`: `Process`, or the short name of a
+    /// [`Run`](super::Run) type.
+    class: String,
     daemon: bool,
     /// The process that started the child (only it waits and signals).
     owner: u32,
@@ -119,37 +139,87 @@ pub struct Process {
     /// Read end of the status pipe (non-blocking), for a panic report.
     status_pipe: StdMutex<Option<File>>,
     exit: StdMutex<Option<ExitStatus>>,
+    reaped: AtomicBool,
 }
 
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.child;
         f.debug_struct("Process")
-            .field("name", &self.name)
-            .field("pid", &self.pid)
-            .field("daemon", &self.daemon)
-            .field(
-                "exit",
-                &*self.exit.lock().unwrap_or_else(|e| e.into_inner()),
-            )
+            .field("name", &c.name)
+            .field("pid", &c.pid)
+            .field("daemon", &c.daemon)
+            .field("exit", &*c.exit.lock().unwrap_or_else(|e| e.into_inner()))
             .finish()
     }
 }
 
-/// Python-like rendering: `<Process(worker 1, started daemon)>`.
+/// Python-like `repr`: `<Process name='worker 1' pid=42 parent=40 started>`.
 impl fmt::Display for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let exit = self.exit.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let daemon = if self.daemon { " daemon" } else { "" };
-        match exit {
-            None => write!(f, "<Process({}, started{daemon})>", self.name),
-            Some(s) => write!(
-                f,
-                "<Process({}, stopped[{}]{daemon})>",
-                self.name,
-                s.exitcode()
-            ),
+        let c = &self.child;
+        // Like Python's repr, printing polls (and reaps) the child.
+        let (status, exit) = if !c.is_ours() {
+            ("unknown", None)
+        } else {
+            match c.poll_exit() {
+                Ok(Some(s)) => ("stopped", Some(s)),
+                Ok(None) => ("started", None),
+                Err(_) => ("unknown", None),
+            }
+        };
+        write!(
+            f,
+            "<{} name='{}' pid={} parent={} {status}",
+            c.class, c.name, c.pid, c.owner
+        )?;
+        if let Some(s) = exit {
+            write!(f, " exitcode={}", exitcode_name(s.exitcode()))?;
+        }
+        if c.daemon {
+            f.write_str(" daemon")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// Python's `_exitcode_to_name`: `-SIGTERM` for a death by signal 15, the
+/// number otherwise.
+pub(crate) fn exitcode_name(code: i32) -> String {
+    if code < 0 {
+        if let Some(name) = signal_name(-code) {
+            return format!("-{name}");
         }
     }
+    code.to_string()
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
 
 impl Process {
@@ -158,54 +228,86 @@ impl Process {
         super::Builder::new()
     }
 
-    pub(crate) fn new(pid: u32, name: String, daemon: bool, status_pipe: File) -> Self {
+    /// Python's `Process(target=entry, args=args)`: an unstarted process
+    /// with the default options (name `Process-N`, not a daemon); see
+    /// [`Unstarted`](super::Unstarted) and [`Builder::target`](super::Builder::target).
+    pub fn with_target<A: serde::Serialize>(
+        entry: &super::Entry<A>,
+        args: &A,
+    ) -> Result<super::Unstarted, super::SpawnError> {
+        super::Builder::new().target(entry, args)
+    }
+
+    /// Wraps a just-started child and records it for the exit hook.
+    pub(crate) fn new(
+        pid: u32,
+        name: String,
+        class: String,
+        daemon: bool,
+        status_pipe: File,
+    ) -> Self {
         // The child is ours and unreaped, so this pid cannot have been
         // reused: the pidfd names exactly our child.
         let pidfd = Pid::from_raw(pid as i32).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
         let _ = rustix::fs::fcntl_setfl(&status_pipe, rustix::fs::OFlags::NONBLOCK);
-        Self {
+        let child = Arc::new(Child {
             pid,
             name,
+            class,
             daemon,
             owner: os::current_pid(),
             pidfd,
             status_pipe: StdMutex::new(Some(status_pipe)),
             exit: StdMutex::new(None),
-        }
+            reaped: AtomicBool::new(false),
+        });
+        super::exit::register(&child);
+        Process { child }
+    }
+
+    pub(crate) fn from_child(child: Arc<Child>) -> Self {
+        Process { child }
     }
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.child.pid
+    }
+
+    /// The pid of the process that started the child (Python's
+    /// `parent=` in the repr).
+    pub fn parent_pid(&self) -> u32 {
+        self.child.owner
     }
 
     /// The child's name (as [`current_process`](super::current_process)
     /// reports it inside the child).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.child.name
     }
 
-    /// Whether the child dies with its parent.
+    /// Whether the child is a daemon (terminated at this program's exit;
+    /// killed by the kernel if this process dies).
     pub fn is_daemon(&self) -> bool {
-        self.daemon
+        self.child.daemon
     }
 
     /// A pidfd for the child (readable once it has exited), to poll many
     /// children for death at once; `None` on kernels without pidfds.
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(|f| f.as_fd())
+        self.child.pidfd.as_ref().map(|f| f.as_fd())
     }
 
     /// Whether the child is still running (reaps it if it has exited).
     pub fn is_alive(&self) -> bool {
-        matches!(self.try_reap(), Ok(None))
+        matches!(self.child.poll_exit(), Ok(None))
     }
 
     /// The exit status if the child has ended (non-blocking; reaps it).
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.try_reap().ok().flatten()
+        self.child.poll_exit().ok().flatten()
     }
 
     /// Python's `exitcode`: `None` while running, else
@@ -216,20 +318,58 @@ impl Process {
 
     /// Blocks until the child ends and returns how.
     pub fn join(&self) -> std::io::Result<ExitStatus> {
+        self.child.join()
+    }
+
+    /// Waits at most `timeout` for the child to end; `None` if it is still
+    /// running.
+    pub fn join_timeout(&self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+        self.child.join_timeout(timeout)
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). A child that already ended
+    /// is not an error.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        self.child.terminate()
+    }
+
+    /// Sends SIGKILL (Python's `kill()`).
+    pub fn kill(&self) -> std::io::Result<()> {
+        self.child.kill()
+    }
+}
+
+impl Child {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether this process started the child (and so may wait for it).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.owner == os::current_pid()
+    }
+
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.reaped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn join(&self) -> std::io::Result<ExitStatus> {
         loop {
-            if let Some(s) = self.try_reap()? {
+            if let Some(s) = self.poll_exit()? {
                 return Ok(s);
             }
             self.wait_exit(None);
         }
     }
 
-    /// Waits at most `timeout` for the child to end; `None` if it is still
-    /// running.
-    pub fn join_timeout(&self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+    pub(crate) fn join_timeout(&self, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
         let deadline = Deadline::after(timeout);
         loop {
-            if let Some(s) = self.try_reap()? {
+            if let Some(s) = self.poll_exit()? {
                 return Ok(Some(s));
             }
             if deadline.remaining().is_zero() {
@@ -239,20 +379,17 @@ impl Process {
         }
     }
 
-    /// Sends SIGTERM (Python's `terminate()`). A child that already ended
-    /// is not an error.
-    pub fn terminate(&self) -> std::io::Result<()> {
+    pub(crate) fn terminate(&self) -> std::io::Result<()> {
         self.signal(Signal::TERM)
     }
 
-    /// Sends SIGKILL (Python's `kill()`).
-    pub fn kill(&self) -> std::io::Result<()> {
+    pub(crate) fn kill(&self) -> std::io::Result<()> {
         self.signal(Signal::KILL)
     }
 
     /// Sends `signal` to the child unless it has been reaped.
     fn signal(&self, signal: Signal) -> std::io::Result<()> {
-        if self.owner != os::current_pid() {
+        if !self.is_ours() {
             return Err(std::io::Error::other(
                 "a Process handle inherited over fork cannot signal its child",
             ));
@@ -299,13 +436,14 @@ impl Process {
         }
     }
 
-    /// Reaps the child if it has exited (non-blocking).
-    fn try_reap(&self) -> std::io::Result<Option<ExitStatus>> {
+    /// Reaps the child if it has exited (non-blocking); its status once
+    /// it has.
+    pub(crate) fn poll_exit(&self) -> std::io::Result<Option<ExitStatus>> {
         let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = &*exit {
             return Ok(Some(s.clone()));
         }
-        if self.owner != os::current_pid() {
+        if !self.is_ours() {
             return Err(std::io::Error::other(
                 "a Process handle inherited over fork cannot wait for its child",
             ));
@@ -319,6 +457,7 @@ impl Process {
         };
         tracing::debug!(pid = self.pid, name = %self.name, %status, "child process ended");
         *exit = Some(status.clone());
+        self.reaped.store(true, Ordering::Release);
         Ok(Some(status))
     }
 
@@ -381,17 +520,5 @@ impl Process {
         }
         *pipe = None;
         msg
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if !self.daemon || self.owner != os::current_pid() {
-            return;
-        }
-        if let Ok(None) = self.try_reap() {
-            let _ = self.kill();
-            let _ = self.join();
-        }
     }
 }

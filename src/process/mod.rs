@@ -36,14 +36,30 @@
 //! needs no re-exec but refuses with [`SpawnError::MultiThreaded`] while
 //! the harness has other threads alive.
 //!
-//! # Parent death and orphans
+//! # Process objects
 //!
-//! A *daemon* child ([`Builder::daemon`]) is killed by the kernel
-//! (`PR_SET_PDEATHSIG`) when its parent dies for any reason, SIGKILL
-//! included, and dropping its [`Process`] kills it. A non-daemon child
-//! outlives a parent killed by a signal (as in Python, whose exit handlers
-//! do not run on SIGKILL/SIGTERM either) and is re-parented to init; join
-//! non-daemon children explicitly before `main` returns.
+//! [`Process::with_target`] (or [`Builder::target`]) makes an
+//! [`Unstarted`] process — Python's `Process(target=f, args=...)` before
+//! `start()`: printable (`<Process name='Process-1' parent=42 initial>`),
+//! not alive, no pid, no exit code. [`Unstarted::start`] turns it into a
+//! running [`Process`]. A type that implements [`Run`] (and is registered
+//! with [`register_run!`](crate::register_run)) is Python's subclass of
+//! `Process` with its own `run()`; its default name is `TypeName-N`.
+//!
+//! # Children at exit
+//!
+//! As in Python, a child does not depend on its handle: dropping a
+//! [`Process`] neither kills nor orphans it. When the program ends (`main`
+//! returns or panics, or `std::process::exit`), the exit hook that
+//! [`init()`] installs logs `process shutting down`, terminates (SIGTERM)
+//! every *daemon* child still running — SIGKILL after [`DAEMON_GRACE`] —
+//! and joins every other child, however long it runs. A spawned or forked
+//! child does the same for its own children when its entry returns.
+//! [`active_children`] lists the children still running.
+//!
+//! A process killed by a signal runs no hook (neither does Python's): a
+//! daemon child still dies with it (the kernel sends it SIGKILL,
+//! `PR_SET_PDEATHSIG`), a non-daemon child is re-parented to init.
 //!
 //! ```no_run
 //! use shmkit::process::{self, Process, Shared};
@@ -70,14 +86,17 @@ mod core;
 mod entry;
 mod error;
 mod executor;
+mod exit;
 mod fork;
 mod handle;
 mod handoff;
 mod log;
 mod pool;
+mod run;
 mod spawn;
 mod status;
 mod task;
+mod unstarted;
 
 pub use entry::{entry_names, Entry, EntryResult};
 pub use error::SpawnError;
@@ -85,16 +104,19 @@ pub use executor::{
     as_completed, wait, AsCompleted, Executor, Future, ReturnWhen, Waited, ALL_COMPLETED,
     FIRST_COMPLETED, FIRST_EXCEPTION,
 };
+pub use exit::{active_children, DAEMON_GRACE};
 pub use fork::{fork, thread_count};
 pub use handle::{ExitStatus, Process};
 pub use handoff::{Handoff, Shared};
 pub use log::{log_to_stderr, ProcessNameFormat};
 pub use pool::{cpu_count, AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
+pub use run::{class_name, Run, RunEntry};
 pub use spawn::{
     current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
     EXIT_START_FAILED, PROTOCOL,
 };
 pub use task::{task_names, Task, TaskError};
+pub use unstarted::Unstarted;
 
 #[doc(hidden)]
 pub use entry::{__prepare, EntryRegistration};

@@ -199,11 +199,13 @@ where
     }
 }
 
-/// The lazy result iterator of [`Pool::imap`], [`Pool::imap_unordered`]
-/// and [`Executor::map`](super::Executor::map): at most `prefetch` chunks
-/// are in flight, so the input is read only as far as results are
-/// consumed. Each item is the result for one input, or the error of the
-/// chunk it was in.
+/// The result iterator of [`Pool::imap`], [`Pool::imap_unordered`] and
+/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: about
+/// two chunks per worker are in flight, and the input is read only as far
+/// as results are consumed (dropping it leaves the unread input unread).
+/// For `Executor::map` every chunk was submitted before it was returned.
+/// Each item is the result for one input, or the error of the chunk it
+/// was in.
 pub struct Imap<I: Iterator, R> {
     core: Arc<Core>,
     chunker: Chunker<I>,
@@ -252,6 +254,22 @@ where
             prefetch: prefetch.max(1),
             ordered,
             _r: PhantomData,
+        }
+    }
+
+    /// Submits every chunk of `iter` now (for `Executor::map`); a
+    /// submission error is returned at once.
+    pub(crate) fn eager<A>(
+        core: Arc<Core>,
+        task: &Task<A, R>,
+        iter: I,
+        chunksize: usize,
+    ) -> Result<Self, TaskError> {
+        let mut it = Self::new(core, task, iter, chunksize, usize::MAX, true);
+        it.fill();
+        match it.submit_err.take() {
+            Some(e) => Err(e),
+            None => Ok(it),
         }
     }
 

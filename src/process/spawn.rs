@@ -18,7 +18,9 @@ use super::entry::{lookup, Entry, Lookup};
 use super::error::SpawnError;
 use super::handle::Process;
 use super::handoff;
+use super::run::{class_name, RunEntry};
 use super::status::{self, Read1, Report};
+use super::unstarted::Unstarted;
 use crate::os::{self, Deadline};
 
 /// The spawn protocol tag; parent and child must agree on it exactly.
@@ -47,11 +49,15 @@ static CURRENT_NAME: StdMutex<Option<String>> = StdMutex::new(None);
 /// child, runs the requested entry and exits.
 ///
 /// Call it first thing in `main`, before any thread is started (it edits
-/// the environment). In a parent it only records that spawning is safe
+/// the environment). In a parent it records that spawning is safe
 /// (spawning without `init()` fails with [`SpawnError::NotInitialized`]
-/// instead of re-running `main` in the child). In a child it never returns:
-/// it reports start-up to the parent, runs the entry, and exits with the
-/// entry's code (1 after a panic, whose message reaches the parent).
+/// instead of re-running `main` in the child) and installs the exit hook
+/// that, when the program ends, terminates daemon children still running
+/// and joins the others, as Python does (see the [module docs](super)).
+/// In a child it never returns: it reports start-up to the parent, runs
+/// the entry, runs the same exit steps for its own children, and exits
+/// with the entry's code (1 after a panic, whose message reaches the
+/// parent).
 ///
 /// ```
 /// fn main() {
@@ -62,6 +68,7 @@ static CURRENT_NAME: StdMutex<Option<String>> = StdMutex::new(None);
 /// ```
 pub fn init() {
     INITIALIZED.store(true, StdOrdering::SeqCst);
+    super::exit::install();
     if let Some(proto) = std::env::var_os(ENV_PROTO) {
         child_main(proto)
     }
@@ -182,11 +189,14 @@ impl Builder {
         self
     }
 
-    /// A daemon child dies with its parent: it gets `PR_SET_PDEATHSIG`
-    /// = SIGKILL (and exits at once if the parent already died before that
-    /// was set), and dropping its [`Process`] kills it. Note that Linux
-    /// delivers the death signal when the *thread* that started the child
-    /// exits; start daemon children from a long-lived thread (e.g. main).
+    /// A daemon child ends with its parent: the exit hook installed by
+    /// [`init`] terminates it when the program ends (see the
+    /// [module docs](super)), and it gets `PR_SET_PDEATHSIG` = SIGKILL for
+    /// any other death of the parent (and exits at once if the parent
+    /// already died before that was set). Dropping its [`Process`] does
+    /// not stop it. Note that Linux delivers the death signal when the
+    /// *thread* that started the child exits; start daemon children from a
+    /// long-lived thread (e.g. main).
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
@@ -206,10 +216,11 @@ impl Builder {
         self
     }
 
-    fn take_name(&self) -> String {
-        // Like Python, every child consumes a number, named or not.
+    /// The child's name: the builder's, or `{class}-N`. Like Python, every
+    /// process object consumes a number, named or not.
+    fn take_name(&self, class: &str) -> String {
         let n = NEXT_CHILD.fetch_add(1, StdOrdering::Relaxed);
-        self.name.clone().unwrap_or_else(|| format!("Process-{n}"))
+        self.name.clone().unwrap_or_else(|| format!("{class}-{n}"))
     }
 
     pub(crate) fn is_daemon(&self) -> bool {
@@ -217,7 +228,45 @@ impl Builder {
     }
 
     pub(crate) fn child_name(&self) -> String {
-        self.take_name()
+        self.take_name("Process")
+    }
+
+    /// An unstarted process that will run `entry(args)` (Python's
+    /// `Process(target=entry, args=args)`, with this builder's name, daemon
+    /// flag and start timeout). The name is fixed now; the arguments are
+    /// encoded now (a [`Shared`](super::Shared) handle inside them keeps
+    /// its segment's descriptor until the start). See [`Unstarted`].
+    pub fn target<A: Serialize>(
+        &self,
+        entry: &Entry<A>,
+        args: &A,
+    ) -> Result<Unstarted, SpawnError> {
+        self.unstarted("Process", entry.name(), args)
+    }
+
+    /// An unstarted process that will run `value.run()` (Python's
+    /// instance of a `Process` subclass); its default name is the type's
+    /// short name and the process counter, e.g. `Worker-2`. See [`Run`](super::Run).
+    pub fn runnable<T: RunEntry>(&self, value: &T) -> Result<Unstarted, SpawnError> {
+        self.unstarted(class_name::<T>(), T::ENTRY, value)
+    }
+
+    fn unstarted<A: Serialize>(
+        &self,
+        class: &str,
+        entry: &'static str,
+        args: &A,
+    ) -> Result<Unstarted, SpawnError> {
+        let (bytes, fds) = handoff::encode_args(args).map_err(SpawnError::Serialize)?;
+        Ok(Unstarted {
+            builder: self.clone(),
+            name: self.take_name(class),
+            class: class.to_owned(),
+            parent: os::current_pid(),
+            entry,
+            args: bytes,
+            fds,
+        })
     }
 
     /// Starts a child running `entry(args)` by re-executing this binary
@@ -226,18 +275,26 @@ impl Builder {
     /// is an error here, in the parent.
     pub fn spawn<A: Serialize>(&self, entry: &Entry<A>, args: &A) -> Result<Process, SpawnError> {
         let (bytes, fds) = handoff::encode_args(args).map_err(SpawnError::Serialize)?;
-        self.spawn_inner(entry.name(), &bytes, fds)
+        self.spawn_inner(
+            self.child_name(),
+            "Process".into(),
+            entry.name(),
+            &bytes,
+            fds,
+        )
     }
 
     /// Untyped spawn: runs the entry registered as `entry` with an already
     /// serialised (postcard) argument payload. For layers built on this one
     /// (pools) and for tests; prefer [`spawn`](Builder::spawn).
     pub fn spawn_raw(&self, entry: &str, args: &[u8]) -> Result<Process, SpawnError> {
-        self.spawn_inner(entry, args, Vec::new())
+        self.spawn_inner(self.child_name(), "Process".into(), entry, args, Vec::new())
     }
 
-    fn spawn_inner(
+    pub(crate) fn spawn_inner(
         &self,
+        name: String,
+        class: String,
         entry: &str,
         args: &[u8],
         fds: Vec<OwnedFd>,
@@ -245,7 +302,9 @@ impl Builder {
         if !is_initialized() {
             return Err(SpawnError::NotInitialized);
         }
-        let name = self.take_name();
+        if super::exit::is_exiting() {
+            return Err(SpawnError::Exiting);
+        }
         let args_fd =
             rustix::fs::memfd_create("shmkit-spawn-args", rustix::fs::MemfdFlags::CLOEXEC)?;
         let mut args_file = File::from(args_fd);
@@ -305,7 +364,7 @@ impl Builder {
 
         let mut status_r = File::from(status_r);
         let first = read_handshake(&mut status_r, self.start_timeout);
-        let process = Process::new(pid, name, daemon, status_r);
+        let process = Process::new(pid, name, class, daemon, status_r);
         let err = match first {
             Some(Read1::Report(Report::Started)) => return Ok(process),
             Some(Read1::Report(Report::UnknownEntry(e))) => SpawnError::UnknownEntry(e),
@@ -438,6 +497,9 @@ fn child_main(proto: OsString) -> ! {
     status::send(&mut status_pipe, &Report::Started);
     tracing::info!("child process calling entry {entry}");
     let code = run_guarded(prepared, status_pipe);
+    // Python's child bootstrap: the exit steps (terminate daemon children,
+    // join the others) run before the exit line.
+    super::exit::shutdown();
     tracing::info!("process exiting with exitcode {code}");
     let _ = io::stdout().flush();
     std::process::exit(code)

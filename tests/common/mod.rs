@@ -205,3 +205,119 @@ pub fn run(cases: &[(&str, fn())], watchdog_secs: u32) {
         std::process::exit(1);
     }
 }
+
+/// What an example printed, and its pid.
+pub struct ExampleRun {
+    pub stdout: String,
+    pub stderr: String,
+    pub pid: u32,
+}
+
+impl ExampleRun {
+    /// The stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// The stdout lines, sorted (for output whose order depends on
+    /// scheduling).
+    pub fn sorted(&self) -> Vec<&str> {
+        let mut v = self.lines();
+        v.sort_unstable();
+        v
+    }
+
+    /// How many stdout lines equal `line`.
+    pub fn count(&self, line: &str) -> usize {
+        self.stdout.lines().filter(|l| *l == line).count()
+    }
+}
+
+/// `<target>/<profile>/deps/<test>` → `<target>/<profile>/examples/<name>`.
+pub fn example_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    profile_dir.join("examples").join(name)
+}
+
+/// Runs an example (built by `cargo test`) with `args` in a process group
+/// of its own, under a 120 s hang watchdog, and checks what every example
+/// must do: exit with code 0, and leave no process behind — every child it
+/// started was joined (or terminated, for a daemon) before it exited.
+/// Returns what it printed.
+pub fn run_example(name: &str, args: &[&str]) -> ExampleRun {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let path = example_path(name);
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "0")
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (cargo test builds the examples first)",
+                path.display()
+            )
+        });
+    let pid = child.id();
+    // Readers on threads, so a chatty example never blocks on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let kill_group = || {
+        // SAFETY: signals the process group this function created.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            kill_group();
+            let _ = child.wait();
+            panic!("watchdog: example {name} still running after 120 s; killed its process group");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    // Right after the example's exit, its group must be empty: a process
+    // still in it is a child the example neither joined nor terminated.
+    // SAFETY: signal 0 only checks whether the group has a member.
+    let leftover = unsafe { libc::kill(-(pid as i32), 0) } == 0;
+    if leftover {
+        kill_group();
+    }
+    let stdout = String::from_utf8_lossy(&out_t.join().expect("stdout reader")).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().expect("stderr reader")).into_owned();
+    assert!(
+        status.success(),
+        "example {name} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        !leftover,
+        "example {name} exited leaving a child process running\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    ExampleRun {
+        stdout,
+        stderr,
+        pid,
+    }
+}
