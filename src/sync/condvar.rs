@@ -94,9 +94,9 @@ impl Condvar {
         let mutex = guard.mutex();
         // Register while still holding the lock: a notifier must take the
         // lock to change the condition, so it sees us.
-        let key = self.notifier.prepare_wait();
+        let waiter = self.notifier.register();
         drop(guard);
-        let woke = self.notifier.commit_wait(key, deadline);
+        let woke = waiter.sleep(deadline);
         let timed_out = !woke || deadline.is_some_and(|d| d.has_passed());
         match mutex.lock() {
             Ok(g) => Ok((g, timed_out)),

@@ -13,7 +13,7 @@ mod barrier;
 mod condvar;
 mod event;
 mod mutex;
-mod notifier;
+pub(crate) mod notifier;
 mod raw_mutex;
 mod semaphore;
 mod value;
