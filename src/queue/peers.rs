@@ -53,7 +53,10 @@
 //! millisecond per handle ([`LivenessGate`]) or as soon as an endpoint
 //! left.
 
-use std::sync::atomic::{AtomicU32 as LocalU32, AtomicU64 as LocalU64, Ordering as LocalOrdering};
+use std::sync::atomic::{
+    AtomicBool as AtomicBoolLocal, AtomicU32 as LocalU32, AtomicU64 as LocalU64,
+    Ordering as LocalOrdering,
+};
 
 use crate::error::AttachError;
 use crate::os::{self, Deadline};
@@ -451,6 +454,9 @@ pub(crate) struct LivenessGate {
     polls: LocalU32,
     seen_departures: LocalU32,
     last_check_ns: LocalU64,
+    /// Set when the last check found the other side gone: the next poll
+    /// checks again whatever the counter and the clock say.
+    recheck: AtomicBoolLocal,
 }
 
 impl LivenessGate {
@@ -480,15 +486,26 @@ impl LivenessGate {
         }
     }
 
-    /// Whether an endpoint left since the last recorded check.
+    /// Whether an endpoint left since the last recorded check (or that
+    /// check found the other side gone).
     #[inline]
     pub(crate) fn departed(&self, table: &PeerTable<'_>) -> bool {
-        table.departures.is_some()
-            && table.departures() != self.seen_departures.load(LocalOrdering::Relaxed)
+        self.recheck.load(LocalOrdering::Relaxed)
+            || table.departures.is_some()
+                && table.departures() != self.seen_departures.load(LocalOrdering::Relaxed)
+    }
+
+    /// For a check that found the other side gone but still had something
+    /// to deliver: the next poll checks again at once. Without it, the
+    /// departure that made the side gone would count as seen, and a wait
+    /// after the last message would sleep with no wake-up left to come.
+    pub(crate) fn recheck_next(&self) {
+        self.recheck.store(true, LocalOrdering::Relaxed);
     }
 
     /// Records that a check of `table` runs now.
     pub(crate) fn mark(&self, table: &PeerTable<'_>) {
+        self.recheck.store(false, LocalOrdering::Relaxed);
         self.seen_departures
             .store(table.departures(), LocalOrdering::Relaxed);
         self.last_check_ns

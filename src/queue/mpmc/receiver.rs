@@ -71,6 +71,7 @@ fn check_empty<R, F: FnOnce(&[u8]) -> R>(
         return Ok(None);
     }
     if closed || ep.other().is_disconnected() {
+        ep.gate.recheck_next();
         return Ok(Some(match attempt(raw, me, f) {
             Ok(r) => Ok(r),
             Err(PopError::Corrupt(c)) => Err(TryRecvError::Corrupt(c)),

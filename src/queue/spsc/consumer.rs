@@ -110,7 +110,9 @@ fn next_frame(
     if !gone {
         return Err(TryRecvError::Empty);
     }
-    // Drain: everything committed before the close/death is delivered.
+    // Drain: everything committed before the close/death is delivered;
+    // the next empty poll looks again at once.
+    gate.recheck_next();
     cur.peek(ring)?.ok_or(TryRecvError::Disconnected)
 }
 
