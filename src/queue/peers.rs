@@ -50,7 +50,7 @@
 //! `Disconnected`. "Alive" is [`os::process_alive`] (a pidfd poll), so
 //! the rule is checked only off the hot path: by blocked waiters after
 //! each park slice, and by the non-blocking calls at most once a
-//! millisecond per handle ([`LivenessGate`]) or as soon as an endpoint
+//! millisecond per handle (`LivenessGate`) or as soon as an endpoint
 //! left.
 
 use std::sync::atomic::{

@@ -3,7 +3,7 @@
 //!
 //! One concept per file:
 //!
-//! * [`raw`](self::raw) (private) — the layout and the lock-free algorithm
+//! * `raw.rs` (private) — the layout and the lock-free algorithm
 //!   (Vyukov's bounded MPMC queue with claims that name their process, for
 //!   any capacity; the module docs there describe it and what survives a
 //!   `SIGKILL`);

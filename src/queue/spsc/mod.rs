@@ -3,7 +3,7 @@
 //!
 //! One concept per file:
 //!
-//! * [`ring`](self::ring) (private) — the layout and the lock-free
+//! * `ring.rs` (private) — the layout and the lock-free
 //!   algorithm (Lamport's SPSC ring with cached indices and
 //!   variable-length frames; the module docs there describe it);
 //! * [`Producer`] / [`WriteGrant`] — the pushing end;
