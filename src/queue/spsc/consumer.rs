@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::{EndpointError, Owner, Reclaimed, Side};
+use super::handle::{EndpointError, Owner, Side};
 use super::learn;
 use super::ring::{ConsumerCursor, Frame, RawRing};
 use crate::os::Deadline;
@@ -65,28 +65,6 @@ impl fmt::Debug for Consumer {
     }
 }
 
-/// Checks that this process owns the consumer side, taking it over after
-/// a fork (and reloading the position) when needed. False = not usable.
-#[inline]
-fn ensure_owner(ring: &RawRing, owner: &mut Owner, cur: &mut ConsumerCursor) -> bool {
-    owner.is_current() || reclaim(ring, owner, cur)
-}
-
-#[cold]
-fn reclaim(ring: &RawRing, owner: &mut Owner, cur: &mut ConsumerCursor) -> bool {
-    match owner.reclaim(ring) {
-        Ok(Reclaimed::Same) => true,
-        Ok(Reclaimed::Moved) => match ConsumerCursor::load(ring) {
-            Ok(c) => {
-                *cur = c;
-                true
-            }
-            Err(_) => false,
-        },
-        Err(_) => false,
-    }
-}
-
 /// The next committed frame, or why there is none. An empty ring reads
 /// as `Disconnected` (after draining) once the producer side is gone: the
 /// closed flag is looked at on every call, liveness when `check` is set or
@@ -99,7 +77,7 @@ fn next_frame(
     gate: &LivenessGate,
     check: bool,
 ) -> Result<Frame, TryRecvError> {
-    if !ensure_owner(ring, owner, cur) {
+    if !owner.ensure(ring, cur) {
         return Err(TryRecvError::Disconnected);
     }
     if let Some(f) = cur.peek(ring)? {
@@ -118,14 +96,7 @@ fn next_frame(
 
 impl Consumer {
     pub(super) fn new(ring: Arc<RawRing>) -> Result<Self, EndpointError> {
-        let mut owner = Owner::claim(&ring, Side::Consumer)?;
-        let cur = match ConsumerCursor::load(&ring) {
-            Ok(c) => c,
-            Err(e) => {
-                owner.release(&ring);
-                return Err(EndpointError::Corrupt(e));
-            }
-        };
+        let (owner, cur) = Owner::claim::<ConsumerCursor>(&ring, Side::Consumer)?;
         Ok(Consumer {
             ring,
             cur,
@@ -272,7 +243,7 @@ impl Consumer {
     /// the parent after a fork). Returns false if another live process
     /// holds it.
     pub fn claim(&mut self) -> bool {
-        ensure_owner(&self.ring, &mut self.owner, &mut self.cur)
+        self.owner.ensure(&self.ring, &mut self.cur)
     }
 
     /// Waits until a frame is committed (it is not consumed).

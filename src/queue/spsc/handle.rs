@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::ring::{RawRing, MAX_CAPACITY, MIN_CAPACITY, RING_HEADER_SIZE};
+use super::ring::{Cursor, RawRing, MAX_CAPACITY, MIN_CAPACITY, RING_HEADER_SIZE};
 use super::{Consumer, Producer};
 use crate::error::{AttachError, Error};
 use crate::primitives::Ordering;
@@ -234,8 +234,8 @@ impl Side {
 
 /// How an endpoint owns its side: its registration in the side's one
 /// exclusive registry slot. The per-operation check is
-/// [`is_current`](Owner::is_current) (a pid comparison, no shared access);
-/// a forked child's first use takes the side over from its parent.
+/// [`ensure`](Owner::ensure) (a pid comparison, no shared access); a
+/// forked child's first use takes the side over from its parent.
 #[derive(Debug)]
 pub(super) struct Owner {
     reg: Registration,
@@ -243,7 +243,7 @@ pub(super) struct Owner {
 }
 
 /// The outcome of [`Owner::reclaim`].
-pub(super) enum Reclaimed {
+enum Reclaimed {
     /// Still (or again) ours, at the same position.
     Same,
     /// Newly ours (taken over after a fork or from a dead holder): reload
@@ -252,8 +252,9 @@ pub(super) enum Reclaimed {
 }
 
 impl Owner {
-    /// Registers the calling process as the one `side` of `ring`.
-    pub(super) fn claim(ring: &RawRing, side: Side) -> Result<Self, EndpointError> {
+    /// Registers the calling process as the one `side` of `ring` and loads
+    /// that side's position.
+    pub(super) fn claim<C: Cursor>(ring: &RawRing, side: Side) -> Result<(Self, C), EndpointError> {
         let table = side.table(ring);
         if table.is_closed() {
             return Err(EndpointError::Closed(side.name()));
@@ -261,25 +262,48 @@ impl Owner {
         table
             .claim_exclusive(0)
             .map_err(|holder| EndpointError::AlreadyTaken(side.name(), holder))?;
-        Ok(Owner {
+        let mut owner = Owner {
             reg: Registration::current(0),
             side,
-        })
+        };
+        match C::load(ring) {
+            Ok(cur) => Ok((owner, cur)),
+            Err(e) => {
+                owner.release(ring);
+                Err(EndpointError::Corrupt(e))
+            }
+        }
     }
 
-    /// Whether the calling process made this registration (the cheap
-    /// per-operation check).
+    /// Checks that this process owns the side: a pid comparison, the one
+    /// ownership check per endpoint operation. In a forked child's first
+    /// use it takes the side over from the parent (reloading `cur`). False
+    /// = not usable (another live process holds the side, or it closed).
     #[inline]
-    pub(super) fn is_current(&self) -> bool {
-        self.reg.is_current()
+    pub(super) fn ensure<C: Cursor>(&mut self, ring: &RawRing, cur: &mut C) -> bool {
+        self.reg.is_current() || self.ensure_slow(ring, cur)
+    }
+
+    #[cold]
+    fn ensure_slow<C: Cursor>(&mut self, ring: &RawRing, cur: &mut C) -> bool {
+        match self.reclaim(ring) {
+            Ok(Reclaimed::Same) => true,
+            Ok(Reclaimed::Moved) => match C::load(ring) {
+                Ok(c) => {
+                    *cur = c;
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
     }
 
     /// Makes the calling process the owner again after a fork (taking the
     /// side over from the parent whose handle it inherited) or after its
     /// registration was lost; `Err` if another live process holds it or
     /// the side was closed.
-    #[cold]
-    pub(super) fn reclaim(&mut self, ring: &RawRing) -> Result<Reclaimed, EndpointError> {
+    fn reclaim(&mut self, ring: &RawRing) -> Result<Reclaimed, EndpointError> {
         let table = self.side.table(ring);
         let me = crate::os::current_pid();
         if table.slot_pid(0) == me {

@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::{EndpointError, Owner, Reclaimed, Side};
+use super::handle::{EndpointError, Owner, Side};
 use super::learn;
 use super::ring::{frame_size, max_payload, ProducerCursor, PushError, RawRing, Room, LEN_BYTES};
 use crate::os::Deadline;
@@ -49,28 +49,6 @@ impl fmt::Debug for Producer {
     }
 }
 
-/// Checks that this process owns the producer side, taking it over after
-/// a fork (and reloading the position) when needed. False = not usable.
-#[inline]
-fn ensure_owner(ring: &RawRing, owner: &mut Owner, cur: &mut ProducerCursor) -> bool {
-    owner.is_current() || reclaim(ring, owner, cur)
-}
-
-#[cold]
-fn reclaim(ring: &RawRing, owner: &mut Owner, cur: &mut ProducerCursor) -> bool {
-    match owner.reclaim(ring) {
-        Ok(Reclaimed::Same) => true,
-        Ok(Reclaimed::Moved) => match ProducerCursor::load(ring) {
-            Ok(c) => {
-                *cur = c;
-                true
-            }
-            Err(_) => false,
-        },
-        Err(_) => false,
-    }
-}
-
 /// One non-blocking push attempt: ownership, a closed consumer, then the
 /// ring itself.
 #[inline]
@@ -80,7 +58,7 @@ fn try_push_parts(
     cur: &mut ProducerCursor,
     msg: &[u8],
 ) -> Result<(), PushError> {
-    if !ensure_owner(ring, owner, cur) || ring.consumers().is_closed() {
+    if !owner.ensure(ring, cur) || ring.consumers().is_closed() {
         return Err(PushError::Disconnected);
     }
     cur.try_push(ring, msg)
@@ -88,14 +66,7 @@ fn try_push_parts(
 
 impl Producer {
     pub(super) fn new(ring: Arc<RawRing>) -> Result<Self, EndpointError> {
-        let mut owner = Owner::claim(&ring, Side::Producer)?;
-        let cur = match ProducerCursor::load(&ring) {
-            Ok(c) => c,
-            Err(e) => {
-                owner.release(&ring);
-                return Err(EndpointError::Corrupt(e));
-            }
-        };
+        let (owner, cur) = Owner::claim::<ProducerCursor>(&ring, Side::Producer)?;
         Ok(Producer {
             ring,
             cur,
@@ -193,7 +164,7 @@ impl Producer {
     /// fit, or when the consumer is gone).
     pub fn push_batch(&mut self, msgs: &[&[u8]]) -> usize {
         let ring = &*self.ring;
-        if !ensure_owner(ring, &mut self.owner, &mut self.cur) || ring.consumers().is_closed() {
+        if !self.owner.ensure(ring, &mut self.cur) || ring.consumers().is_closed() {
             return 0;
         }
         let cur = &mut self.cur;
@@ -227,7 +198,7 @@ impl Producer {
     /// [`WriteGrant::commit`]; dropping the grant publishes nothing.
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError<usize>> {
         let ring = &*self.ring;
-        if !ensure_owner(ring, &mut self.owner, &mut self.cur) || ring.consumers().is_closed() {
+        if !self.owner.ensure(ring, &mut self.cur) || ring.consumers().is_closed() {
             return Err(TrySendError::Disconnected(len));
         }
         let fsize = match frame_size(len) {
@@ -249,7 +220,7 @@ impl Producer {
     /// the parent after a fork). Returns false if another live process
     /// holds it.
     pub fn claim(&mut self) -> bool {
-        ensure_owner(&self.ring, &mut self.owner, &mut self.cur)
+        self.owner.ensure(&self.ring, &mut self.cur)
     }
 
     /// Closes the producer side for good: the consumer drains what was

@@ -363,6 +363,22 @@ pub(super) enum PushError {
     Disconnected,
 }
 
+/// A side's process-local position, (re)loaded from shared memory when an
+/// endpoint takes its side over.
+pub(super) trait Cursor: Sized {
+    /// The committed position in shared memory, validated.
+    fn load(ring: &RawRing) -> Result<Self, &'static str>;
+}
+
+/// `(head, tail)` from shared memory, validated.
+fn shared_indices(ring: &RawRing) -> Result<(u64, u64), &'static str> {
+    let h = ring.hdr();
+    let tail = h.prod.pos.load(Ordering::Acquire);
+    let head = h.cons.pos.load(Ordering::Acquire);
+    check_indices(head, tail, ring.cap)?;
+    Ok((head, tail))
+}
+
 /// The producer's process-local half of the algorithm: its committed tail
 /// and frame count (equal to the shared ones while it owns the side) and
 /// its cached copy of the consumer's head.
@@ -373,20 +389,18 @@ pub(super) struct ProducerCursor {
     pub(super) pushed: u64,
 }
 
-impl ProducerCursor {
-    /// The committed position in shared memory (on taking the side over).
-    pub(super) fn load(ring: &RawRing) -> Result<Self, &'static str> {
-        let h = ring.hdr();
-        let tail = h.prod.pos.load(Ordering::Acquire);
-        let head = h.cons.pos.load(Ordering::Acquire);
-        check_indices(head, tail, ring.cap)?;
+impl Cursor for ProducerCursor {
+    fn load(ring: &RawRing) -> Result<Self, &'static str> {
+        let (head, tail) = shared_indices(ring)?;
         Ok(ProducerCursor {
             tail,
             head_cache: head,
-            pushed: h.prod.frames.load(Ordering::Acquire),
+            pushed: ring.hdr().prod.frames.load(Ordering::Acquire),
         })
     }
+}
 
+impl ProducerCursor {
     /// Whether `need` bytes are free after `self.tail`.
     #[inline]
     pub(super) fn room(&mut self, ring: &RawRing, need: u64) -> Room {
@@ -503,20 +517,18 @@ pub(super) struct ConsumerCursor {
     popped: u64,
 }
 
-impl ConsumerCursor {
-    /// The committed position in shared memory (on taking the side over).
-    pub(super) fn load(ring: &RawRing) -> Result<Self, &'static str> {
-        let h = ring.hdr();
-        let head = h.cons.pos.load(Ordering::Acquire);
-        let tail = h.prod.pos.load(Ordering::Acquire);
-        check_indices(head, tail, ring.cap)?;
+impl Cursor for ConsumerCursor {
+    fn load(ring: &RawRing) -> Result<Self, &'static str> {
+        let (head, tail) = shared_indices(ring)?;
         Ok(ConsumerCursor {
             head,
             tail_cache: tail,
-            popped: h.cons.frames.load(Ordering::Acquire),
+            popped: ring.hdr().cons.frames.load(Ordering::Acquire),
         })
     }
+}
 
+impl ConsumerCursor {
     /// Reloads the shared tail (Acquire) and validates it.
     #[inline]
     fn reload_tail(&mut self, ring: &RawRing) -> Result<(), TryRecvError> {
