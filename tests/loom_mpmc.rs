@@ -14,25 +14,36 @@ fn recv_u8(rx: &shmkit::queue::MpmcReceiver) -> Result<u8, RecvError> {
     rx.recv_with(|m| m[0])
 }
 
+/// Two producers race to send one value each while a consumer takes
+/// them; `warm_up` values go through first, so the race starts at that
+/// position: every value arrives exactly once.
+fn two_producers_one_consumer(capacity: usize, warm_up: u8) {
+    let q = MpmcQueue::in_process(1, capacity).unwrap();
+    let rx = q.receiver().unwrap();
+    let warm = q.sender().unwrap();
+    for _ in 0..warm_up {
+        warm.try_send(&[0]).unwrap();
+        assert_eq!(recv_u8(&rx), Ok(0));
+    }
+    drop(warm);
+    // Register both senders before either can finish and leave.
+    let txs = [(1u8, q.sender().unwrap()), (2u8, q.sender().unwrap())];
+    let producers: Vec<_> = txs
+        .into_iter()
+        .map(|(v, tx)| thread::spawn(move || tx.send(&[v]).unwrap()))
+        .collect();
+    let mut got = vec![recv_u8(&rx).unwrap(), recv_u8(&rx).unwrap()];
+    for p in producers {
+        p.join().unwrap();
+    }
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
+}
+
 #[test]
 fn loom_two_producers_one_consumer() {
-    loom::model(|| {
-        let q = MpmcQueue::in_process(1, 2).unwrap();
-        let rx = q.receiver().unwrap();
-        // Register both senders before either can finish and leave.
-        let txs = [(1u8, q.sender().unwrap()), (2u8, q.sender().unwrap())];
-        let producers: Vec<_> = txs
-            .into_iter()
-            .map(|(v, tx)| thread::spawn(move || tx.send(&[v]).unwrap()))
-            .collect();
-        let mut got = vec![recv_u8(&rx).unwrap(), recv_u8(&rx).unwrap()];
-        for p in producers {
-            p.join().unwrap();
-        }
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
-        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
-    });
+    loom::model(|| two_producers_one_consumer(2, 0));
 }
 
 #[test]
@@ -113,31 +124,9 @@ fn loom_capacity_three_in_order() {
 }
 
 /// Capacity 3 with two producers racing for the slots around the lap gap
-/// and a consumer: every value exactly once.
+/// (after two values, head and tail are at position 2, so the race is for
+/// positions 2 and 4) and a consumer: every value exactly once.
 #[test]
 fn loom_capacity_three_two_producers() {
-    loom::model(|| {
-        let q = MpmcQueue::in_process(1, 3).unwrap();
-        let rx = q.receiver().unwrap();
-        let tx0 = q.sender().unwrap();
-        tx0.try_send(&[0]).unwrap();
-        tx0.try_send(&[0]).unwrap();
-        assert_eq!(recv_u8(&rx), Ok(0));
-        assert_eq!(recv_u8(&rx), Ok(0));
-        drop(tx0);
-        // Head and tail at position 2: the next two sends take positions
-        // 2 and 4 (index 0 of the next lap).
-        let txs = [(1u8, q.sender().unwrap()), (2u8, q.sender().unwrap())];
-        let producers: Vec<_> = txs
-            .into_iter()
-            .map(|(v, tx)| thread::spawn(move || tx.send(&[v]).unwrap()))
-            .collect();
-        let mut got = vec![recv_u8(&rx).unwrap(), recv_u8(&rx).unwrap()];
-        for p in producers {
-            p.join().unwrap();
-        }
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
-        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
-    });
+    loom::model(|| two_producers_one_consumer(3, 2));
 }

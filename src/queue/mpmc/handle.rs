@@ -528,6 +528,17 @@ impl Endpoint {
     }
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reg = Registration::from_bits(self.reg.load(LocalOrdering::Relaxed));
+        f.debug_struct("Endpoint")
+            .field("side", &self.side)
+            .field("pid", &reg.pid())
+            .field("slot", &reg.slot())
+            .finish()
+    }
+}
+
 impl Clone for Endpoint {
     fn clone(&self) -> Self {
         let ep = Endpoint {

@@ -30,15 +30,9 @@ use crate::sync::notifier::{wait, Slices, Waited};
 /// assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MpmcReceiver {
     pub(super) ep: Endpoint,
-}
-
-impl std::fmt::Debug for MpmcReceiver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpmcReceiver").finish_non_exhaustive()
-    }
 }
 
 /// One pop attempt as `me` (waking a blocked sender on success).

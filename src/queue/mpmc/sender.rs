@@ -28,15 +28,9 @@ use crate::sync::notifier::{wait, Probe, Slices, Waited};
 /// assert!(matches!(tx.try_send(&[0; 9]), Err(TrySendError::TooLarge(_))));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MpmcSender {
     pub(super) ep: Endpoint,
-}
-
-impl std::fmt::Debug for MpmcSender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpmcSender").finish_non_exhaustive()
-    }
 }
 
 /// One push attempt as `me`: `None` = full.
