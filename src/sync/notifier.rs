@@ -304,13 +304,15 @@ pub(crate) fn wait<T>(
     let mut probe = Probe::Quick;
     let mut phase = Phase::Registered;
     loop {
-        if deadline.is_some_and(|d| d.has_passed()) {
-            return Waited::TimedOut;
-        }
         let guard = notifier.register();
         if let Some(value) = poll(probe) {
             drop(guard);
             return Waited::Ready(value, phase);
+        }
+        // The deadline is checked after the poll, so a wait woken by the
+        // change it waited for succeeds even if the deadline passed since.
+        if deadline.is_some_and(|d| d.has_passed()) {
+            return Waited::TimedOut;
         }
         let until = match slice {
             Some(s) => Some(Deadline::earliest(deadline, Deadline::after(s))),
