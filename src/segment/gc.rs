@@ -129,15 +129,13 @@ impl GcReport {
 /// Never touches other programs' files, other users' files, or a segment a
 /// live process holds.
 ///
-/// ```
-/// use shmkit::{Event, ShmBox};
-///
-/// let name = format!("doc-gc-{}", std::process::id());
-/// let ev = ShmBox::<Event>::create(&name, ())?;
+/// ```no_run
+/// // Removes stale segments (run by hand or at start-up; `shmkit gc` is
+/// // the same from a shell).
 /// let report = shmkit::gc()?;
-/// // Held by this process: never removed.
-/// assert!(report.removed().all(|n| n != name));
-/// drop(ev);
+/// for name in report.removed() {
+///     eprintln!("removed stale segment {name}");
+/// }
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn gc() -> Result<GcReport, Error> {
@@ -147,10 +145,17 @@ pub fn gc() -> Result<GcReport, Error> {
 /// What [`gc`] would remove, removing nothing.
 ///
 /// ```
+/// use shmkit::{Event, ShmBox};
+///
+/// let name = format!("doc-gc-{}", std::process::id());
+/// let ev = ShmBox::<Event>::create(&name, ())?;
 /// let report = shmkit::segment::gc_dry_run()?;
+/// // Held by this process: never a candidate.
+/// assert!(report.removed().all(|n| n != name));
 /// for name in report.removed() {
 ///     println!("stale: {name}");
 /// }
+/// # drop(ev);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn gc_dry_run() -> Result<GcReport, Error> {

@@ -26,13 +26,17 @@
 //! | 64 | `params: [u64; 8]` | kind-specific layout parameters |
 //!
 //! The **attach table** follows at offset 128: a 16-byte counter block
-//! (`untracked: u32`, `generation: u32`, reserved `u64`) and then
+//! (`untracked: u32`, `generation: u32`, `holders: u32`, reserved `u32`)
+//! and then
 //! `attach_slots` 16-byte [`AttachSlot`]s (`tag: u64` = pid | generation
 //! << 32, 0 when free; `start: u64` = that process's start time). Every
 //! process that creates or attaches a segment claims a slot and frees it
 //! when its handle drops; a slot whose process is dead (pid and start time
 //! no longer match a live process) is swept when the table is full, and an
 //! attach that still finds no slot only counts itself in `untracked`.
+//! `holders` counts tracked handles (up at create/attach, down at drop),
+//! so that of several handles dropping at once exactly one knows it is the
+//! last and decides about the name.
 //! The table is a *report* (who is attached, for `shmkit ls`): whether a
 //! segment is still held is decided by the kernel-managed holds of
 //! [`crate::os::shm_names`], which also cover forked children.
@@ -541,7 +545,8 @@ pub struct AttachSlot {
 struct TableCounters {
     untracked: AtomicU32,
     generation: AtomicU32,
-    reserved: AtomicU64,
+    holders: AtomicU32,
+    reserved: AtomicU32,
 }
 
 /// The table of attached processes after a header (see the module docs).
@@ -632,6 +637,7 @@ impl<'a> AttachTable<'a> {
     fn clear(&self) {
         self.counters.untracked.store(0, Ordering::Relaxed);
         self.counters.generation.store(0, Ordering::Relaxed);
+        self.counters.holders.store(0, Ordering::Relaxed);
         self.counters.reserved.store(0, Ordering::Relaxed);
         for s in self.slots {
             s.tag.store(0, Ordering::Relaxed);
@@ -639,10 +645,11 @@ impl<'a> AttachTable<'a> {
         }
     }
 
-    /// Records process `(pid, start)`: claims a free slot, sweeping slots of
-    /// dead processes if none is free; when the table is still full, only
-    /// counts the process as untracked.
+    /// Records process `(pid, start)`: counts it as a holder and claims a
+    /// free slot, sweeping slots of dead processes if none is free; when the
+    /// table is still full, only counts the process as untracked.
     pub fn register(&self, pid: u32, start: u64) -> Claim {
+        self.counters.holders.fetch_add(1, Ordering::AcqRel);
         for sweep in [false, true] {
             if sweep {
                 self.sweep();
@@ -668,8 +675,19 @@ impl<'a> AttachTable<'a> {
     }
 
     /// Frees what [`register`](AttachTable::register) claimed (a slot only
-    /// if it still carries the claim's tag).
-    pub fn deregister(&self, claim: Claim) {
+    /// if it still carries the claim's tag) and returns how many holders
+    /// remain counted. Exactly one of several handles dropping at the same
+    /// time sees 0 (a holder that died without deregistering is never
+    /// subtracted, so after a crash nobody may see 0).
+    pub fn deregister(&self, claim: Claim) -> u32 {
+        let left = match self.counters.holders.fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |n| n.checked_sub(1),
+        ) {
+            Ok(before) => before - 1,
+            Err(_) => 0,
+        };
         match claim {
             Claim::Slot { index, tag } => {
                 if let Some(slot) = self.slots.get(index) {
@@ -686,6 +704,13 @@ impl<'a> AttachTable<'a> {
                 );
             }
         }
+        left
+    }
+
+    /// Handles counted as holders now (including those of processes that
+    /// died without deregistering).
+    pub fn holders(&self) -> u32 {
+        self.counters.holders.load(Ordering::Acquire)
     }
 
     /// Frees the slots of processes that are no longer running. A slot
@@ -763,6 +788,7 @@ mod tests {
         assert_eq!(size_of::<TableCounters>(), 16);
         assert_eq!(offset_of!(TableCounters, untracked), 0);
         assert_eq!(offset_of!(TableCounters, generation), 4);
+        assert_eq!(offset_of!(TableCounters, holders), 8);
         assert_eq!(ATTACH_TABLE_SIZE, 1024);
         assert_eq!(BODY_OFFSET, 1152);
         assert_eq!(BODY_OFFSET % 64, 0);
@@ -785,16 +811,20 @@ mod tests {
         assert!(matches!(b, Claim::Slot { index: 1, .. }));
         assert_eq!(c, Claim::Untracked);
         assert_eq!((t.entries().len(), t.untracked()), (2, 1));
-        t.deregister(c);
-        t.deregister(a);
+        assert_eq!(t.holders(), 3);
+        assert_eq!(t.deregister(c), 2);
+        assert_eq!(t.deregister(a), 1);
         assert_eq!((t.entries().len(), t.untracked()), (1, 0));
-        // A stale claim (tag no longer in the slot) frees nothing.
         let d = t.register(me, 0);
-        t.deregister(a);
-        assert_eq!(t.entries().len(), 2);
-        t.deregister(b);
-        t.deregister(d);
+        assert_eq!(t.deregister(b), 1);
+        assert_eq!(t.deregister(d), 0, "the last handle sees 0");
         assert!(t.entries().is_empty());
+        // A claim whose tag is no longer in its slot frees no slot, and the
+        // count never goes below zero.
+        let e = t.register(me, 0);
+        assert_eq!(t.deregister(a), 0);
+        assert_eq!(t.entries().len(), 1);
+        assert_eq!(t.deregister(e), 0);
     }
 
     #[test]

@@ -198,6 +198,7 @@ pub fn attach_object(
 /// a.set();
 /// assert!(b.is_set());
 /// # drop((a, b));
+/// # shmkit::Segment::unlink(&name)?;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn open_or_create<T>(

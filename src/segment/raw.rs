@@ -504,16 +504,51 @@ impl Segment {
         self.header_unchecked().is_some_and(|h| h.magic() == MAGIC)
     }
 
-    fn release_name(&self, name: &str, state: Option<SegmentState>) {
+    /// Whether this handle may decide about the name as the last holder.
+    ///
+    /// It takes the segment exclusively if it can (proving no other
+    /// process holds it, and keeping newcomers out while it decides). When
+    /// the holder count says this handle was the last tracked one (`last`),
+    /// holds that remain can only be handles that are letting go right now
+    /// or copies inherited by forked children (which never take part in
+    /// the decision): it waits briefly for the former, then decides anyway
+    /// — unless a newcomer has registered meanwhile, which then decides.
+    fn alone(&self, last: bool) -> bool {
+        let deadline = Deadline::after(Duration::from_millis(20));
+        loop {
+            match shm_names::try_hold_exclusive(&self.file) {
+                Ok(Hold::Taken) => return true,
+                Ok(Hold::Busy) if last => {
+                    let len = self.len();
+                    let newcomer = self
+                        .header()
+                        .and_then(|h| h.attach_table(len))
+                        .is_some_and(|t| t.holders() > 0);
+                    if newcomer {
+                        return false;
+                    }
+                    if deadline.has_passed() {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Ok(Hold::Unsupported) => return last,
+                _ => return false,
+            }
+        }
+    }
+
+    fn release_name(&self, name: &str, state: Option<SegmentState>, last: bool) {
         let unlink = || {
             let _ = shm_names::unlink_if_id(name, self.id);
         };
         match state {
             Some(s) if s.persistent => {}
             Some(s) if s.lifetime == Lifetime::Holders => {
-                // The last holder decides: upgrading our hold succeeds only
-                // when no other process holds the segment.
-                if matches!(shm_names::try_hold_exclusive(&self.file), Ok(Hold::Taken)) {
+                // The last holder decides. Holding the segment exclusively
+                // proves no other process holds it, and no one can start to
+                // before we let go.
+                if self.alone(last) {
                     match self.state() {
                         Some(s) if s.persistent => {}
                         Some(s) if s.handed_over => unlink(),
@@ -533,10 +568,9 @@ impl Segment {
                 // without unlinking and nobody else holds the segment, it
                 // would only linger as a stale name; remove it now.
                 let Some(h) = self.header() else { return };
-                let creator_alive = super::header::identity_alive(h.creator_pid(), h.creator_start());
-                if !creator_alive
-                    && matches!(shm_names::try_hold_exclusive(&self.file), Ok(Hold::Taken))
-                {
+                let creator_alive =
+                    super::header::identity_alive(h.creator_pid(), h.creator_start());
+                if !creator_alive && self.alone(last) {
                     unlink();
                     let _ = shm_names::try_hold_shared(&self.file);
                 }
@@ -549,11 +583,12 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         let me = os::current_pid();
+        let mut last = false;
         if let Some((pid, claim)) = self.claim {
             let len = self.len();
             if pid == me {
                 if let Some(t) = self.header().and_then(|h| h.attach_table(len)) {
-                    t.deregister(claim);
+                    last = t.deregister(claim) == 0;
                 }
             }
         }
@@ -574,7 +609,7 @@ impl Drop for Segment {
         } else {
             None
         };
-        self.release_name(name, state);
+        self.release_name(name, state, last);
     }
 }
 
