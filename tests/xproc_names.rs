@@ -128,7 +128,10 @@ fn race_rounds(tag: &str, stale_first: bool) {
         }
         // Everyone was a holder and someone other than the creator
         // attached: the last one to drop removed the name.
-        assert!(!exists(&name), "round {round}: holders lifetime unlinks at last drop");
+        assert!(
+            !exists(&name),
+            "round {round}: holders lifetime unlinks at last drop"
+        );
     }
 }
 
@@ -183,7 +186,10 @@ fn live_holder_is_never_replaced() {
     let r = inspect(&name).unwrap().report().clone();
     assert_eq!(r.status(), "live");
     assert!(!r.creator.alive);
-    assert!(r.attached.iter().any(|a| a.pid == holder.pid as u32 && a.alive));
+    assert!(r
+        .attached
+        .iter()
+        .any(|a| a.pid == holder.pid as u32 && a.alive));
     let verdicts = gc_dry_run().unwrap();
     assert!(verdicts
         .entries
@@ -224,7 +230,11 @@ fn forked_child_keeps_the_segment_held() {
     child.kill();
     let g = grandchild.load() as i32;
     let r = inspect(&name).unwrap().report().clone();
-    assert_eq!(r.held, Some(true), "the grandchild's inherited mapping holds it");
+    assert_eq!(
+        r.held,
+        Some(true),
+        "the grandchild's inherited mapping holds it"
+    );
     assert!(!r.creator.alive);
     assert!(matches!(
         ShmBox::<Event>::create(&name, ()),
@@ -235,7 +245,9 @@ fn forked_child_keeps_the_segment_held() {
     // below only through the segment's hold.
     unsafe { libc::kill(g, libc::SIGKILL) };
     wait_for("the grandchild's hold to go", || {
-        inspect(&name).map(|i| i.report().held == Some(false)).unwrap_or(false)
+        inspect(&name)
+            .map(|i| i.report().held == Some(false))
+            .unwrap_or(false)
     });
     let report = shmkit::gc().unwrap();
     assert!(report
@@ -339,7 +351,10 @@ fn creator_lifetime_unlinks_at_creator_drop() {
     wait_for("attach", || attached.load() == 1);
     ev.set();
     drop(ev);
-    assert!(!exists(&name), "creator lifetime: gone at the creator's drop");
+    assert!(
+        !exists(&name),
+        "creator lifetime: gone at the creator's drop"
+    );
     other.join_ok("the attached process still works after the unlink");
 }
 
@@ -510,7 +525,11 @@ fn gc_removes_only_stale_shmkit_segments() {
         verdict(&dry, &persistent),
         Some(Verdict::Kept { persistent: true })
     );
-    assert_eq!(verdict(&dry, &foreign), None, "other programs' files are not listed");
+    assert_eq!(
+        verdict(&dry, &foreign),
+        None,
+        "other programs' files are not listed"
+    );
     assert_eq!(
         verdict(&dry, &old),
         Some(Verdict::OtherVersion(LAYOUT_VERSION + 7))
@@ -576,7 +595,11 @@ fn attach_table_lists_processes_and_forgets_them() {
     // One is killed: its entry stays (until swept) but is reported dead.
     kids[0].kill();
     let r = inspect(&name).unwrap().report().clone();
-    let dead = r.attached.iter().find(|a| a.pid == kids[0].pid as u32).unwrap();
+    let dead = r
+        .attached
+        .iter()
+        .find(|a| a.pid == kids[0].pid as u32)
+        .unwrap();
     assert!(!dead.alive);
     // The others exit normally: their entries go.
     ev.set();
@@ -592,8 +615,8 @@ fn attach_table_lists_processes_and_forgets_them() {
 fn full_attach_table_sweeps_dead_and_counts_untracked() {
     let name = unique_name("table-full");
     let ev = ShmBox::<Event>::create(&name, ()).unwrap(); // slot 1 of 63
-    // Four children fill 60 slots between them, then are killed without
-    // deregistering.
+                                                          // Four children fill 60 slots between them, then are killed without
+                                                          // deregistering.
     let ready = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
     let mut kids: Vec<Child> = (0..4)
         .map(|_| {
@@ -622,7 +645,11 @@ fn full_attach_table_sweeps_dead_and_counts_untracked() {
     mine.push(ShmBox::open(&name).unwrap());
     let r = inspect(&name).unwrap().report().clone();
     assert_eq!(r.untracked, 1);
-    assert_eq!(r.attached.len(), 4, "creator + 3 tracked handles of this process");
+    assert_eq!(
+        r.attached.len(),
+        4,
+        "creator + 3 tracked handles of this process"
+    );
     assert!(r.attached.iter().all(|a| a.alive));
     drop(mine);
     let r = inspect(&name).unwrap().report().clone();
@@ -698,9 +725,11 @@ fn full_dev_shm_is_no_space_at_create() {
         other => panic!("expected NoSpace, got {other:?}"),
     }
     assert!(
-        !std::fs::read_dir("/dev/shm")
+        !std::fs::read_dir("/dev/shm").unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().contains("nospace-big")),
+            .file_name()
+            .to_string_lossy()
+            .contains("nospace-big")),
         "a failed create leaves no name"
     );
 }
@@ -733,12 +762,18 @@ fn main() {
                 "stale_name_is_replaced_by_create",
                 stale_name_is_replaced_by_create,
             ),
-            ("live_holder_is_never_replaced", live_holder_is_never_replaced),
+            (
+                "live_holder_is_never_replaced",
+                live_holder_is_never_replaced,
+            ),
             (
                 "forked_child_keeps_the_segment_held",
                 forked_child_keeps_the_segment_held,
             ),
-            ("drop_unlinks_only_its_own_inode", drop_unlinks_only_its_own_inode),
+            (
+                "drop_unlinks_only_its_own_inode",
+                drop_unlinks_only_its_own_inode,
+            ),
             (
                 "rendezvous_producer_exits_before_consumer",
                 rendezvous_producer_exits_before_consumer,

@@ -166,6 +166,46 @@ impl ObjectKind {
     pub const USER: ObjectKind = ObjectKind(0x1000_0000);
 }
 
+impl ObjectKind {
+    /// A short name for shmkit's own kinds (`"mutex"`, `"mpmc-queue"`...),
+    /// `None` for other values.
+    ///
+    /// ```
+    /// use shmkit::segment::ObjectKind;
+    /// assert_eq!(ObjectKind::DICT.name(), Some("dict"));
+    /// assert_eq!(ObjectKind(0x7777).name(), None);
+    /// ```
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            ObjectKind::MUTEX => "mutex",
+            ObjectKind::CONDVAR => "condvar",
+            ObjectKind::SEMAPHORE => "semaphore",
+            ObjectKind::EVENT => "event",
+            ObjectKind::BARRIER => "barrier",
+            ObjectKind::VALUE => "value",
+            ObjectKind::ARRAY => "array",
+            ObjectKind::RAW_MUTEX => "raw-mutex",
+            ObjectKind::SPSC_RING => "spsc-ring",
+            ObjectKind::MPMC_QUEUE => "mpmc-queue",
+            ObjectKind::JOINABLE_QUEUE => "joinable-queue",
+            ObjectKind::PIPE => "pipe",
+            ObjectKind::DICT => "dict",
+            ObjectKind::POOL => "pool",
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None if self.0 >= ObjectKind::USER.0 => write!(f, "user:{:#x}", self.0),
+            None => write!(f, "unknown:{:#x}", self.0),
+        }
+    }
+}
+
 /// The header at offset 0 of every shmkit segment. See the module docs for
 /// the layout; the size and offsets are pinned by a test.
 #[repr(C, align(64))]
@@ -680,14 +720,15 @@ impl<'a> AttachTable<'a> {
     /// time sees 0 (a holder that died without deregistering is never
     /// subtracted, so after a crash nobody may see 0).
     pub fn deregister(&self, claim: Claim) -> u32 {
-        let left = match self.counters.holders.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            |n| n.checked_sub(1),
-        ) {
-            Ok(before) => before - 1,
-            Err(_) => 0,
-        };
+        let left =
+            match self
+                .counters
+                .holders
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            {
+                Ok(before) => before - 1,
+                Err(_) => 0,
+            };
         match claim {
             Claim::Slot { index, tag } => {
                 if let Some(slot) = self.slots.get(index) {

@@ -222,8 +222,7 @@ impl Segment {
         };
         validate_name(name)?;
         // Fail early (before reserving pages) when the name is in use.
-        if shm_names::name_id(name)?.is_some()
-            && !super::gc::remove_if_stale(name)?.name_is_free()
+        if shm_names::name_id(name)?.is_some() && !super::gc::remove_if_stale(name)?.name_is_free()
         {
             return Err(Error::AlreadyExists(name.to_owned()));
         }
