@@ -537,30 +537,33 @@ impl Segment {
         }
     }
 
+    /// [`Lifetime::Holders`]: the last holder decides. Holding the segment
+    /// exclusively proves no other process holds it, and no one can start
+    /// to before we let go.
+    fn release_as_holder(&self, last: bool, unlink: impl FnOnce()) {
+        if !self.alone(last) {
+            return;
+        }
+        match self.state() {
+            Some(s) if s.persistent => {}
+            Some(s) if s.handed_over => unlink(),
+            _ => {
+                if let Some(h) = self.header() {
+                    h.mark_kept();
+                }
+            }
+        }
+        // Forked children may share this hold: keep it shared.
+        let _ = shm_names::try_hold_shared(&self.file);
+    }
+
     fn release_name(&self, name: &str, state: Option<SegmentState>, last: bool) {
         let unlink = || {
             let _ = shm_names::unlink_if_id(name, self.id);
         };
         match state {
             Some(s) if s.persistent => {}
-            Some(s) if s.lifetime == Lifetime::Holders => {
-                // The last holder decides. Holding the segment exclusively
-                // proves no other process holds it, and no one can start to
-                // before we let go.
-                if self.alone(last) {
-                    match self.state() {
-                        Some(s) if s.persistent => {}
-                        Some(s) if s.handed_over => unlink(),
-                        _ => {
-                            if let Some(h) = self.header() {
-                                h.mark_kept();
-                            }
-                        }
-                    }
-                    // Forked children may share this hold: keep it shared.
-                    let _ = shm_names::try_hold_shared(&self.file);
-                }
-            }
+            Some(s) if s.lifetime == Lifetime::Holders => self.release_as_holder(last, unlink),
             _ if self.created => unlink(),
             Some(_) => {
                 // Creator lifetime, not the creator: if the creator died
