@@ -1,4 +1,4 @@
-//! Stale names and [`gc`]: removing shmkit segments that no process holds.
+//! Stale names and [`gc()`]: removing shmkit segments that no process holds.
 //!
 //! A named segment is **stale** when it is a shmkit segment of this
 //! [`LAYOUT_VERSION`] that no process holds (its creator and every process
@@ -18,7 +18,7 @@ use super::raw::{validate_os_name, Segment};
 use crate::error::{AttachError, Error};
 use crate::os::shm_names::{self, Hold};
 
-/// What [`gc`] (or a `create` that found the name taken) decided about
+/// What [`gc()`] (or a `create` that found the name taken) decided about
 /// one name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -96,7 +96,7 @@ fn judge(name: &str, dry_run: bool) -> Result<Verdict, Error> {
     // Dropping `seg` closes and unmaps it, which releases the hold.
 }
 
-/// One name [`gc`] looked at.
+/// One name [`gc()`] looked at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GcEntry {
     /// The name in `/dev/shm`.
@@ -105,7 +105,7 @@ pub struct GcEntry {
     pub verdict: Verdict,
 }
 
-/// What [`gc`] did: one entry per shmkit segment (and per leftover hidden
+/// What [`gc()`] did: one entry per shmkit segment (and per leftover hidden
 /// creation file) it looked at. Other programs' files are not listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -142,7 +142,7 @@ pub fn gc() -> Result<GcReport, Error> {
     run(false)
 }
 
-/// What [`gc`] would remove, removing nothing.
+/// What [`gc()`] would remove, removing nothing.
 ///
 /// ```
 /// use shmkit::{Event, ShmBox};

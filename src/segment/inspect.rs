@@ -1,7 +1,7 @@
 //! Looking at named segments without attaching to them: what `shmkit ls`
 //! and `shmkit stat` print.
 //!
-//! [`inspect`] maps a segment without holding it or registering in its
+//! [`inspect()`] maps a segment without holding it or registering in its
 //! attach table, so looking never changes what it looks at. Whatever it
 //! reads was written by other processes and is reported, not trusted: a
 //! field that fails validation becomes [`SegmentReport::problem`].
@@ -70,7 +70,7 @@ pub struct SegmentReport {
 }
 
 impl SegmentReport {
-    /// Whether [`gc`](super::gc) would remove it: a valid segment of this
+    /// Whether [`gc()`](super::gc()) would remove it: a valid segment of this
     /// layout version that nobody holds and nobody kept.
     pub fn is_stale(&self) -> bool {
         self.version == LAYOUT_VERSION

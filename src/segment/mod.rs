@@ -12,7 +12,7 @@
 //! * [`ShmBox`]: a typed handle to one fixed-size object in its own segment,
 //!   for every type that implements [`ShmObject`].
 //! * [`open_or_create`], [`OpenOptions::wait`]: meeting by name, whoever
-//!   comes first; [`gc`] and [`inspect`]/[`list`]: cleaning and looking.
+//!   comes first; [`gc()`] and [`inspect()`]/[`list`]: cleaning and looking.
 //!
 //! # Who creates, who unlinks, and what happens to undelivered data
 //!
@@ -21,7 +21,7 @@
 //! | `create` ([`Lifetime::Creator`]) | the creating process | when its handle drops (if the name still points at that segment) | gone with the name; attached processes keep their mapping |
 //! | `create` + `set_lifetime(Holders)`, or `open_or_create` ([`Lifetime::Holders`]) | the last process to drop a handle, once someone other than the creator has opened it | when the last holder drops | survives its creator's exit: the name waits (*kept*) for its first opener |
 //! | any + [`keep`](Segment::keep) (*persistent*) | nobody automatically: [`Segment::unlink`], `shmkit rm`, or a handle with [`unlink_on_drop`](Segment::unlink_on_drop) | when asked | stays |
-//! | creator and every holder died without dropping (`SIGKILL`, abort) | the next `create`/`open_or_create` of that name (replaces it), [`gc`], or the last surviving holder on drop | — | a crash is not a hand-over: the stale segment is replaced |
+//! | creator and every holder died without dropping (`SIGKILL`, abort) | the next `create`/`open_or_create` of that name (replaces it), [`gc()`], or the last surviving holder on drop | — | a crash is not a hand-over: the stale segment is replaced |
 //!
 //! A forked child shares its parent's handle and hold: the segment counts
 //! as held while any of them runs, but only the process that created or

@@ -169,7 +169,7 @@ pub fn attach_object(
 /// Opens the object called `name`, or creates it if there is none —
 /// race-free: of several processes calling this at the same moment,
 /// exactly one creates and the others attach to what it made. A stale
-/// segment of that name (nobody holds it; see [`gc`](super::gc)) is
+/// segment of that name (nobody holds it; see [`gc`](super::gc())) is
 /// replaced; a live or kept one is opened.
 ///
 /// `create` makes the object (failing with [`Error::AlreadyExists`] when

@@ -109,7 +109,7 @@ pub(crate) fn my_identity() -> (u32, u64) {
 /// holds the segment (a kernel-managed lock on the file, released when the
 /// process drops or loses its mapping, `SIGKILL` included; forked children
 /// share it). A name nobody holds any more is *stale*: `create`,
-/// `open_or_create` and [`gc`](super::gc) may replace or remove it, never
+/// `open_or_create` and [`gc`](super::gc()) may replace or remove it, never
 /// one that a live process holds.
 ///
 /// **Unlinking.** What happens to the name when a handle drops depends on
@@ -409,7 +409,7 @@ impl Segment {
 
     /// Keeps the name after every handle is dropped: marks the segment
     /// *persistent* (in its header, so no process's handle unlinks it and
-    /// [`gc`](super::gc) leaves it alone) until [`Segment::unlink`] or
+    /// [`gc`](super::gc()) leaves it alone) until [`Segment::unlink`] or
     /// `shmkit rm`.
     pub fn keep(&mut self) {
         self.keep = true;
