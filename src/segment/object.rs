@@ -370,7 +370,11 @@ impl<T: ShmObject> ShmBox<T> {
     /// *a.lock().unwrap() += 5;
     /// let b = ShmBox::<Mutex<u64>>::open_or_create(&name, 0)?; // attaches
     /// assert_eq!(*b.lock().unwrap(), 5);
-    /// # drop((a, b));
+    /// drop((a, b));
+    /// // Nobody but its creator has opened it: it waits for its first opener.
+    /// let status = shmkit::segment::inspect(&name).unwrap().report().status();
+    /// assert_eq!(status, "kept");
+    /// # shmkit::Segment::unlink(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_or_create(name: &str, init: T::Init) -> Result<Self, Error>
