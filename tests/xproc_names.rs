@@ -229,6 +229,16 @@ fn forked_child_keeps_the_segment_held() {
     wait_for("child and grandchild", || ready.load() == 1);
     child.kill();
     let g = grandchild.load() as i32;
+    // The grandchild is re-parented to init: make sure it dies even if an
+    // assertion below fails.
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on a pid we started; harmless if gone.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let grandchild_guard = KillOnDrop(g);
     let r = inspect(&name).unwrap().report().clone();
     assert_eq!(
         r.held,
@@ -240,10 +250,7 @@ fn forked_child_keeps_the_segment_held() {
         ShmBox::<Event>::create(&name, ()),
         Err(Error::AlreadyExists(_))
     ));
-    // SAFETY: signalling the grandchild (reparented to init, which reaps
-    // it); its pid cannot be reused while its mapping is still checked
-    // below only through the segment's hold.
-    unsafe { libc::kill(g, libc::SIGKILL) };
+    drop(grandchild_guard); // SIGKILLs the grandchild (init reaps it)
     wait_for("the grandchild's hold to go", || {
         inspect(&name)
             .map(|i| i.report().held == Some(false))

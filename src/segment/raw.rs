@@ -86,20 +86,11 @@ pub fn validate_os_name(name: &OsStr) -> Result<&str, AttachError> {
     Ok(s)
 }
 
-/// This process's `(pid, start time)`, cached per pid (a forked child
-/// recomputes it).
-pub(crate) fn my_identity() -> (u32, u64) {
-    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-    static PID: AtomicU32 = AtomicU32::new(0);
-    static START: AtomicU64 = AtomicU64::new(0);
+/// This process's `(pid, start time)` (read at attach time, which is not a
+/// hot path).
+fn my_identity() -> (u32, u64) {
     let pid = os::current_pid();
-    if PID.load(Ordering::Acquire) == pid {
-        return (pid, START.load(Ordering::Relaxed));
-    }
-    let start = os::process::process_start_time(pid).unwrap_or(0);
-    START.store(start, Ordering::Relaxed);
-    PID.store(pid, Ordering::Release);
-    (pid, start)
+    (pid, os::process::process_start_time(pid).unwrap_or(0))
 }
 
 /// A mapping of a shared memory object (raw bytes; the object layer adds
