@@ -752,7 +752,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for kind in 0..KINDS {
+    for (kind, kind_name) in KIND_NAMES.iter().enumerate() {
         let (mut acked, mut lost, mut phantom) = (0u64, 0u64, 0u64);
         for inc in 0..sup.next_inc[kind] as usize {
             let a = book.get(ack_base(kind) + inc);
@@ -773,7 +773,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dups == 0 && phantom == 0 && bad == 0 && lost <= allowed,
             format!(
                 "{:<5} queue: {acked} acknowledged, {} delivered, duplicates {dups}, never-sent {phantom}, malformed {bad}, lost {lost} (at most one per killed consumer: {allowed})",
-                KIND_NAMES[kind],
+                kind_name,
                 book.get(DELIVERED + kind)
             ),
         );

@@ -559,17 +559,17 @@ impl SegmentHeader {
     }
 
     /// The attach table after this header, if the header declares one and
-    /// it fits in `mapped_len` bytes of mapping starting at this header.
-    pub fn attach_table(&self, mapped_len: usize) -> Option<AttachTable<'_>> {
+    /// it fits in `mapped_len` bytes. Crate-internal: `mapped_len` must be
+    /// the length of the mapping this header starts (a `Segment`'s).
+    pub(crate) fn attach_table(&self, mapped_len: usize) -> Option<AttachTable<'_>> {
         let slots = self.attach_slots.load(Ordering::Relaxed) as usize;
         if slots == 0 || slots > ATTACH_SLOTS || HEADER_SIZE + 16 * (1 + slots) > mapped_len {
             return None;
         }
         let base = self as *const SegmentHeader as *mut u8;
-        // SAFETY: the header is at the start of a mapping of `mapped_len`
-        // bytes (the caller's contract for `mapped_len`), the table's
-        // `16 * (1 + slots)` bytes after it fit (checked above), it is
-        // 8-aligned (HEADER_SIZE is), and consists of atomics only.
+        // SAFETY: `mapped_len` bytes are mapped from `base` (callers pass
+        // their segment's length), the table fits (checked above), it is
+        // 8-aligned after the 128-byte header and made of atomics only.
         Some(unsafe { AttachTable::at(base.add(HEADER_SIZE), slots) })
     }
 }
