@@ -1,7 +1,7 @@
 //! [`DictConfig`]: the capacity of a dict, fixed at creation, and the
 //! geometry (slots and arena per stripe) derived from it.
 
-use crate::segment::HEADER_SIZE;
+use crate::segment::BODY_OFFSET;
 
 /// Arena allocation unit in bytes; every block is a power-of-two number of
 /// units and starts with a 16-byte header.
@@ -70,7 +70,7 @@ impl DictConfig {
     pub fn segment_size(&self) -> Result<usize, crate::Error> {
         let g = Geometry::from_config(self)?;
         g.body_len()
-            .checked_add(HEADER_SIZE)
+            .checked_add(BODY_OFFSET)
             .ok_or(crate::Error::InvalidArgument("dict size overflows"))
     }
 }

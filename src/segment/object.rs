@@ -1,18 +1,26 @@
 //! The create/open pattern shared by every object: [`create_object`],
-//! [`open_object`], [`attach_object`], and the typed [`ShmBox`] over them.
+//! [`open_object`], [`attach_object`], [`open_or_create`], and the typed
+//! [`ShmBox`] over them.
 
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use super::header::{HeaderInfo, ObjectKind, OpenOptions, SegmentHeader, HEADER_SIZE};
+use super::header::{
+    HeaderInfo, Lifetime, ObjectKind, OpenOptions, SegmentHeader, ATTACH_SLOTS, BODY_OFFSET,
+    HEADER_SIZE,
+};
 use super::layout::Region;
 use super::raw::Segment;
 use crate::error::{AttachError, Error};
+use crate::os::shm_names::NameWatch;
 use crate::os::Deadline;
 
-/// Creates a segment holding one object: writes the header, lets `init`
-/// initialise the (zeroed) body, then publishes. `name: None` makes an
-/// anonymous segment.
+/// Creates a segment holding one object: writes the header (with an empty
+/// attach table), lets `init` initialise the (zeroed) body at
+/// [`BODY_OFFSET`], publishes, and only then gives the segment its name, so
+/// no process ever opens a half-made object. `name: None` makes an
+/// anonymous segment. The name's [`Lifetime`] is
+/// [`Creator`](Lifetime::Creator); see [`create_object_with`].
 ///
 /// This is the pattern every shmkit type uses; other crates can use it for
 /// their own kinds (≥ [`ObjectKind::USER`]).
@@ -41,36 +49,78 @@ pub fn create_object(
     body_len: usize,
     init: impl FnOnce(Region) -> Result<(), Error>,
 ) -> Result<(Segment, Region), Error> {
+    create_object_with(name, kind, params, body_len, Lifetime::Creator, init)
+}
+
+/// [`create_object`] with the name's [`Lifetime`] chosen.
+///
+/// ```
+/// use shmkit::segment::{create_object_with, Lifetime, ObjectKind};
+///
+/// let kind = ObjectKind(ObjectKind::USER.0 + 2);
+/// let name = format!("doc-objl-{}", std::process::id());
+/// let (seg, _body) =
+///     create_object_with(Some(&name), kind, &[], 8, Lifetime::Holders, |_| Ok(()))?;
+/// assert_eq!(seg.state().unwrap().lifetime, Lifetime::Holders);
+/// drop(seg); // nobody else opened it yet: the name is kept for its first opener
+/// assert!(shmkit::Segment::open(&name).is_ok());
+/// # shmkit::Segment::unlink(&name)?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn create_object_with(
+    name: Option<&str>,
+    kind: ObjectKind,
+    params: &[u64],
+    body_len: usize,
+    lifetime: Lifetime,
+    init: impl FnOnce(Region) -> Result<(), Error>,
+) -> Result<(Segment, Region), Error> {
     if params.len() > super::header::PARAM_WORDS {
         return Err(Error::InvalidArgument("too many header parameters"));
     }
-    let total = HEADER_SIZE
+    let total = BODY_OFFSET
         .checked_add(body_len)
         .ok_or(Error::InvalidArgument("object size overflows"))?;
-    let seg = match name {
-        Some(n) => Segment::create(n, total)?,
-        None => Segment::anonymous(total)?,
+    let mut pending = Segment::create_pending(name, total)?;
+    let seg = pending.segment();
+    // SAFETY: the mapping is `total` bytes (≥ BODY_OFFSET: header and
+    // attach table), page-aligned, freshly created and zero-filled; nobody
+    // can open it before `finish` below gives it a name.
+    unsafe {
+        SegmentHeader::write(
+            seg.as_ptr(),
+            kind,
+            total,
+            BODY_OFFSET,
+            body_len,
+            params,
+            ATTACH_SLOTS,
+            lifetime,
+        )
     };
-    // SAFETY: the mapping is `total` bytes, page-aligned, freshly created
-    // and zero-filled; nobody treats it as ready before `publish` below.
-    unsafe { SegmentHeader::write(seg.as_ptr(), kind, total, HEADER_SIZE, body_len, params) };
+    seg.track(true);
     // SAFETY: the mapping covers [0, total) and lives as long as `seg`.
     let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
-    let body = whole.sub(HEADER_SIZE, body_len)?;
+    let body = whole.sub(BODY_OFFSET, body_len)?;
     init(body)?;
-    header(&seg)?.publish();
+    header(seg)?.publish();
+    let seg = pending.finish()?;
     Ok((seg, body))
 }
 
-/// Opens a named object of `kind`: waits (bounded by `opts`) for its
-/// creator to publish it, validates the header, and returns the segment,
-/// the header's description and the body region.
+/// Opens a named object of `kind`: waits (bounded by `opts`) for the name
+/// to appear if asked to ([`OpenOptions::wait`]) and for its creator to
+/// publish it, validates the header, registers this process in the
+/// segment's attach table, and returns the segment, the header's
+/// description and the body region.
 pub fn open_object(
     name: &str,
     kind: ObjectKind,
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
     let deadline = Deadline::after(opts.get_ready_timeout());
+    let appear = opts.get_wait().map(Deadline::after);
+    let mut watch: Option<NameWatch> = None;
     loop {
         // A creator sizes the segment right after creating it; an opener
         // racing it may see a short file. Retry until the deadline.
@@ -86,36 +136,120 @@ pub fn open_object(
             Ok(_) | Err(AttachError::TooSmall { .. }) => {
                 std::thread::sleep(std::time::Duration::from_millis(1))
             }
+            Err(AttachError::NotFound(n)) => match appear {
+                Some(until) if !until.has_passed() => match &mut watch {
+                    // Watch first, then look again: a name created between
+                    // the failed open and the watch is not missed.
+                    None => watch = Some(NameWatch::new()),
+                    Some(w) => w.wait(until),
+                },
+                _ => return Err(AttachError::NotFound(n)),
+            },
             Err(e) => return Err(e),
         }
     }
 }
 
 /// Validates an already-mapped segment (for example one inherited as a
-/// file descriptor) as holding an object of `kind`.
+/// file descriptor) as holding an object of `kind`, and registers this
+/// process in its attach table.
 pub fn attach_object(
-    seg: Segment,
+    mut seg: Segment,
     kind: ObjectKind,
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
     let info = header(&seg)?.wait_and_validate(seg.len(), kind, opts)?;
+    seg.track(false);
     // SAFETY: the mapping covers [0, len) and lives as long as `seg`.
     let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
     let body = whole.sub(info.body_offset, info.body_len)?;
     Ok((seg, info, body))
 }
 
-fn header(seg: &Segment) -> Result<&SegmentHeader, AttachError> {
-    if seg.len() < HEADER_SIZE {
-        return Err(AttachError::TooSmall {
-            actual: seg.len() as u64,
-            required: HEADER_SIZE as u64,
-        });
+/// Opens the object called `name`, or creates it if there is none —
+/// race-free: of several processes calling this at the same moment,
+/// exactly one creates and the others attach to what it made. A stale
+/// segment of that name (nobody holds it; see [`gc`](super::gc())) is
+/// replaced; a live or kept one is opened.
+///
+/// `create` makes the object (failing with [`Error::AlreadyExists`] when
+/// the name is taken) and `open` attaches to it; every named shmkit type
+/// has both, so supporting `open_or_create` is one line. When this call
+/// creates, it then sets the segment's `lifetime` (normally
+/// [`Lifetime::Holders`]: with symmetric processes, whoever happened to
+/// create must not take the name away from the others when it exits).
+///
+/// ```
+/// use shmkit::segment::{open_or_create, Lifetime, OpenOptions};
+/// use shmkit::{Event, ShmBox};
+///
+/// let name = format!("doc-ooc-{}", std::process::id());
+/// let open_or_make = || {
+///     open_or_create(
+///         &name,
+///         Lifetime::Holders,
+///         &OpenOptions::new(),
+///         || ShmBox::<Event>::create(&name, ()),
+///         |o| ShmBox::<Event>::open_with(&name, o),
+///     )
+/// };
+/// let a = open_or_make()?; // creates
+/// let b = open_or_make()?; // attaches
+/// a.set();
+/// assert!(b.is_set());
+/// # drop((a, b));
+/// # shmkit::Segment::unlink(&name)?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn open_or_create<T>(
+    name: &str,
+    lifetime: Lifetime,
+    opts: &OpenOptions,
+    mut create: impl FnMut() -> Result<T, Error>,
+    mut open: impl FnMut(&OpenOptions) -> Result<T, AttachError>,
+) -> Result<T, Error> {
+    super::raw::validate_name(name)?;
+    // The name is there already: attach without waiting for it.
+    let mut open_opts = *opts;
+    open_opts = open_opts.wait(std::time::Duration::ZERO);
+    // Each round either returns or saw the name vanish between a failed
+    // create and the open: someone else's segment came and went. Bounded so
+    // a pathological churn of the name cannot spin forever.
+    for _ in 0..1000 {
+        match create() {
+            Ok(t) => {
+                if lifetime != Lifetime::Creator {
+                    set_lifetime_by_name(name, lifetime)?;
+                }
+                return Ok(t);
+            }
+            Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match open(&open_opts) {
+            Ok(t) => return Ok(t),
+            Err(AttachError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
-    // SAFETY: the mapping is page-aligned and at least HEADER_SIZE bytes;
-    // the header consists of atomics only, so any bytes are a valid value
-    // and concurrent writes by other processes are not data races.
-    Ok(unsafe { &*(seg.as_ptr() as *const SegmentHeader) })
+    Err(Error::AlreadyExists(name.to_owned()))
+}
+
+/// Sets the lifetime of the segment this process just created under
+/// `name` (it holds it, so the name cannot have been replaced since).
+fn set_lifetime_by_name(name: &str, lifetime: Lifetime) -> Result<(), Error> {
+    let seg = Segment::open_unheld(name)?;
+    let h = header(&seg)?;
+    h.validate_any(seg.len())?;
+    h.set_lifetime(lifetime);
+    Ok(())
+}
+
+fn header(seg: &Segment) -> Result<&SegmentHeader, AttachError> {
+    seg.header_unchecked().ok_or(AttachError::TooSmall {
+        actual: seg.len() as u64,
+        required: HEADER_SIZE as u64,
+    })
 }
 
 /// A fixed-size type that can live in shared memory.
@@ -222,6 +356,40 @@ impl<T: ShmObject> ShmBox<T> {
         Self::create_in(None, init)
     }
 
+    /// Opens the named `T`, or creates it with `init` if there is none
+    /// (race-free between processes; see [`open_or_create`]). When this
+    /// call creates it, the name gets the [`Lifetime::Holders`] lifetime:
+    /// it lives while any process holds it, and what a creator leaves
+    /// behind waits for its first opener.
+    ///
+    /// ```
+    /// use shmkit::{Mutex, ShmBox};
+    ///
+    /// let name = format!("doc-box-ooc-{}", std::process::id());
+    /// let a = ShmBox::<Mutex<u64>>::open_or_create(&name, 0)?; // creates
+    /// *a.lock().unwrap() += 5;
+    /// let b = ShmBox::<Mutex<u64>>::open_or_create(&name, 0)?; // attaches
+    /// assert_eq!(*b.lock().unwrap(), 5);
+    /// drop((a, b));
+    /// // Nobody but its creator has opened it: it waits for its first opener.
+    /// let status = shmkit::segment::inspect(&name).unwrap().report().status();
+    /// assert_eq!(status, "kept");
+    /// # shmkit::Segment::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, init: T::Init) -> Result<Self, Error>
+    where
+        T::Init: Clone,
+    {
+        open_or_create(
+            name,
+            Lifetime::Holders,
+            &OpenOptions::new(),
+            || Self::create(name, init.clone()),
+            |o| Self::open_with(name, o),
+        )
+    }
+
     /// Attaches to the named `T` created by another process.
     pub fn open(name: &str) -> Result<Self, AttachError> {
         Self::open_with(name, &OpenOptions::new())
@@ -275,7 +443,8 @@ impl<T: ShmObject> ShmBox<T> {
         &self.seg
     }
 
-    /// Keeps the segment's name after this (owning) handle is dropped.
+    /// Keeps the segment's name after every handle is dropped (marks it
+    /// persistent; see [`Segment::keep`]).
     pub fn keep(&mut self) {
         self.seg.keep();
     }

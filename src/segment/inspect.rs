@@ -1,0 +1,277 @@
+//! Looking at named segments without attaching to them: what `shmkit ls`
+//! and `shmkit stat` print.
+//!
+//! [`inspect()`] maps a segment without holding it or registering in its
+//! attach table, so looking never changes what it looks at. Whatever it
+//! reads was written by other processes and is reported, not trusted: a
+//! field that fails validation becomes [`SegmentReport::problem`].
+
+use std::fmt;
+
+use super::header::{identity_alive, HeaderInfo, ObjectKind, SegmentState, LAYOUT_VERSION};
+use super::layout::Region;
+use super::raw::{validate_os_name, Segment};
+use crate::error::{AttachError, Error};
+use crate::os::shm_names;
+
+/// A process named in a segment: its creator or an attached process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Pid (in the namespace of the process that recorded it).
+    pub pid: u32,
+    /// Start time in clock ticks after boot (0 if unknown).
+    pub start: u64,
+    /// Whether that process is running now (pid alive with that start
+    /// time).
+    pub alive: bool,
+}
+
+impl ProcessInfo {
+    fn new(pid: u32, start: u64) -> Self {
+        Self {
+            pid,
+            start,
+            alive: pid != 0 && identity_alive(pid, start),
+        }
+    }
+}
+
+/// What a named segment's header and holds say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentReport {
+    /// Its name in `/dev/shm`.
+    pub name: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Layout version recorded in the header.
+    pub version: u32,
+    /// Object kind recorded in the header.
+    pub kind: ObjectKind,
+    /// Whether the creator published it.
+    pub ready: bool,
+    /// The creating process.
+    pub creator: ProcessInfo,
+    /// Processes in the attach table (the creator included while it holds
+    /// the segment).
+    pub attached: Vec<ProcessInfo>,
+    /// Attaches that found the attach table full.
+    pub untracked: u32,
+    /// Whether any process holds the segment now (`None`: this system
+    /// cannot tell).
+    pub held: Option<bool>,
+    /// Lifetime and flags.
+    pub state: SegmentState,
+    /// The validated header (`None` when [`problem`](Self::problem) is
+    /// set).
+    pub info: Option<HeaderInfo>,
+    /// Why the header does not validate (other layout version, corrupt
+    /// field), if it does not.
+    pub problem: Option<String>,
+}
+
+impl SegmentReport {
+    /// Whether [`gc()`](super::gc()) would remove it: a valid segment of this
+    /// layout version that nobody holds and nobody kept.
+    pub fn is_stale(&self) -> bool {
+        self.version == LAYOUT_VERSION
+            && self.held == Some(false)
+            && !self.state.persistent
+            && !self.state.kept
+    }
+
+    /// A one-word summary: `live`, `stale`, `kept`, `persistent`,
+    /// `unknown` (holds cannot be checked) or `incompatible`.
+    pub fn status(&self) -> &'static str {
+        if self.version != LAYOUT_VERSION {
+            return "incompatible";
+        }
+        match self.held {
+            Some(true) => "live",
+            None => "unknown",
+            Some(false) if self.state.persistent => "persistent",
+            Some(false) if self.state.kept => "kept",
+            Some(false) => "stale",
+        }
+    }
+}
+
+/// Why a name could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// No such name.
+    #[error("no shared segment named {0:?}")]
+    NotFound(String),
+    /// Another user's file.
+    #[error("permission denied for {0:?}: it belongs to another user")]
+    PermissionDenied(String),
+    /// The name is not valid (see [`validate_name`](super::validate_name)).
+    #[error("{0}")]
+    InvalidName(AttachError),
+    /// Not a shmkit segment: another program's file, or not a regular file.
+    #[error("{name:?} is not a shmkit segment: {reason}")]
+    Foreign {
+        /// The name.
+        name: String,
+        /// What gave it away.
+        reason: &'static str,
+    },
+    /// An OS error.
+    #[error("I/O error inspecting {name:?}: {source}")]
+    Io {
+        /// The name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A named segment mapped for inspection (not held, not registered).
+pub struct Inspection {
+    seg: Segment,
+    report: SegmentReport,
+}
+
+impl fmt::Debug for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inspection")
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl Inspection {
+    /// What the header and holds say.
+    pub fn report(&self) -> &SegmentReport {
+        &self.report
+    }
+
+    /// The object's bytes, if the header validated. Another process may
+    /// change them at any time: read them only through atomics or types
+    /// that are valid for any bit pattern.
+    pub fn body(&self) -> Option<Region> {
+        let info = self.report.info.as_ref()?;
+        // SAFETY: the mapping covers [0, len) while `self.seg` lives, and
+        // the region does not outlive `self` in any safe use (its pointer
+        // is only dereferenced through further unsafe code by the caller).
+        let whole = unsafe { Region::new(self.seg.as_ptr(), self.seg.len()) };
+        whole.sub(info.body_offset, info.body_len).ok()
+    }
+}
+
+/// Inspects the segment called `name` without attaching to it.
+///
+/// ```
+/// use shmkit::segment::{inspect, ObjectKind};
+/// use shmkit::{Event, ShmBox};
+///
+/// let name = format!("doc-inspect-{}", std::process::id());
+/// let ev = ShmBox::<Event>::create(&name, ())?;
+/// let seen = inspect(&name)?;
+/// let r = seen.report();
+/// assert_eq!(r.kind, ObjectKind::EVENT);
+/// assert_eq!(r.creator.pid, std::process::id());
+/// assert_eq!(r.held, Some(true));
+/// assert_eq!(r.status(), "live");
+/// # drop(ev);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn inspect(name: &str) -> Result<Inspection, InspectError> {
+    super::raw::validate_name(name).map_err(InspectError::InvalidName)?;
+    let seg = match Segment::open_unheld(name) {
+        Ok(s) => s,
+        Err(AttachError::NotFound(_)) => return Err(InspectError::NotFound(name.to_owned())),
+        Err(AttachError::PermissionDenied(_)) => {
+            return Err(InspectError::PermissionDenied(name.to_owned()))
+        }
+        Err(AttachError::TooSmall { .. }) => {
+            return Err(InspectError::Foreign {
+                name: name.to_owned(),
+                reason: "empty file",
+            })
+        }
+        Err(AttachError::Corrupt(reason)) => {
+            return Err(InspectError::Foreign {
+                name: name.to_owned(),
+                reason,
+            })
+        }
+        Err(AttachError::Io(source)) => {
+            return Err(InspectError::Io {
+                name: name.to_owned(),
+                source,
+            })
+        }
+        Err(e) => {
+            return Err(InspectError::Io {
+                name: name.to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        }
+    };
+    let foreign = |reason| InspectError::Foreign {
+        name: name.to_owned(),
+        reason,
+    };
+    let h = seg
+        .header_unchecked()
+        .ok_or_else(|| foreign("shorter than a shmkit header"))?;
+    if !seg.has_magic() {
+        return Err(foreign("no shmkit magic at offset 0"));
+    }
+    let held = shm_names::is_held(seg.file()).map_err(|source| InspectError::Io {
+        name: name.to_owned(),
+        source,
+    })?;
+    let (info, problem) = match h.validate_any(seg.len()) {
+        Ok(info) => (Some(info), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (attached, untracked) = match h.attach_table(seg.len()).filter(|_| info.is_some()) {
+        Some(t) => (
+            t.entries()
+                .into_iter()
+                .map(|a| ProcessInfo::new(a.pid, a.start))
+                .collect(),
+            t.untracked(),
+        ),
+        None => (Vec::new(), 0),
+    };
+    let report = SegmentReport {
+        name: name.to_owned(),
+        size: seg.len() as u64,
+        version: h.version(),
+        kind: h.kind(),
+        ready: h.is_ready(),
+        creator: ProcessInfo::new(h.creator_pid(), h.creator_start()),
+        attached,
+        untracked,
+        held,
+        state: info.map(|i| i.state).unwrap_or_default(),
+        info,
+        problem,
+    };
+    Ok(Inspection { seg, report })
+}
+
+/// Reports on every shmkit segment in `/dev/shm` this user can read, in
+/// name order (other programs' files and other users' are skipped).
+///
+/// ```
+/// let all = shmkit::segment::list()?;
+/// for r in &all {
+///     println!("{} {:?} {}", r.name, r.kind, r.status());
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn list() -> Result<Vec<SegmentReport>, Error> {
+    let mut out = Vec::new();
+    for os_name in shm_names::list_names()? {
+        let Ok(name) = validate_os_name(&os_name) else {
+            continue;
+        };
+        if let Ok(i) = inspect(name) {
+            out.push(i.report);
+        }
+    }
+    Ok(out)
+}
