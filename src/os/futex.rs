@@ -115,15 +115,36 @@ mod model {
 
 /// Loom model of `futex_wait`: the value check and the sleep are atomic
 /// with respect to [`wake`], exactly like the kernel's hash-bucket lock.
+///
+/// There is no time under loom. A timed wait stands for a park slice: it
+/// ends with `TimedOut` once after each simulated process death it has not
+/// yet seen (`os::process::loom_liveness`), before sleeping or when the
+/// death wakes it, so waiters that only notice a dead peer when a slice
+/// runs out are modelled too.
 #[cfg(loom)]
-pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<Deadline>) -> WaitOutcome {
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
+    use crate::os::process::loom_liveness;
     use crate::primitives::Ordering;
     let guard = model::TABLE.lock.lock().unwrap();
+    if deadline.is_some() && loom_liveness::take_expiry() {
+        return WaitOutcome::TimedOut;
+    }
     if word.load(Ordering::SeqCst) != expected {
         return WaitOutcome::ValueChanged;
     }
     drop(model::TABLE.cond.wait(guard).unwrap());
+    if deadline.is_some() && loom_liveness::take_expiry() {
+        return WaitOutcome::TimedOut;
+    }
     WaitOutcome::Woken
+}
+
+/// Loom model: time passes (a simulated process died), so every sleeper
+/// wakes and timed waits re-check for an expired slice.
+#[cfg(loom)]
+pub(crate) fn model_time_passes() {
+    let _guard = model::TABLE.lock.lock().unwrap();
+    model::TABLE.cond.notify_all();
 }
 
 /// Loom model of `futex_wake` (wakes everyone; futex users must tolerate
