@@ -120,7 +120,9 @@ mod model {
 /// ends with `TimedOut` once after each simulated process death it has not
 /// yet seen (`os::process::loom_liveness`), before sleeping or when the
 /// death wakes it, so waiters that only notice a dead peer when a slice
-/// runs out are modelled too.
+/// runs out are modelled too. Such a slice ends after the death in real
+/// time, so the waiter then also sees every store the dead process made
+/// (the death is recorded under this model's lock).
 #[cfg(loom)]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
     use crate::os::process::loom_liveness;
@@ -139,11 +141,14 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
     WaitOutcome::Woken
 }
 
-/// Loom model: time passes (a simulated process died), so every sleeper
-/// wakes and timed waits re-check for an expired slice.
+/// Loom model: time passes (a simulated process died): `record` runs
+/// under the model's lock, then every sleeper wakes so that timed waits
+/// re-check for an expired slice. A wait that sees the record took the
+/// lock after it, so it also sees everything the dead process did.
 #[cfg(loom)]
-pub(crate) fn model_time_passes() {
+pub(crate) fn model_time_passes(record: impl FnOnce()) {
     let _guard = model::TABLE.lock.lock().unwrap();
+    record();
     model::TABLE.cond.notify_all();
 }
 

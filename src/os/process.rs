@@ -180,7 +180,10 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 /// * A timed futex wait stands for a park slice that runs out: in the
 ///   model it ends with `TimedOut` once per death it has not yet seen (see
 ///   `os::futex`), and [`die`] wakes every sleeper so that the slices in
-///   progress "run out". Untimed waits never time out.
+///   progress "run out". A slice that ran out after a death also orders
+///   the dead process's stores before the waiter's next loads (a real
+///   slice ends later in time than the death; the model records deaths
+///   under the futex model's lock). Untimed waits never time out.
 /// * [`arm_crash`] makes the calling thread die at its n-th
 ///   [`crash_point`] (placed between the shared stores of a multi-step
 ///   update, e.g. a dict insert): the thread is marked dead and unwinds with
@@ -286,8 +289,9 @@ pub mod loom_liveness {
         let pid = model_pid().expect("die() needs become_process() first");
         let i = index(pid).expect("model pids are in range");
         TABLE.dead[i].store(true, Ordering::Release);
-        TABLE.deaths.fetch_add(1, StdOrdering::Relaxed);
-        crate::os::futex::model_time_passes();
+        crate::os::futex::model_time_passes(|| {
+            TABLE.deaths.fetch_add(1, StdOrdering::Relaxed);
+        });
     }
 
     /// Called by the futex model with its lock held: whether a timed wait

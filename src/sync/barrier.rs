@@ -190,6 +190,12 @@ struct Member<'a> {
 
 impl Drop for Member<'_> {
     fn drop(&mut self) {
+        // A simulated process dying in a loom model leaves its entry, as a
+        // killed one does.
+        #[cfg(loom)]
+        if !os::process::loom_liveness::current_alive() {
+            return;
+        }
         if let Some(i) = self.slot {
             self.barrier.leave(i);
         }
@@ -309,6 +315,9 @@ impl Barrier {
                 // The round ended first: report how.
                 continue;
             }
+            // Loom models may kill a waiter here (arrived, registered).
+            #[cfg(loom)]
+            os::process::loom_liveness::crash_point();
             let key = self.notifier.prepare_wait();
             if let Some(r) = self.outcome(gen) {
                 self.notifier.cancel_wait();
