@@ -116,11 +116,13 @@ mod model {
 /// Loom model of `futex_wait`: the value check and the sleep are atomic
 /// with respect to [`wake`], exactly like the kernel's hash-bucket lock.
 ///
-/// There is no time under loom. A timed wait stands for a park slice: it
-/// ends with `TimedOut` once after each simulated process death it has not
-/// yet seen (`os::process::loom_liveness`), before sleeping or when the
-/// death wakes it, so waiters that only notice a dead peer when a slice
-/// runs out are modelled too. Such a slice ends after the death in real
+/// There is no time under loom. A timed wait stands for a park slice:
+/// until a simulated process dies (`os::process::loom_liveness`) it
+/// sleeps until woken, like an untimed one; from the first death on, every
+/// timed wait ends with `TimedOut` (before sleeping, or when the death
+/// wakes it) after yielding to the other threads. So a waiter that only
+/// notices a dead peer when a slice runs out is modelled with as many
+/// slices as it needs, as in a real run. Such a slice ends after the death in real
 /// time, so the waiter then also sees every store the dead process made
 /// (the death is recorded under this model's lock).
 #[cfg(loom)]
@@ -128,17 +130,28 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
     use crate::os::process::loom_liveness;
     use crate::primitives::Ordering;
     let guard = model::TABLE.lock.lock().unwrap();
-    if deadline.is_some() && loom_liveness::take_expiry() {
-        return WaitOutcome::TimedOut;
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return slice_ran_out();
     }
     if word.load(Ordering::SeqCst) != expected {
         return WaitOutcome::ValueChanged;
     }
-    drop(model::TABLE.cond.wait(guard).unwrap());
-    if deadline.is_some() && loom_liveness::take_expiry() {
-        return WaitOutcome::TimedOut;
+    let guard = model::TABLE.cond.wait(guard).unwrap();
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return slice_ran_out();
     }
     WaitOutcome::Woken
+}
+
+/// A timed wait's slice ran out (loom model): let the others run first,
+/// as real time passing would, so a waiter re-checking a live owner
+/// after each slice does not spin the model forever.
+#[cfg(loom)]
+fn slice_ran_out() -> WaitOutcome {
+    loom::thread::yield_now();
+    WaitOutcome::TimedOut
 }
 
 /// Loom model: time passes (a simulated process died): `record` runs

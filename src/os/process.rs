@@ -177,8 +177,8 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 ///   a survivor that sees a process dead also sees everything it did before
 ///   dying, as a real survivor does (the kernel orders a process's exit
 ///   after its last store, and the liveness syscall after the exit).
-/// * A timed futex wait stands for a park slice that runs out: in the
-///   model it ends with `TimedOut` once per death it has not yet seen (see
+/// * A timed futex wait stands for a park slice: from the first death on it
+///   ends with `TimedOut` after yielding to the other threads (see
 ///   `os::futex`), and [`die`] wakes every sleeper so that the slices in
 ///   progress "run out". A slice that ran out after a death also orders
 ///   the dead process's stores before the waiter's next loads (a real
@@ -224,7 +224,6 @@ pub mod loom_liveness {
 
     loom::thread_local! {
         static PID: Cell<u32> = Cell::new(0);
-        static SEEN_DEATHS: Cell<u32> = Cell::new(0);
         static CRASH_IN: Cell<Option<u32>> = Cell::new(None);
     }
 
@@ -294,18 +293,12 @@ pub mod loom_liveness {
         });
     }
 
-    /// Called by the futex model with its lock held: whether a timed wait
-    /// of the calling thread runs out now (once per death it has not seen).
-    pub(crate) fn take_expiry() -> bool {
-        let deaths = TABLE.deaths.load(StdOrdering::Relaxed);
-        SEEN_DEATHS.with(|seen| {
-            if seen.get() == deaths {
-                false
-            } else {
-                seen.set(deaths);
-                true
-            }
-        })
+    /// Called by the futex model with its lock held: whether some
+    /// simulated process has died (from then on, timed waits run out). A
+    /// caller that sees it took the lock after the death was recorded, so
+    /// it also sees everything the dead process did.
+    pub(crate) fn any_death() -> bool {
+        TABLE.deaths.load(StdOrdering::Relaxed) != 0
     }
 
     /// Makes the calling thread die at its `n`-th [`crash_point`] from now
