@@ -167,7 +167,10 @@ fn loom_writer_dies_mid_update_next_locker_repairs() {
             assert!(matches!(c.as_deref(), None | Some(b"new")), "{c:?}");
             assert!(matches!(b.as_deref(), None | Some(b"bee")), "{b:?}");
             if !died {
-                assert_eq!((a.as_slice(), c.as_deref(), b.as_deref()), (&NEW_A[..], Some(&b"new"[..]), None));
+                assert_eq!(
+                    (a.as_slice(), c.as_deref(), b.as_deref()),
+                    (&NEW_A[..], Some(&b"new"[..]), None)
+                );
             }
             assert_eq!(d.get(b"r").unwrap().as_deref(), Some(&b"other"[..]));
             assert_eq!(d.get(b"x").unwrap(), None);

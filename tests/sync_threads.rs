@@ -368,7 +368,10 @@ fn rlock_reenters_on_its_thread_and_excludes_others() {
             });
         }
     });
-    assert_eq!(u64::from(count.load(Ordering::Relaxed)), THREADS * (N / 4) * 3);
+    assert_eq!(
+        u64::from(count.load(Ordering::Relaxed)),
+        THREADS * (N / 4) * 3
+    );
     assert!(!lock.is_locked());
 }
 

@@ -846,7 +846,11 @@ fn rlock_owner_is_process_and_thread_and_recovers_from_death() {
         Err(died) => died.into_inner(),
         Ok(_) => panic!("acquire after SIGKILL of the owner was clean"),
     };
-    assert_eq!(lock.depth(), 1, "recovered at depth 1, not the dead owner's 3");
+    assert_eq!(
+        lock.depth(),
+        1,
+        "recovered at depth 1, not the dead owner's 3"
+    );
     outer.mark_consistent();
     let inner = lock.acquire().expect("re-entry after recovery");
     assert_eq!(lock.depth(), 2);
@@ -900,12 +904,14 @@ fn barrier_waiter_killed_breaks_it() {
         .map(|_| {
             let b = &b;
             fork(move || {
-                b.wait_timeout(POLL_LIMIT).expect("a full round after reset");
+                b.wait_timeout(POLL_LIMIT)
+                    .expect("a full round after reset");
                 0
             })
         })
         .collect();
-    b.wait_timeout(POLL_LIMIT).expect("a full round after reset");
+    b.wait_timeout(POLL_LIMIT)
+        .expect("a full round after reset");
     for k in &mut kids {
         k.join_ok("participant after reset");
     }
@@ -996,7 +1002,10 @@ fn main() {
                 "rlock_owner_is_process_and_thread_and_recovers_from_death",
                 rlock_owner_is_process_and_thread_and_recovers_from_death,
             ),
-            ("barrier_waiter_killed_breaks_it", barrier_waiter_killed_breaks_it),
+            (
+                "barrier_waiter_killed_breaks_it",
+                barrier_waiter_killed_breaks_it,
+            ),
             (
                 "barrier_timeout_in_one_process_breaks_the_other",
                 barrier_timeout_in_one_process_breaks_the_other,

@@ -103,14 +103,14 @@ fn round8(n: usize) -> usize {
 /// Units a block for this key and value needs, or `None` if the sizes
 /// overflow. Lengths may come from a block header in shared memory, so
 /// every step is checked.
-fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
+pub(crate) fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
     let key_padded = key_len.checked_add(7)? & !7;
     let bytes = BLOCK_HEADER.checked_add(key_padded)?.checked_add(val_len)?;
     Some(bytes.div_ceil(UNIT))
 }
 
 /// Smallest class whose blocks hold `units` (at least class 1).
-fn class_for(units: usize) -> u32 {
+pub(crate) fn class_for(units: usize) -> u32 {
     units.max(2).next_power_of_two().trailing_zeros()
 }
 

@@ -116,7 +116,9 @@ pub enum BarrierWaitError {
     Broken(#[from] BrokenBarrierError),
     /// The round did not complete in time. This call broke the barrier
     /// (as Python does): every other waiter gets `Broken`.
-    #[error("timed out waiting at the barrier; the barrier is now broken: call reset() to use it again")]
+    #[error(
+        "timed out waiting at the barrier; the barrier is now broken: call reset() to use it again"
+    )]
     TimedOut,
 }
 
@@ -323,9 +325,10 @@ impl Barrier {
                 self.notifier.cancel_wait();
                 return r.map_err(Into::into);
             }
-            let woken = self
-                .notifier
-                .commit_wait(key, Some(Deadline::earliest(deadline, Deadline::after(slice))));
+            let woken = self.notifier.commit_wait(
+                key,
+                Some(Deadline::earliest(deadline, Deadline::after(slice))),
+            );
             if !woken {
                 slice = (slice * 2).min(MAX_SLICE);
                 if self.member_died() {
@@ -525,7 +528,10 @@ mod tests {
         assert_eq!(b.outcome(6), Some(Err(BrokenBarrierError)));
         assert_eq!(b.outcome(7), None);
         // Older than the history: reported broken.
-        assert_eq!(b.outcome(7u32.wrapping_sub(9)), Some(Err(BrokenBarrierError)));
+        assert_eq!(
+            b.outcome(7u32.wrapping_sub(9)),
+            Some(Err(BrokenBarrierError))
+        );
     }
 
     #[test]
@@ -546,7 +552,11 @@ mod tests {
         b.members[3].store(0x3FFF_FFFF | 1 << 32, Ordering::Relaxed);
         assert_eq!(b.wait(), Err(BrokenBarrierError));
         b.reset();
-        assert_eq!(b.members[3].load(Ordering::Relaxed), 0, "reset forgets the dead");
+        assert_eq!(
+            b.members[3].load(Ordering::Relaxed),
+            0,
+            "reset forgets the dead"
+        );
         assert!(!b.is_broken());
     }
 
@@ -558,9 +568,15 @@ mod tests {
         let c = b.enter();
         assert_eq!(a.slot, c.slot);
         let i = a.slot.unwrap();
-        assert_eq!(b.members[i].load(Ordering::Relaxed), u64::from(me) | 2 << 32);
+        assert_eq!(
+            b.members[i].load(Ordering::Relaxed),
+            u64::from(me) | 2 << 32
+        );
         drop(a);
-        assert_eq!(b.members[i].load(Ordering::Relaxed), u64::from(me) | 1 << 32);
+        assert_eq!(
+            b.members[i].load(Ordering::Relaxed),
+            u64::from(me) | 1 << 32
+        );
         drop(c);
         assert_eq!(b.members[i].load(Ordering::Relaxed), 0);
     }

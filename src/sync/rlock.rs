@@ -193,8 +193,7 @@ impl RLock {
         // by another process stays at the top instead of wrapping (the
         // guards then release early, never someone else's lock).
         let depth = self.count.load(Ordering::Relaxed);
-        self.count
-            .store(depth.saturating_add(1), Ordering::Relaxed);
+        self.count.store(depth.saturating_add(1), Ordering::Relaxed);
         Some(self.guard())
     }
 
@@ -446,7 +445,10 @@ mod tests {
             held_rx.recv().unwrap();
             // The stale guard on this thread must leave the other's lock.
             drop(a);
-            assert!(l.is_locked(), "a stale guard released another thread's lock");
+            assert!(
+                l.is_locked(),
+                "a stale guard released another thread's lock"
+            );
             done_tx.send(()).unwrap();
         });
         assert!(!l.is_locked());
