@@ -3,35 +3,6 @@
 //! [`reset`], [`is_broken`], [`n_waiting`], and a broken barrier as an
 //! error value ([`BrokenBarrierError`]).
 //!
-//! # State
-//!
-//! One 64-bit word holds the whole round state, changed only by CAS:
-//!
-//! | bits | field | meaning |
-//! |---|---|---|
-//! | 0..23 | `arrived` | participants counted in this round |
-//! | 23 | `broken` | this round is broken (abort, timeout, dead waiter) |
-//! | 24..32 | `history` | how the last 8 rounds ended, newest in bit 24: 0 = released, 1 = reset |
-//! | 32..64 | `generation` | round number |
-//!
-//! The last arriver ends a round by advancing the generation with a 0 in
-//! the history; [`reset`] advances it with a 1. A waiter of round `g` that
-//! finds the generation at `g + d` reads how `g` ended from history bit
-//! `d - 1`, so a reset is never mistaken for a release. (A waiter that
-//! sleeps through more than 8 rounds reports the barrier broken.)
-//!
-//! # Dead participants
-//!
-//! A waiting process records its pid (and how many of its threads wait)
-//! in a small table, and removes it when it leaves. Waiters sleep in
-//! slices (1 ms doubling to 64 ms) and, after each slice that runs out,
-//! check the pids in the table; a dead one can never arrive or leave, so
-//! they break the round and every waiter returns [`BrokenBarrierError`]
-//! instead of hanging. A participant that dies *between* rounds, before
-//! it waits again, is not in the table: bound such waits with
-//! [`wait_timeout`](Barrier::wait_timeout). The table has
-//! [`MEMBER_SLOTS`] entries; processes beyond that wait untracked.
-//!
 //! [`abort`]: Barrier::abort
 //! [`reset`]: Barrier::reset
 //! [`is_broken`]: Barrier::is_broken
@@ -128,7 +99,7 @@ pub enum BarrierWaitError {
 ///
 /// Layout: `#[repr(C)]`, 152 bytes, align 8: `{ parties: u32, pad: u32,
 /// state: u64, notifier: Notifier (8), members: [u64; 16] }` (see the
-/// [module docs](self) for `state`; a member is `pid | waiting << 32`).
+/// state word below; a member is `pid | waiting << 32`).
 /// All-zero is refused on attach (zero parties).
 ///
 /// Peer death: a participant that dies while waiting breaks the barrier
@@ -154,6 +125,35 @@ pub enum BarrierWaitError {
 /// b.reset();
 /// assert!(!b.is_broken());
 /// ```
+///
+/// # State word
+///
+/// One 64-bit word holds the whole round state, changed only by CAS:
+///
+/// | bits | field | meaning |
+/// |---|---|---|
+/// | 0..23 | `arrived` | participants counted in this round |
+/// | 23 | `broken` | this round is broken (abort, timeout, dead waiter) |
+/// | 24..32 | `history` | how the last 8 rounds ended, newest in bit 24: 0 = released, 1 = reset |
+/// | 32..64 | `generation` | round number |
+///
+/// The last arriver ends a round by advancing the generation with a 0 in
+/// the history; [`reset`](Barrier::reset) advances it with a 1. A waiter of round `g` that
+/// finds the generation at `g + d` reads how `g` ended from history bit
+/// `d - 1`, so a reset is never mistaken for a release. (A waiter that
+/// sleeps through more than 8 rounds reports the barrier broken.)
+///
+/// # Dead participants
+///
+/// A waiting process records its pid (and how many of its threads wait)
+/// in a small table, and removes it when it leaves. Waiters sleep in
+/// slices (1 ms doubling to 64 ms) and, after each slice that runs out,
+/// check the pids in the table; a dead one can never arrive or leave, so
+/// they break the round and every waiter returns [`BrokenBarrierError`]
+/// instead of hanging. A participant that dies *between* rounds, before
+/// it waits again, is not in the table: bound such waits with
+/// [`wait_timeout`](Barrier::wait_timeout). The table has
+/// [`MEMBER_SLOTS`] entries; processes beyond that wait untracked.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Barrier {
