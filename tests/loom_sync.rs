@@ -2,6 +2,18 @@
 //! `Notifier` event count every blocking primitive parks on, and the
 //! primitives built on it.
 //!
+//! The recovery paths are modelled with simulated processes
+//! (`shmkit::os::process::loom_liveness`): a thread that calls
+//! `become_process` has its own pid, `die` marks it dead (survivors that
+//! see it dead also see what it did before), and a timed park slice runs
+//! out once after each death. So "the holder dies, a waiter recovers" is
+//! checked in every interleaving, including a waiter that went to sleep
+//! before the death (no lost wake-up: the model would deadlock).
+//!
+//! The sync primitives notify through `Notifier::notify_one`/`notify_all`,
+//! whose fence is the same in production and under loom, so these models
+//! check the production notify path.
+//!
 //! Under `cfg(loom)` the futex is modelled with a loom `Mutex` + `Condvar`
 //! (see `src/os/futex.rs`), so a lost wake-up shows up as a loom deadlock.
 //! Deadlines never pass under loom, so only untimed operations are used.
@@ -15,8 +27,9 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use shmkit::sync::Notifier;
-use shmkit::{Barrier, Condvar, Event, Mutex, RawMutex, Semaphore};
+use shmkit::os::process::loom_liveness as liveness;
+use shmkit::sync::{BrokenBarrierError, Lock, Notifier, RLock};
+use shmkit::{Barrier, Condvar, Event, Mutex, RawMutex, Semaphore, TryLockError};
 
 /// A loom cell shared between model threads; each test documents why its
 /// accesses are ordered (loom checks that claim).
@@ -301,13 +314,13 @@ fn loom_barrier_two_rounds() {
         let t = {
             let b = b.clone();
             thread::spawn(move || {
-                let r1 = b.wait().is_leader() as u32;
-                let r2 = b.wait().is_leader() as u32;
+                let r1 = b.wait().unwrap().is_leader() as u32;
+                let r2 = b.wait().unwrap().is_leader() as u32;
                 (r1, r2)
             })
         };
-        let r1 = b.wait().is_leader() as u32;
-        let r2 = b.wait().is_leader() as u32;
+        let r1 = b.wait().unwrap().is_leader() as u32;
+        let r2 = b.wait().unwrap().is_leader() as u32;
         let (t1, t2) = t.join().unwrap();
         assert_eq!(r1 + t1, 1, "exactly one leader in round 1");
         assert_eq!(r2 + t2, 1, "exactly one leader in round 2");
@@ -329,7 +342,7 @@ fn loom_barrier_three_publishes_writes() {
                 // SAFETY: only participant `me` writes cell `me`, before
                 // the barrier.
                 cells[me].with_mut(|p| unsafe { *p = me as u32 + 1 });
-                let leader = b.wait().is_leader() as u32;
+                let leader = b.wait().unwrap().is_leader() as u32;
                 for (i, c) in cells.iter().enumerate() {
                     // SAFETY: all writes happened before the barrier.
                     assert_eq!(c.with(|p| unsafe { *p }), i as u32 + 1);
@@ -348,5 +361,262 @@ fn loom_barrier_three_publishes_writes() {
             leaders += t.join().unwrap();
         }
         assert_eq!(leaders, 1);
+    });
+}
+
+/// Silences the panic message of simulated crashes (`liveness::Crashed`);
+/// every other panic still prints.
+fn quiet_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<liveness::Crashed>().is_none() {
+                default(info)
+            }
+        }));
+    });
+}
+
+#[test]
+fn loom_lock_holder_dies_exactly_one_waiter_recovers() {
+    // The holder process takes the lock, writes, starts two waiter
+    // processes and dies holding it (its guard releases nothing). Whether
+    // a waiter is asleep, spinning or not yet started at the death, both
+    // finish (no lost wake-up: a stuck waiter is a loom deadlock), exactly
+    // one sees OwnerDied, and both see the dead holder's write.
+    loom::model(|| {
+        liveness::become_process();
+        let lock = Arc::new(Lock::new());
+        let data = Arc::new(SyncCell::new(0u32));
+        let died = Arc::new(AtomicU32::new(0));
+        let holder = {
+            let (lock, data, died) = (lock.clone(), data.clone(), died.clone());
+            thread::spawn(move || {
+                liveness::become_process();
+                let g = lock.acquire().expect("a fresh lock");
+                // SAFETY: the lock is held.
+                data.with_mut(|p| unsafe { *p = 1 });
+                let waiters: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (lock, data, died) = (lock.clone(), data.clone(), died.clone());
+                        thread::spawn(move || {
+                            liveness::become_process();
+                            let g = match lock.acquire() {
+                                Ok(g) => g,
+                                Err(d) => {
+                                    died.fetch_add(1, Ordering::Relaxed);
+                                    let g = d.into_inner();
+                                    g.mark_consistent();
+                                    g
+                                }
+                            };
+                            // SAFETY: the lock is held; the dead holder's
+                            // write is ordered before by its death.
+                            data.with_mut(|p| unsafe { *p += 1 });
+                            drop(g);
+                        })
+                    })
+                    .collect();
+                liveness::die();
+                drop(g);
+                waiters
+            })
+        };
+        for w in holder.join().unwrap() {
+            w.join().unwrap();
+        }
+        assert_eq!(died.load(Ordering::Relaxed), 1, "exactly one recovery");
+        // SAFETY: every other thread has been joined.
+        assert_eq!(data.with(|p| unsafe { *p }), 3);
+        assert!(!lock.is_locked());
+        assert!(lock.is_consistent());
+    });
+}
+
+#[test]
+fn loom_raw_mutex_try_lock_steals_from_dead_owner_once() {
+    // Two processes race to take a lock whose owner died: try_lock's
+    // liveness check and the steal CAS let exactly one of them win.
+    loom::model(|| {
+        liveness::become_process();
+        let m = Arc::new(RawMutex::new());
+        let dead = {
+            let m = m.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                assert!(!m.lock().owner_died);
+                liveness::die();
+            })
+        };
+        dead.join().unwrap();
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let m = m.clone();
+                thread::spawn(move || {
+                    liveness::become_process();
+                    match m.try_lock() {
+                        Some(a) => {
+                            assert!(a.owner_died);
+                            1u32
+                        }
+                        None => 0,
+                    }
+                })
+            })
+            .collect();
+        let won: u32 = racers.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(won, 1, "exactly one process takes the dead owner's lock");
+        assert!(m.is_locked());
+    });
+}
+
+#[test]
+fn loom_rlock_reenters_per_thread() {
+    // Two threads of one process: each re-enters its own hold, the other
+    // waits, and the counter (touched at both depths) is never raced.
+    loom::model(|| {
+        let lock = Arc::new(RLock::new());
+        let data = Arc::new(SyncCell::new(0u32));
+        let work = {
+            let (lock, data) = (lock.clone(), data.clone());
+            move || {
+                let outer = lock.acquire().unwrap();
+                let inner = lock.acquire().unwrap();
+                assert_eq!(lock.depth(), 2);
+                // SAFETY: the lock is held.
+                data.with_mut(|p| unsafe { *p += 1 });
+                drop(inner);
+                assert!(lock.is_owned_by_current_thread());
+                // SAFETY: still held at depth 1.
+                data.with_mut(|p| unsafe { *p += 1 });
+                drop(outer);
+                assert_eq!(lock.depth(), 0);
+            }
+        };
+        let t = {
+            let w = work.clone();
+            thread::spawn(w)
+        };
+        work();
+        t.join().unwrap();
+        // SAFETY: the other thread has been joined.
+        assert_eq!(data.with(|p| unsafe { *p }), 4);
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn loom_rlock_owner_dies_at_depth_two() {
+    // The owning process dies two levels deep: the next process gets it
+    // with OwnerDied at depth 1, re-enters it, and frees it completely.
+    loom::model(|| {
+        liveness::become_process();
+        let lock = Arc::new(RLock::new());
+        let owner = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let a = lock.acquire().unwrap();
+                let b = lock.acquire().unwrap();
+                let next = {
+                    let lock = lock.clone();
+                    thread::spawn(move || {
+                        liveness::become_process();
+                        let outer = match lock.acquire() {
+                            Err(d) => d.into_inner(),
+                            Ok(_) => panic!("taken from a dead owner without OwnerDied"),
+                        };
+                        assert_eq!(lock.depth(), 1);
+                        outer.mark_consistent();
+                        let inner = lock.acquire().expect("re-entry");
+                        assert_eq!(lock.depth(), 2);
+                        drop(inner);
+                        drop(outer);
+                    })
+                };
+                liveness::die();
+                drop((a, b));
+                next
+            })
+        };
+        owner.join().unwrap().join().unwrap();
+        assert!(!lock.is_locked());
+        assert!(matches!(lock.try_acquire(), Ok(_)));
+    });
+}
+
+#[test]
+fn loom_rlock_other_process_cannot_reenter() {
+    // A thread of another process never counts as the owner: it gets
+    // WouldBlock, not a re-entry.
+    loom::model(|| {
+        liveness::become_process();
+        let lock = Arc::new(RLock::new());
+        let g = lock.acquire().unwrap();
+        let other = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                assert!(!lock.is_owned_by_current_thread());
+                assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+            })
+        };
+        other.join().unwrap();
+        drop(g);
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn loom_barrier_waiter_dies_breaks_it() {
+    // A 3-party barrier; one waiter process is killed while waiting, the
+    // third party never comes. The survivor must not hang: it sees the
+    // dead member after a park slice and gets BrokenBarrierError.
+    quiet_crashes();
+    loom::model(|| {
+        liveness::become_process();
+        let b = Arc::new(Barrier::new(3));
+        let victim = {
+            let b = b.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                liveness::arm_crash(0);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait()));
+                assert!(r.is_err(), "the victim dies inside wait");
+            })
+        };
+        let survivor = {
+            let b = b.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                b.wait()
+            })
+        };
+        victim.join().unwrap();
+        assert_eq!(survivor.join().unwrap(), Err(BrokenBarrierError));
+        assert!(b.is_broken());
+        b.reset();
+        assert!(!b.is_broken());
+    });
+}
+
+#[test]
+fn loom_barrier_abort_and_reset_wake_waiters_broken() {
+    // A waiter of a 2-party barrier is released by neither abort nor reset
+    // as if the round had completed: it always gets BrokenBarrierError.
+    loom::model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let w = {
+            let b = b.clone();
+            thread::spawn(move || b.wait())
+        };
+        while b.n_waiting() != 1 {
+            thread::yield_now();
+        }
+        b.abort();
+        b.reset();
+        assert_eq!(w.join().unwrap(), Err(BrokenBarrierError));
+        assert!(!b.is_broken());
     });
 }

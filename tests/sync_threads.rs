@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use shmkit::sync::Notifier;
+use shmkit::sync::{BarrierWaitError, BrokenBarrierError, Lock, Notifier, RLock};
 use shmkit::{Barrier, Condvar, Event, Mutex, RawMutex, Semaphore, ShmValue, TryLockError};
 
 const THREADS: u64 = 4;
@@ -219,7 +219,7 @@ fn barrier_rounds_threads() {
             s.spawn(|| {
                 for r in 0..rounds {
                     arrived.fetch_add(1, Ordering::SeqCst);
-                    if b.wait().is_leader() {
+                    if b.wait().expect("nobody breaks it").is_leader() {
                         leaders.fetch_add(1, Ordering::Relaxed);
                     }
                     let a = arrived.load(Ordering::SeqCst);
@@ -229,9 +229,150 @@ fn barrier_rounds_threads() {
         }
     });
     assert_eq!(leaders.load(Ordering::Relaxed), rounds);
-    // A lone waiter on a 2-party barrier times out.
+    // A lone waiter on a 2-party barrier times out, and breaks it.
     let b2 = Barrier::new(2);
-    assert!(b2.wait_timeout(Duration::from_millis(1)).is_none());
+    assert_eq!(
+        b2.wait_timeout(Duration::from_millis(1)),
+        Err(BarrierWaitError::TimedOut)
+    );
+    assert!(b2.is_broken());
+}
+
+/// Blocks until `n` participants wait at `b` (a hang watchdog, not a
+/// timing assertion: generous under Miri).
+fn wait_for_waiters(b: &Barrier, n: u32) {
+    let start = std::time::Instant::now();
+    while b.n_waiting() != n {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "watchdog: {n} waiters never arrived"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn barrier_abort_breaks_current_and_future_waits() {
+    let b = Barrier::new(3);
+    std::thread::scope(|s| {
+        let waiters: Vec<_> = (0..2).map(|_| s.spawn(|| b.wait())).collect();
+        wait_for_waiters(&b, 2);
+        assert!(!b.is_broken());
+        b.abort();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Err(BrokenBarrierError));
+        }
+    });
+    assert!(b.is_broken());
+    assert_eq!(b.n_waiting(), 0);
+    assert_eq!(b.wait(), Err(BrokenBarrierError), "stays broken");
+    assert_eq!(
+        b.wait_timeout(Duration::from_secs(60)),
+        Err(BarrierWaitError::Broken(BrokenBarrierError)),
+        "a broken barrier fails at once, whatever the timeout"
+    );
+}
+
+#[test]
+fn barrier_reset_wakes_waiters_broken_then_works_again() {
+    let b = Barrier::new(2);
+    std::thread::scope(|s| {
+        let w = s.spawn(|| b.wait());
+        wait_for_waiters(&b, 1);
+        b.reset();
+        // Reset is not a release: the waiter of the old round is told so.
+        assert_eq!(w.join().unwrap(), Err(BrokenBarrierError));
+    });
+    assert!(!b.is_broken());
+    assert_eq!(b.n_waiting(), 0);
+    let indices = std::thread::scope(|s| {
+        let t = s.spawn(|| b.wait().unwrap().index());
+        let mine = b.wait().unwrap().index();
+        let mut v = vec![mine, t.join().unwrap()];
+        v.sort_unstable();
+        v
+    });
+    assert_eq!(indices, vec![0, 1], "one arrival index each, leader last");
+}
+
+#[test]
+fn barrier_timeout_breaks_it_for_the_others() {
+    let b = Barrier::new(3);
+    std::thread::scope(|s| {
+        let w = s.spawn(|| b.wait());
+        wait_for_waiters(&b, 1);
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(1)),
+            Err(BarrierWaitError::TimedOut)
+        );
+        assert_eq!(w.join().unwrap(), Err(BrokenBarrierError));
+    });
+    b.reset();
+    assert!(!b.is_broken());
+}
+
+/// A counter bumped with a separate load and store: any two holders at
+/// once would lose an increment.
+fn unguarded_bump(c: &AtomicU32) {
+    let v = c.load(Ordering::Relaxed);
+    std::hint::spin_loop();
+    c.store(v + 1, Ordering::Relaxed);
+}
+
+#[test]
+fn lock_excludes_threads() {
+    let lock = Lock::new();
+    let count = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..N {
+                    let g = lock.acquire().unwrap();
+                    unguarded_bump(&count);
+                    g.release();
+                }
+            });
+        }
+    });
+    assert_eq!(u64::from(count.load(Ordering::Relaxed)), THREADS * N);
+    assert!(!lock.is_locked());
+    let g = lock.acquire().unwrap();
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    drop(g);
+    assert!(lock.acquire_timeout(Duration::ZERO).is_ok());
+}
+
+#[test]
+fn rlock_reenters_on_its_thread_and_excludes_others() {
+    let lock = RLock::new();
+    let count = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..N / 4 {
+                    let outer = lock.acquire().unwrap();
+                    // Nested acquisitions by the owner never block.
+                    let mid = lock.try_acquire().unwrap();
+                    let inner = lock.acquire_timeout(Duration::ZERO).unwrap();
+                    assert_eq!(lock.depth(), 3);
+                    unguarded_bump(&count);
+                    drop(mid);
+                    unguarded_bump(&count);
+                    drop(inner);
+                    assert_eq!(lock.depth(), 1);
+                    assert!(lock.is_owned_by_current_thread());
+                    unguarded_bump(&count);
+                    drop(outer);
+                    assert_eq!(lock.depth(), 0);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        u64::from(count.load(Ordering::Relaxed)),
+        THREADS * (N / 4) * 3
+    );
+    assert!(!lock.is_locked());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{fork, run, Rng};
-use shmkit::{DictConfig, DictError, ShmDict, SpawnError};
+use shmkit::{DictConfig, DictError, ShmDict, ShmMap, SpawnError};
 use std::time::Duration;
 
 /// A self-checking value for (key id, version): header + key-derived bytes.
@@ -327,6 +327,46 @@ fn panic_in_dict_closures_does_not_wedge() {
     assert_eq!(d.verify().unwrap(), 1);
 }
 
+/// `ShmMap` by name: created with a computed arena, opened in a child that
+/// writes through borrowed forms (`&str` keys, `&[u32]` values); the parent
+/// reads them back with owned and borrowed keys alike.
+fn shm_map_named_with_borrowed_keys() {
+    let name = common::unique_name("map");
+    let cfg = DictConfig::for_entries(100, 16, 4 * 20).unwrap();
+    let map = ShmMap::<String, Vec<u32>>::create(&name, cfg).unwrap();
+    map.insert("parent", &vec![1, 2, 3]).unwrap();
+    let n2 = name.clone();
+    let mut c = fork(move || {
+        let m = ShmMap::<String, Vec<u32>>::open(&n2).unwrap();
+        if m.get("parent").unwrap() != Some(vec![1, 2, 3]) {
+            return 2;
+        }
+        for i in 0..100u32 {
+            let k = format!("child-{i}");
+            let v: Vec<u32> = (0..i % 20).collect();
+            m.set(k.as_str(), &v[..]).unwrap();
+        }
+        m.update("parent", |v| {
+            v.map(|mut v| {
+                v.push(4);
+                v
+            })
+        })
+        .unwrap();
+        0
+    });
+    c.join_ok("map writer");
+    assert_eq!(map.get("parent").unwrap(), Some(vec![1, 2, 3, 4]));
+    for i in 0..100u32 {
+        let k = format!("child-{i}");
+        let want: Vec<u32> = (0..i % 20).collect();
+        assert_eq!(map.get(&k).unwrap().as_ref(), Some(&want), "by String");
+        assert_eq!(map.get(k.as_str()).unwrap(), Some(want), "by &str");
+    }
+    assert_eq!(map.len(), 101);
+    assert_eq!(map.dict().verify().unwrap(), 101);
+}
+
 fn main() {
     run(
         &[
@@ -338,6 +378,10 @@ fn main() {
             ("sigkill_mid_operation_loop", sigkill_mid_operation_loop),
             ("churn_never_exhausts", churn_never_exhausts),
             ("named_open_from_child", named_open_from_child),
+            (
+                "shm_map_named_with_borrowed_keys",
+                shm_map_named_with_borrowed_keys,
+            ),
             (
                 "fork_refused_inside_dict_closures",
                 fork_refused_inside_dict_closures,

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fork, unique_name, Child};
-use shmkit::sync::LockTimedOut;
+use shmkit::sync::{BarrierWaitError, BrokenBarrierError, Lock, LockTimedOut, RLock};
 use shmkit::{
     Barrier, Condvar, Event, Mutex, Segment, Semaphore, ShmArray, ShmBox, ShmValue, SpawnError,
     TryLockError,
@@ -338,7 +338,7 @@ fn barrier_four_processes_rounds() {
     let participant = |b: &Barrier, arrived: &ShmValue<u64>, leaders: &ShmArray<u32>| {
         for r in 0..ROUNDS {
             arrived.fetch_add(1);
-            let res = b.wait();
+            let res = b.wait().expect("nobody breaks the barrier");
             // Every participant of round r arrived before anyone left it;
             // fast ones may already have arrived for round r + 1.
             let a = arrived.load();
@@ -780,6 +780,165 @@ fn array_bounded_forms_with_a_stuck_holder() {
     assert!(a.try_lock().is_ok());
 }
 
+/// A child holds a named `Lock` (opened by name) and is SIGKILLed: the
+/// parent's next `acquire` gets `OwnerDied`, then clean guards after
+/// `mark_consistent`.
+fn lock_holder_killed_next_acquirer_gets_owner_died() {
+    let name = unique_name("lock");
+    let lock = Lock::create(&name).unwrap();
+    let holding = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut child = {
+        let (name, holding) = (name.clone(), &holding);
+        fork(move || {
+            let lock = Lock::open(&name).expect("child opens the lock by name");
+            let g = lock.acquire().expect("fresh lock");
+            holding.store(1);
+            let _keep = g;
+            park_forever()
+        })
+    };
+    wait_for("the child to hold the lock", || holding.load() == 1);
+    assert_eq!(lock.owner(), Some(child.pid as u32));
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    child.kill();
+    let g = match lock.acquire() {
+        Err(died) => died.into_inner(),
+        Ok(_) => panic!("acquire after SIGKILL of the holder was clean"),
+    };
+    assert!(!lock.is_consistent());
+    g.mark_consistent();
+    g.release();
+    let g = lock.acquire().expect("clean after mark_consistent");
+    assert_eq!(lock.owner(), Some(std::process::id()));
+    drop(g);
+    assert!(!lock.is_locked());
+}
+
+/// Owner = process + thread: a forked child's main thread carries the same
+/// thread token as the parent's, yet the parent cannot re-enter the
+/// child's hold. Killed at depth 3, the child's lock is recovered by the
+/// parent at depth 1 (`OwnerDied`), and re-entered cleanly afterwards.
+fn rlock_owner_is_process_and_thread_and_recovers_from_death() {
+    let lock = RLock::anonymous().unwrap();
+    let holding = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut child = {
+        let (lock, holding) = (&lock, &holding);
+        fork(move || {
+            let a = lock.acquire().expect("fresh");
+            let b = lock.acquire().expect("re-entry by the owner");
+            let c = lock.try_acquire().expect("re-entry never blocks");
+            assert_eq!(lock.depth(), 3);
+            holding.store(1);
+            let _keep = (a, b, c);
+            park_forever()
+        })
+    };
+    wait_for("the child to hold the rlock", || holding.load() == 1);
+    assert!(!lock.is_owned_by_current_thread());
+    assert_eq!(lock.depth(), 0);
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_millis(5)),
+        Err(TryLockError::TimedOut)
+    ));
+    child.kill();
+    let outer = match lock.acquire() {
+        Err(died) => died.into_inner(),
+        Ok(_) => panic!("acquire after SIGKILL of the owner was clean"),
+    };
+    assert_eq!(
+        lock.depth(),
+        1,
+        "recovered at depth 1, not the dead owner's 3"
+    );
+    outer.mark_consistent();
+    let inner = lock.acquire().expect("re-entry after recovery");
+    assert_eq!(lock.depth(), 2);
+    drop(inner);
+    drop(outer);
+    assert!(!lock.is_locked());
+    let mut second = {
+        let lock = &lock;
+        fork(move || {
+            let g = lock.acquire().expect("consistent again");
+            assert_eq!(lock.depth(), 1);
+            drop(g);
+            0
+        })
+    };
+    second.join_ok("child taking the recovered rlock");
+}
+
+/// Two processes wait at a 4-party barrier; one of them is SIGKILLed while
+/// waiting. The survivor must not hang: it gets `BrokenBarrierError`, and
+/// so does everyone after, until `reset`.
+fn barrier_waiter_killed_breaks_it() {
+    let b = ShmBox::<Barrier>::anonymous(4).unwrap();
+    let outcome = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut survivor = {
+        let (b, outcome) = (&b, &outcome);
+        fork(move || {
+            let r = b.wait();
+            outcome.store(if r == Err(BrokenBarrierError) { 1 } else { 2 });
+            0
+        })
+    };
+    let mut victim = {
+        let b = &b;
+        fork(move || {
+            let _ = b.wait();
+            0
+        })
+    };
+    wait_for("both children to wait", || b.n_waiting() == 2);
+    wait_asleep(victim.pid, "the victim to sleep in the barrier");
+    victim.kill();
+    survivor.join_ok("surviving waiter");
+    assert_eq!(outcome.load(), 1, "the survivor got BrokenBarrierError");
+    assert!(b.is_broken());
+    assert_eq!(b.wait(), Err(BrokenBarrierError));
+    b.reset();
+    assert!(!b.is_broken());
+    // Usable again, with the dead process forgotten.
+    let mut kids: Vec<Child> = (0..3)
+        .map(|_| {
+            let b = &b;
+            fork(move || {
+                b.wait_timeout(POLL_LIMIT)
+                    .expect("a full round after reset");
+                0
+            })
+        })
+        .collect();
+    b.wait_timeout(POLL_LIMIT)
+        .expect("a full round after reset");
+    for k in &mut kids {
+        k.join_ok("participant after reset");
+    }
+}
+
+/// Python's `wait(timeout)`: the timed-out process breaks the barrier for
+/// a waiter in another process.
+fn barrier_timeout_in_one_process_breaks_the_other() {
+    let b = ShmBox::<Barrier>::anonymous(3).unwrap();
+    let outcome = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut waiter = {
+        let (b, outcome) = (&b, &outcome);
+        fork(move || {
+            let r = b.wait();
+            outcome.store(if r == Err(BrokenBarrierError) { 1 } else { 2 });
+            0
+        })
+    };
+    wait_for("the child to wait", || b.n_waiting() == 1);
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(10)),
+        Err(BarrierWaitError::TimedOut)
+    );
+    waiter.join_ok("waiter of the broken round");
+    assert_eq!(outcome.load(), 1);
+}
+
 fn main() {
     common::run(
         &[
@@ -834,6 +993,22 @@ fn main() {
             (
                 "array_bounded_forms_with_a_stuck_holder",
                 array_bounded_forms_with_a_stuck_holder,
+            ),
+            (
+                "lock_holder_killed_next_acquirer_gets_owner_died",
+                lock_holder_killed_next_acquirer_gets_owner_died,
+            ),
+            (
+                "rlock_owner_is_process_and_thread_and_recovers_from_death",
+                rlock_owner_is_process_and_thread_and_recovers_from_death,
+            ),
+            (
+                "barrier_waiter_killed_breaks_it",
+                barrier_waiter_killed_breaks_it,
+            ),
+            (
+                "barrier_timeout_in_one_process_breaks_the_other",
+                barrier_timeout_in_one_process_breaks_the_other,
             ),
         ],
         120,

@@ -21,6 +21,9 @@ pub const MAX_ENTRIES: usize = 1 << 30;
 
 /// The capacity of a [`ShmDict`](super::ShmDict), fixed when it is created.
 ///
+/// Most callers want [`DictConfig::for_entries`]: the number of entries
+/// and the largest key and value, with the arena computed.
+///
 /// The table and the arena are split evenly over `stripes` independent
 /// stripes (each with its own lock, table and arena). Each stripe's table
 /// is sized for `max_entries / stripes` keys plus a margin of four standard
@@ -59,10 +62,91 @@ impl DictConfig {
         }
     }
 
-    /// Sets the number of stripes.
+    /// Sets the number of stripes. (Call before
+    /// [`arena_for`](Self::arena_for): the arena it computes depends on
+    /// the stripe count.)
     pub fn stripes(mut self, stripes: usize) -> Self {
         self.stripes = stripes;
         self
+    }
+
+    /// A dict for `max_entries` entries whose keys are at most
+    /// `max_key_len` bytes and values at most `max_value_len` bytes, with
+    /// the arena computed (16 stripes, fewer when `max_entries` is small;
+    /// see [`arena_for`](Self::arena_for) for the guarantee).
+    ///
+    /// ```
+    /// use shmkit::{DictConfig, ShmDict};
+    ///
+    /// // Room for 1000 entries: keys up to 16 bytes, values up to 100.
+    /// let cfg = DictConfig::for_entries(1000, 16, 100)?;
+    /// let d = ShmDict::anonymous(cfg)?;
+    /// for i in 0..1000u32 {
+    ///     d.insert(format!("key-{i}").as_bytes(), &vec![7; (i % 101) as usize])?;
+    /// }
+    /// assert_eq!(d.len(), 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_entries(
+        max_entries: usize,
+        max_key_len: usize,
+        max_value_len: usize,
+    ) -> Result<Self, crate::Error> {
+        Self::new(max_entries, 0).arena_for(max_key_len, max_value_len)
+    }
+
+    /// Sets `arena_bytes` so that the arena never runs out before the
+    /// table does, for keys of at most `max_key_len` bytes and values of at
+    /// most `max_value_len` bytes, whatever the mix of sizes and the order
+    /// of inserts, replacements and removals: as long as the entries fit
+    /// the table (see the type docs), no insert fails for lack of arena.
+    ///
+    /// Each entry takes a block of `16 + round8(key) + value` bytes rounded
+    /// up to a power of two (at most `B` bytes for the maxima); free blocks
+    /// are reused by size class and never merged, so a stripe whose table
+    /// holds `L` entries (plus the one being replaced) gets `2 · (L + 1) ·
+    /// B` bytes: enough for `L + 1` live blocks of *every* class up to `B`.
+    /// When all entries have one size, [`new`](Self::new) with
+    /// `max_entries × B` bytes is tighter, with no such guarantee.
+    ///
+    /// ```
+    /// use shmkit::DictConfig;
+    ///
+    /// let cfg = DictConfig::new(64, 0).stripes(2).arena_for(8, 24)?;
+    /// assert_eq!(cfg.stripes, 2);
+    /// assert!(cfg.arena_bytes >= 2 * 64 * 64); // 64-byte blocks, doubled
+    /// assert!(DictConfig::for_entries(10, shmkit::dict::MAX_KEY_LEN + 1, 0).is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn arena_for(
+        mut self,
+        max_key_len: usize,
+        max_value_len: usize,
+    ) -> Result<Self, crate::Error> {
+        use crate::Error::InvalidArgument as Bad;
+        if max_key_len > MAX_KEY_LEN {
+            return Err(Bad("dict max_key_len above MAX_KEY_LEN"));
+        }
+        let class = super::raw::units_for(max_key_len, max_value_len)
+            .map(super::raw::class_for)
+            .filter(|&c| c <= MAX_CLASS)
+            .ok_or(Bad("dict entries too large: a block holds at most 2 GiB"))?;
+        // The table's geometry does not depend on the arena: size it with
+        // the smallest valid arena first.
+        let probe = Self {
+            arena_bytes: self.stripes.saturating_mul(2 * UNIT),
+            ..self
+        };
+        let g = Geometry::from_config(&probe)?;
+        let per_stripe_units = (g.max_load + 1)
+            .checked_mul(1usize << (class + 1))
+            .ok_or(Bad("dict size overflows"))?;
+        self.arena_bytes = per_stripe_units
+            .checked_mul(UNIT)
+            .and_then(|b| b.checked_mul(self.stripes))
+            .ok_or(Bad("dict size overflows"))?;
+        Geometry::from_config(&self)?;
+        Ok(self)
     }
 
     /// Bytes of the whole segment (header included) a dict of this
@@ -184,5 +268,21 @@ mod tests {
             .max_block_units(),
             64
         );
+    }
+
+    #[test]
+    fn arena_for_covers_every_class_per_table_slot() {
+        let cfg = DictConfig::for_entries(1000, 16, 100).unwrap();
+        assert_eq!(cfg.stripes, 16);
+        let g = Geometry::from_config(&cfg).unwrap();
+        // 16 + 16 + 100 = 132 bytes: 9 units, class 4 (16 units).
+        assert_eq!(g.arena_units, (g.max_load + 1) * 32);
+        assert!(g.max_block_units() >= 16);
+        // Out of range.
+        assert!(DictConfig::for_entries(0, 1, 1).is_err());
+        assert!(DictConfig::for_entries(10, MAX_KEY_LEN + 1, 1).is_err());
+        assert!(DictConfig::for_entries(10, 8, usize::MAX).is_err());
+        assert!(DictConfig::for_entries(10, 8, 1 << 40).is_err());
+        assert!(DictConfig::for_entries(MAX_ENTRIES, 8, 1 << 26).is_err());
     }
 }

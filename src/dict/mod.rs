@@ -46,6 +46,8 @@
 //! of `16 + round8(key) + value` bytes. Freed blocks are reused by their
 //! size class, and larger free blocks are split. An insert that does not
 //! fit fails with [`DictError::CapacityExceeded`] and changes nothing.
+//! [`DictConfig::for_entries`] sizes the arena from the entry count and
+//! the largest key and value so that it never runs out before the table.
 //!
 //! ```
 //! use shmkit::{DictConfig, ShmDict};

@@ -67,6 +67,14 @@ impl StripeHeader {
     }
 }
 
+/// Where a loom model may kill the writer: between two shared stores of
+/// a multi-step update (a no-op outside loom).
+#[inline(always)]
+fn crash_point() {
+    #[cfg(loom)]
+    crate::os::process::loom_liveness::crash_point();
+}
+
 #[inline]
 fn make_word(tag: u32, off: usize) -> u64 {
     ((tag as u64) << 32) | (off as u64 + 1)
@@ -95,14 +103,14 @@ fn round8(n: usize) -> usize {
 /// Units a block for this key and value needs, or `None` if the sizes
 /// overflow. Lengths may come from a block header in shared memory, so
 /// every step is checked.
-fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
+pub(crate) fn units_for(key_len: usize, val_len: usize) -> Option<usize> {
     let key_padded = key_len.checked_add(7)? & !7;
     let bytes = BLOCK_HEADER.checked_add(key_padded)?.checked_add(val_len)?;
     Some(bytes.div_ceil(UNIT))
 }
 
 /// Smallest class whose blocks hold `units` (at least class 1).
-fn class_for(units: usize) -> u32 {
+pub(crate) fn class_for(units: usize) -> u32 {
     units.max(2).next_power_of_two().trailing_zeros()
 }
 
@@ -589,8 +597,10 @@ impl Locked<'_> {
                 }
                 let off = self.alloc(units, bump)?;
                 self.write_block(off, key, value);
+                crash_point();
                 // Publish: one store makes the new block the entry's value.
                 self.active()[slot].store(make_word(tag_of(h), off), Ordering::Release);
+                crash_point();
                 self.free(block.off, block.class);
                 Ok(())
             }
@@ -623,11 +633,14 @@ impl Locked<'_> {
                 };
                 let off = self.alloc(units, self.bump()?)?;
                 self.write_block(off, key, value);
+                crash_point();
                 let t = self.active();
                 let was_tomb = t[slot].load(Ordering::Relaxed) != EMPTY;
                 t[slot].store(make_word(tag_of(h), off), Ordering::Release);
+                crash_point();
                 self.hdr.count.store(count as u64 + 1, Ordering::Relaxed);
                 if was_tomb {
+                    crash_point();
                     let tombs = self.hdr.tombstones.load(Ordering::Relaxed);
                     self.hdr
                         .tombstones
@@ -666,6 +679,7 @@ impl Locked<'_> {
             t[slot].store(EMPTY, Ordering::Release);
         } else {
             t[slot].store(TOMBSTONE, Ordering::Release);
+            crash_point();
             // A hint another process may have scribbled: saturate (the
             // next insert then rehashes, which recounts it from zero).
             let tombs = self.hdr.tombstones.load(Ordering::Relaxed);
@@ -673,10 +687,12 @@ impl Locked<'_> {
                 .tombstones
                 .store(tombs.saturating_add(1), Ordering::Relaxed);
         }
+        crash_point();
         let count = self.hdr.count.load(Ordering::Relaxed);
         self.hdr
             .count
             .store(count.saturating_sub(1), Ordering::Relaxed);
+        crash_point();
         self.free(block.off, block.class);
     }
 
@@ -684,6 +700,7 @@ impl Locked<'_> {
         self.wr(off, 1, key.len() as u32);
         self.wr(off, 2, value.len() as u32);
         self.wr(off, 3, 0);
+        crash_point();
         let p = self.unit_ptr(off);
         // SAFETY: `off` came from `alloc` for a class holding
         // units_for(key, value) units, inside the arena; we hold the lock.
@@ -713,7 +730,9 @@ impl Locked<'_> {
             // Header first, then the bump store: a crash in between leaves
             // the header past `bump`, where nobody looks.
             self.wr(bump, 0, c);
+            crash_point();
             self.hdr.bump.store((bump + size) as u64, Ordering::Relaxed);
+            crash_point();
             return Ok(bump);
         }
         for big in c + 1..=MAX_CLASS {
@@ -724,6 +743,7 @@ impl Locked<'_> {
                     let upper = off + (1usize << k);
                     self.wr(upper, 0, k);
                     self.push_free(upper, k);
+                    crash_point();
                     self.wr(off, 0, k);
                 }
                 return Ok(off);
@@ -742,6 +762,7 @@ impl Locked<'_> {
             return Err(DictError::Corrupt("free list points at an invalid block"));
         }
         head.store(self.rd(off, 1), Ordering::Relaxed);
+        crash_point();
         Ok(Some(off))
     }
 
@@ -754,6 +775,7 @@ impl Locked<'_> {
         // Link first, then the head: a crash in between leaks the block
         // until the next repair, which rebuilds every free list.
         self.wr(off, 1, head.load(Ordering::Relaxed));
+        crash_point();
         head.store(off as u32 + 1, Ordering::Relaxed);
     }
 
@@ -772,6 +794,7 @@ impl Locked<'_> {
         for w in dst {
             w.store(EMPTY, Ordering::Relaxed);
         }
+        crash_point();
         for w in src {
             let w = w.load(Ordering::Relaxed);
             let Some(off) = word_off(w) else { continue };
@@ -791,7 +814,9 @@ impl Locked<'_> {
                 return Err(DictError::Corrupt("more entries than table slots"));
             }
         }
+        crash_point();
         self.hdr.active.store((from ^ 1) as u64, Ordering::Release);
+        crash_point();
         self.hdr.tombstones.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -882,12 +907,14 @@ impl Locked<'_> {
         for f in &self.hdr.free {
             f.store(0, Ordering::Relaxed);
         }
+        crash_point();
         for &(off, c) in &blocks {
             if live.binary_search(&off).is_err() {
                 self.push_free(off, c);
             }
         }
         self.hdr.count.store(live.len() as u64, Ordering::Relaxed);
+        crash_point();
         self.hdr.tombstones.store(tombs as u64, Ordering::Relaxed);
         Ok(())
     }

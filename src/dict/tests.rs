@@ -363,3 +363,87 @@ fn named_open_validates_params() {
         Err(AttachError::KindMismatch { .. })
     ));
 }
+
+/// Value sizes that defeat per-class reuse: every key first gets a small
+/// value (small blocks from the bump pointer), then a largest one.
+fn small_then_large(
+    d: &ShmDict,
+    n: usize,
+    max_key: usize,
+    max_value: usize,
+) -> Result<(), DictError> {
+    let key = |i: usize| format!("{i:0width$}", width = max_key).into_bytes();
+    for i in 0..n {
+        d.insert(&key(i), &[1u8; 1])?;
+    }
+    for i in 0..n {
+        d.insert(&key(i), &vec![2u8; max_value])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn naive_arena_runs_out_where_for_entries_does_not() {
+    const N: usize = 64;
+    const KEY: usize = 8;
+    const VALUE: usize = 100;
+    // One largest block per entry (16 + 8 + 100 bytes -> 128) is not
+    // enough once small blocks have taken part of the arena.
+    let naive = heap(N, N * 128, 1);
+    assert_eq!(
+        small_then_large(&naive, N, KEY, VALUE),
+        Err(DictError::CapacityExceeded)
+    );
+    let cfg = DictConfig::new(N, 0)
+        .stripes(1)
+        .arena_for(KEY, VALUE)
+        .unwrap();
+    let sized = ShmDict::in_heap(cfg).unwrap();
+    small_then_large(&sized, N, KEY, VALUE).unwrap();
+    assert_eq!(sized.verify().unwrap(), N);
+}
+
+#[test]
+fn for_entries_never_runs_out_under_mixed_size_churn() {
+    #[cfg(miri)]
+    const ROUNDS: u64 = 2;
+    #[cfg(not(miri))]
+    const ROUNDS: u64 = 40;
+    const N: usize = 200;
+    const KEY: usize = 12;
+    const VALUE: usize = 300;
+    let d = ShmDict::in_heap(DictConfig::for_entries(N, KEY, VALUE).unwrap()).unwrap();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for round in 0..ROUNDS {
+        for _ in 0..N {
+            let id = next(N as u64);
+            let k = format!("k{id:0w$}", w = (next(KEY as u64 - 1)) as usize).into_bytes();
+            // Sizes biased to the extremes: the worst mix for the classes.
+            let len = match next(3) {
+                0 => next(4) as usize,
+                1 => VALUE - next(4) as usize,
+                _ => next(VALUE as u64 + 1) as usize,
+            };
+            let v = vec![round as u8; len];
+            if model.len() >= N && !model.contains_key(&k) {
+                let victim = model.keys().next().cloned().unwrap();
+                assert!(d.remove(&victim).unwrap().is_some());
+                model.remove(&victim);
+            }
+            d.set(&k, &v)
+                .unwrap_or_else(|e| panic!("round {round}: {} entries: {e}", model.len()));
+            model.insert(k, v);
+        }
+        assert_eq!(d.verify().unwrap(), model.len());
+    }
+    for (k, v) in &model {
+        assert_eq!(d.get(k).unwrap().as_ref(), Some(v));
+    }
+}

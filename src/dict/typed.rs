@@ -1,12 +1,15 @@
 //! [`ShmMap<K, V>`]: a typed view of a [`ShmDict`] for serde types, encoded
 //! with postcard.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{DictError, ShmDict};
+use super::{DictConfig, DictError, ShmDict};
+use crate::error::{AttachError, Error};
+use crate::segment::{OpenOptions, Segment};
 
 /// A typed map over a [`ShmDict`]: keys and values are any serde types,
 /// stored as their postcard encoding (so a key's encoding, not its `Eq`,
@@ -14,12 +17,22 @@ use super::{DictError, ShmDict};
 /// structs). Bytes that do not decode as `V` (written by a process using
 /// another type) give [`DictError::Decode`], never a panic.
 ///
-/// ```
-/// use shmkit::{DictConfig, ShmDict, ShmMap};
+/// **Borrowed keys and values.** Lookups take any `&Q` where `K:
+/// Borrow<Q>` — `&str` for `String` keys, `&[T]` for `Vec<T>`, `&T` for
+/// `Box<T>` — like `HashMap`. Identity is the encoding, so `Q` must encode
+/// exactly as the `K` it stands for; postcard encodes `str`/`String`,
+/// `[T]`/`Vec<T>` and `T`/`Box<T>` identically, and a `Borrow` pair whose
+/// serde forms differ simply finds nothing. Values stored with
+/// [`insert`](Self::insert)/[`set`](Self::set) may likewise be given as a
+/// `&W` where `V: Borrow<W>`.
 ///
-/// let map: ShmMap<String, i32> = ShmMap::new(ShmDict::anonymous(DictConfig::new(64, 8192))?);
-/// map.insert(&"number1".to_string(), &25)?;
-/// map.update(&"number1".to_string(), |v| v.map(|n| n + 5))?;
+/// ```
+/// use shmkit::{DictConfig, ShmMap};
+///
+/// let map = ShmMap::<String, i32>::anonymous(DictConfig::for_entries(64, 16, 8)?)?;
+/// map.insert("number1", &25)?;
+/// map.update("number1", |v| v.map(|n| n + 5))?;
+/// assert_eq!(map.get("number1")?, Some(30));
 /// assert_eq!(map.get(&"number1".to_string())?, Some(30));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -49,6 +62,56 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
         }
     }
 
+    /// Creates a named map (this handle owns the name and unlinks it on
+    /// drop); see [`ShmDict::create`].
+    ///
+    /// ```
+    /// use shmkit::{DictConfig, ShmMap};
+    ///
+    /// let name = format!("doc-map-{}", std::process::id());
+    /// let prices = ShmMap::<String, f64>::create(&name, DictConfig::for_entries(100, 32, 8)?)?;
+    /// let seen = ShmMap::<String, f64>::open(&name)?; // e.g. in another process
+    /// prices.set("apple", &1.25)?;
+    /// assert_eq!(seen.get("apple")?, Some(1.25));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(name: &str, config: DictConfig) -> Result<Self, Error> {
+        ShmDict::create(name, config).map(Self::new)
+    }
+
+    /// Creates an anonymous map, shared with the children this process
+    /// forks or spawns with it afterwards.
+    pub fn anonymous(config: DictConfig) -> Result<Self, Error> {
+        ShmDict::anonymous(config).map(Self::new)
+    }
+
+    /// A map in this process's heap (single-process use and tests).
+    pub fn in_heap(config: DictConfig) -> Result<Self, Error> {
+        ShmDict::in_heap(config).map(Self::new)
+    }
+
+    /// Attaches to the named map another process created (it must use the
+    /// same `K` and `V`).
+    pub fn open(name: &str) -> Result<Self, AttachError> {
+        ShmDict::open(name).map(Self::new)
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
+        ShmDict::open_with(name, opts).map(Self::new)
+    }
+
+    /// Attaches to a map in an already-mapped segment (e.g. an inherited
+    /// file descriptor).
+    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        ShmDict::from_segment(seg, opts).map(Self::new)
+    }
+
+    /// Keeps the segment's name after this (owning) handle is dropped.
+    pub fn keep(&mut self) {
+        self.dict.keep();
+    }
+
     /// The underlying byte dict.
     pub fn dict(&self) -> &ShmDict {
         &self.dict
@@ -60,7 +123,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
     }
 
     /// Inserts, returning the previous value.
-    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, DictError> {
+    pub fn insert<Q, W>(&self, key: &Q, value: &W) -> Result<Option<V>, DictError>
+    where
+        K: Borrow<Q>,
+        V: Borrow<W>,
+        Q: Serialize + ?Sized,
+        W: Serialize + ?Sized,
+    {
         let k = encode(key)?;
         let v = encode(value)?;
         self.dict.insert(&k, &v)?.map(|b| decode(&b)).transpose()
@@ -68,36 +137,58 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
 
     /// Stores `value` for `key` without decoding the previous value
     /// (Python's `d[k] = v`); returns whether the key was present.
-    pub fn set(&self, key: &K, value: &V) -> Result<bool, DictError> {
+    pub fn set<Q, W>(&self, key: &Q, value: &W) -> Result<bool, DictError>
+    where
+        K: Borrow<Q>,
+        V: Borrow<W>,
+        Q: Serialize + ?Sized,
+        W: Serialize + ?Sized,
+    {
         let k = encode(key)?;
         let v = encode(value)?;
         self.dict.set(&k, &v)
     }
 
     /// The value for `key`.
-    pub fn get(&self, key: &K) -> Result<Option<V>, DictError> {
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, DictError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let k = encode(key)?;
         self.dict.get_with(&k, decode::<V>)?.transpose()
     }
 
     /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool, DictError> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, DictError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.dict.contains_key(&encode(key)?)
     }
 
     /// Removes `key`, returning its value.
-    pub fn remove(&self, key: &K) -> Result<Option<V>, DictError> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, DictError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let k = encode(key)?;
         self.dict.remove(&k)?.map(|b| decode(&b)).transpose()
     }
 
     /// Atomic read-modify-write (see [`ShmDict::update`]). A stored value
     /// that does not decode fails with `Decode` and is left unchanged.
-    pub fn update(
+    pub fn update<Q>(
         &self,
-        key: &K,
+        key: &Q,
         f: impl FnOnce(Option<V>) -> Option<V>,
-    ) -> Result<Option<V>, DictError> {
+    ) -> Result<Option<V>, DictError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let k = encode(key)?;
         let mut err = None;
         let mut out = None;
@@ -162,5 +253,62 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
 impl<K, V> std::fmt::Debug for ShmMap<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShmMap").field("dict", &self.dict).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map<K, V>() -> ShmMap<K, V>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        ShmMap::in_heap(DictConfig::for_entries(32, 32, 32).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn postcard_encodes_borrowed_forms_like_owned_ones() {
+        assert_eq!(
+            encode("héllo").unwrap(),
+            encode(&"héllo".to_string()).unwrap()
+        );
+        assert_eq!(
+            encode(&[1u16, 2][..]).unwrap(),
+            encode(&vec![1u16, 2]).unwrap()
+        );
+        assert_eq!(encode(&7u64).unwrap(), encode(&Box::new(7u64)).unwrap());
+        let boxed: Box<str> = "k".into();
+        assert_eq!(encode("k").unwrap(), encode(&boxed).unwrap());
+    }
+
+    #[test]
+    fn string_keys_are_found_by_str_and_back() {
+        let m = map::<String, String>();
+        assert_eq!(m.insert("a", "one").unwrap(), None);
+        assert_eq!(m.get(&"a".to_string()).unwrap().as_deref(), Some("one"));
+        assert_eq!(
+            m.insert(&"b".to_string(), &"two".to_string()).unwrap(),
+            None
+        );
+        assert_eq!(m.get("b").unwrap().as_deref(), Some("two"));
+        assert!(m.contains_key("b").unwrap());
+        assert!(m.set("b", "TWO").unwrap());
+        assert_eq!(
+            m.update("b", |v| v.map(|s| s + "!")).unwrap().as_deref(),
+            Some("TWO!")
+        );
+        assert_eq!(m.remove("a").unwrap().as_deref(), Some("one"));
+        assert!(!m.contains_key(&"a".to_string()).unwrap());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn vec_keys_are_found_by_slice() {
+        let m = map::<Vec<u32>, u8>();
+        m.insert(&vec![1, 2, 3], &9).unwrap();
+        assert_eq!(m.get(&[1u32, 2, 3][..]).unwrap(), Some(9));
+        assert_eq!(m.get(&[1u32, 2][..]).unwrap(), None);
     }
 }

@@ -115,15 +115,54 @@ mod model {
 
 /// Loom model of `futex_wait`: the value check and the sleep are atomic
 /// with respect to [`wake`], exactly like the kernel's hash-bucket lock.
+///
+/// There is no time under loom. A timed wait stands for a park slice:
+/// until a simulated process dies (`os::process::loom_liveness`) it
+/// sleeps until woken, like an untimed one; from the first death on, every
+/// timed wait ends with `TimedOut` (before sleeping, or when the death
+/// wakes it) after yielding to the other threads. So a waiter that only
+/// notices a dead peer when a slice runs out is modelled with as many
+/// slices as it needs, as in a real run. Such a slice ends after the death in real
+/// time, so the waiter then also sees every store the dead process made
+/// (the death is recorded under this model's lock).
 #[cfg(loom)]
-pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<Deadline>) -> WaitOutcome {
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
+    use crate::os::process::loom_liveness;
     use crate::primitives::Ordering;
     let guard = model::TABLE.lock.lock().unwrap();
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return slice_ran_out();
+    }
     if word.load(Ordering::SeqCst) != expected {
         return WaitOutcome::ValueChanged;
     }
-    drop(model::TABLE.cond.wait(guard).unwrap());
+    let guard = model::TABLE.cond.wait(guard).unwrap();
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return slice_ran_out();
+    }
     WaitOutcome::Woken
+}
+
+/// A timed wait's slice ran out (loom model): let the others run first,
+/// as real time passing would, so a waiter re-checking a live owner
+/// after each slice does not spin the model forever.
+#[cfg(loom)]
+fn slice_ran_out() -> WaitOutcome {
+    loom::thread::yield_now();
+    WaitOutcome::TimedOut
+}
+
+/// Loom model: time passes (a simulated process died): `record` runs
+/// under the model's lock, then every sleeper wakes so that timed waits
+/// re-check for an expired slice. A wait that sees the record took the
+/// lock after it, so it also sees everything the dead process did.
+#[cfg(loom)]
+pub(crate) fn model_time_passes(record: impl FnOnce()) {
+    let _guard = model::TABLE.lock.lock().unwrap();
+    record();
+    model::TABLE.cond.notify_all();
 }
 
 /// Loom model of `futex_wake` (wakes everyone; futex users must tolerate

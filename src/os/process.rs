@@ -24,6 +24,10 @@ extern "C" fn reset_cached_pid_in_child() {
 /// ```
 #[inline]
 pub fn current_pid() -> u32 {
+    #[cfg(loom)]
+    if let Some(pid) = loom_liveness::model_pid() {
+        return pid;
+    }
     #[cfg(not(miri))]
     {
         let pid = CACHED_PID.load(StdOrdering::Relaxed);
@@ -73,6 +77,10 @@ fn cache_pid_slow() -> u32 {
 pub fn process_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
+    }
+    #[cfg(loom)]
+    if let Some(alive) = loom_liveness::alive(pid) {
+        return alive;
     }
     if pid == current_pid() {
         return true;
@@ -152,5 +160,177 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     {
         let _ = pid;
         Some(0)
+    }
+}
+
+/// Simulated processes for loom models (`cfg(loom)` only).
+///
+/// Under loom every participant is a thread of one real process, so
+/// [`process_alive`] would always answer "alive" and no recovery path
+/// (stealing a dead owner's lock, repairing a dict stripe) would ever be
+/// model-checked. A loom thread that calls [`become_process`] gets its own
+/// pid from a small model range (above any real pid), which
+/// [`current_pid`](super::current_pid) returns from then on; [`die`] marks that pid dead.
+///
+/// * [`process_alive`](super::process_alive) answers from this table for model pids, with an
+///   `Acquire` load of the death flag that [`die`] stores with `Release`:
+///   a survivor that sees a process dead also sees everything it did before
+///   dying, as a real survivor does (the kernel orders a process's exit
+///   after its last store, and the liveness syscall after the exit).
+/// * A timed futex wait stands for a park slice: from the first death on it
+///   ends with `TimedOut` after yielding to the other threads (see
+///   `os::futex`), and [`die`] wakes every sleeper so that the slices in
+///   progress "run out". A slice that ran out after a death also orders
+///   the dead process's stores before the waiter's next loads (a real
+///   slice ends later in time than the death; the model records deaths
+///   under the futex model's lock). Untimed waits never time out.
+/// * [`arm_crash`] makes the calling thread die at its n-th
+///   [`crash_point`] (placed between the shared stores of a multi-step
+///   update, e.g. a dict insert): the thread is marked dead and unwinds with
+///   a [`Crashed`] panic; guards it held see [`current_alive`] false and
+///   release nothing, so the state is exactly what the dead process left.
+///
+/// Threads that never call [`become_process`] keep the real pid and the
+/// old behaviour (always alive). Call [`become_process`] on the model's
+/// main thread first (it initialises the table there, before any thread
+/// is spawned).
+#[cfg(loom)]
+pub mod loom_liveness {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32 as StdAtomicU32, Ordering as StdOrdering};
+
+    use loom::sync::atomic::{AtomicBool, Ordering};
+
+    /// The first model pid (above `pid_max`'s limit, 2^22, so it never
+    /// equals a real pid).
+    pub const FIRST_PID: u32 = 0x4000_0000;
+    /// How many simulated processes one model may create.
+    pub const MAX_PROCESSES: usize = 8;
+
+    struct Table {
+        // Bookkeeping of the model itself, not modelled state: std atomics.
+        next: StdAtomicU32,
+        deaths: StdAtomicU32,
+        dead: [AtomicBool; MAX_PROCESSES],
+    }
+
+    loom::lazy_static! {
+        static ref TABLE: Table = Table {
+            next: StdAtomicU32::new(0),
+            deaths: StdAtomicU32::new(0),
+            dead: std::array::from_fn(|_| AtomicBool::new(false)),
+        };
+    }
+
+    loom::thread_local! {
+        static PID: Cell<u32> = Cell::new(0);
+        static CRASH_IN: Cell<Option<u32>> = Cell::new(None);
+    }
+
+    /// The panic payload of a thread that died at a [`crash_point`].
+    #[derive(Debug)]
+    pub struct Crashed;
+
+    /// Makes the calling loom thread a simulated process with a fresh pid
+    /// (returned), alive until it calls [`die`].
+    ///
+    /// # Panics
+    /// If more than [`MAX_PROCESSES`] were created in this execution.
+    pub fn become_process() -> u32 {
+        let n = TABLE.next.fetch_add(1, StdOrdering::Relaxed);
+        assert!(
+            (n as usize) < MAX_PROCESSES,
+            "a loom model may create at most {MAX_PROCESSES} simulated processes"
+        );
+        let pid = FIRST_PID + n;
+        PID.with(|p| p.set(pid));
+        pid
+    }
+
+    /// The calling thread's model pid, if it became a process.
+    pub(crate) fn model_pid() -> Option<u32> {
+        PID.with(|p| match p.get() {
+            0 => None,
+            pid => Some(pid),
+        })
+    }
+
+    fn index(pid: u32) -> Option<usize> {
+        let i = pid.checked_sub(FIRST_PID)? as usize;
+        (i < MAX_PROCESSES).then_some(i)
+    }
+
+    /// Whether model process `pid` is alive (`None`: not a model pid).
+    pub(crate) fn alive(pid: u32) -> Option<bool> {
+        let i = index(pid)?;
+        if i >= TABLE.next.load(StdOrdering::Relaxed) as usize {
+            // Never created: no such process.
+            return Some(false);
+        }
+        Some(!TABLE.dead[i].load(Ordering::Acquire))
+    }
+
+    /// Whether the calling thread is alive (false once it called [`die`]).
+    pub fn current_alive() -> bool {
+        match model_pid() {
+            None => true,
+            Some(pid) => alive(pid).unwrap_or(true),
+        }
+    }
+
+    /// Marks the calling thread's process dead (it must do nothing more
+    /// with shared state: return or unwind), and lets every timed wait in
+    /// progress run out.
+    ///
+    /// # Panics
+    /// If the calling thread never called [`become_process`].
+    pub fn die() {
+        let pid = model_pid().expect("die() needs become_process() first");
+        let i = index(pid).expect("model pids are in range");
+        TABLE.dead[i].store(true, Ordering::Release);
+        crate::os::futex::model_time_passes(|| {
+            TABLE.deaths.fetch_add(1, StdOrdering::Relaxed);
+        });
+    }
+
+    /// Called by the futex model with its lock held: whether some
+    /// simulated process has died (from then on, timed waits run out). A
+    /// caller that sees it took the lock after the death was recorded, so
+    /// it also sees everything the dead process did.
+    pub(crate) fn any_death() -> bool {
+        TABLE.deaths.load(StdOrdering::Relaxed) != 0
+    }
+
+    /// Makes the calling thread die at its `n`-th [`crash_point`] from now
+    /// (`0`: the next one).
+    pub fn arm_crash(n: u32) {
+        CRASH_IN.with(|c| c.set(Some(n)));
+    }
+
+    /// Whether an armed crash is still pending (the thread passed fewer
+    /// crash points than [`arm_crash`] asked for).
+    pub fn crash_pending() -> bool {
+        CRASH_IN.with(|c| c.get().is_some())
+    }
+
+    /// A point where a process may be killed between two shared stores.
+    /// Dies here (marks the process dead and unwinds with [`Crashed`]) if
+    /// [`arm_crash`] counted down to it.
+    pub fn crash_point() {
+        let fire = CRASH_IN.with(|c| match c.get() {
+            Some(0) => {
+                c.set(None);
+                true
+            }
+            Some(n) => {
+                c.set(Some(n - 1));
+                false
+            }
+            None => false,
+        });
+        if fire {
+            die();
+            std::panic::panic_any(Crashed);
+        }
     }
 }

@@ -90,6 +90,12 @@ impl Held {
     /// in a child that got a copy of it through `fork`).
     #[inline]
     pub(crate) fn in_owner_process(&self) -> bool {
+        // Under loom a simulated process that died (unwinding from a crash
+        // point) releases nothing, like a killed one.
+        #[cfg(loom)]
+        if !os::process::loom_liveness::current_alive() {
+            return false;
+        }
         self.pid == os::current_pid()
     }
 

@@ -1,4 +1,5 @@
-//! Process-shared synchronisation: robust locks, condition variables,
+//! Process-shared synchronisation: robust locks ([`Lock`], [`RLock`],
+//! [`Mutex`]), condition variables,
 //! semaphores, events, barriers and shared scalars/arrays.
 //!
 //! Every type here is `#[repr(C)]`, made of atomics (plus `Pod` data under
@@ -13,18 +14,24 @@ mod barrier;
 mod condvar;
 mod event;
 pub(crate) mod guard_count;
+mod lock;
 mod mutex;
 pub(crate) mod notifier;
 mod raw_mutex;
+mod rlock;
 mod semaphore;
 mod value;
 
 pub use array::{ArrayGuard, LockTimedOut, ShmArray};
-pub use barrier::{Barrier, BarrierWaitResult};
+pub use barrier::{
+    Barrier, BarrierWaitError, BarrierWaitResult, BrokenBarrierError, MAX_PARTIES, MEMBER_SLOTS,
+};
 pub use condvar::{Condvar, TimedWaitResult};
 pub use event::Event;
+pub use lock::{Lock, LockGuard};
 pub use mutex::{LockResult, Mutex, MutexGuard, OwnerDied, TryLockError};
 pub use notifier::Notifier;
 pub use raw_mutex::{Acquired, RawMutex};
+pub use rlock::{RLock, RLockGuard, RLOCK_KIND};
 pub use semaphore::{Semaphore, SemaphoreFull};
 pub use value::{AtomicNumber, AtomicValue, ShmValue};

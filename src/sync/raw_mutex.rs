@@ -274,6 +274,12 @@ impl RawMutex {
         self.flags.load(Ordering::Relaxed) & INCONSISTENT == 0
     }
 
+    /// Overwrites the state word (tests that fake a dead owner).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn force_state_for_test(&self, word: u32) {
+        self.state.store(word, Ordering::Relaxed);
+    }
+
     /// Clears the inconsistent mark after the owner-died recovery has
     /// repaired the protected data. Call while holding the lock.
     pub fn mark_consistent(&self) {
