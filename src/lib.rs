@@ -13,27 +13,59 @@
 //! `ShmDict::set_lock_timeout`) whose deadline covers the whole call. See
 //! SAFETY.md, "Bounded waits".
 //!
-//! Layers (each depends only on the ones above it):
+//! # Python `multiprocessing` → shmkit
+//!
+//! | Python | shmkit |
+//! |---|---|
+//! | `Process(target=f, args=(a,))`, `start`, `join`, `daemon` | [`Process::with_target`] / [`process::Builder`] (spawn: re-executes this binary, call [`init`] first in `main`), or [`fork`] with a closure |
+//! | a `Process` subclass overriding `run()` | `impl` [`process::Run`] + [`register_run!`] |
+//! | `Queue(n)`, `JoinableQueue(n)`, `Pipe()` | [`Queue<T>`], [`JoinableQueue<T>`], [`Pipe::duplex`] |
+//! | `Lock()`, `RLock()`, `Event()`, `Semaphore()`, `Barrier()` | [`Lock`], [`RLock`], [`Event`], [`Semaphore`], [`Barrier`] (in a [`ShmBox`] where they need a segment) |
+//! | `Value`, `Array` | [`ShmValue<T>`], [`ShmArray<T>`] |
+//! | `Manager().dict()` | [`ShmDict`] (bytes) / [`ShmMap<K, V>`] (serde), no server process |
+//! | `Pool`, `ProcessPoolExecutor` | [`Pool`], [`Executor`] (tasks registered with [`task!`]) |
+//!
+//! Everything above is in the [`prelude`]: `use shmkit::prelude::*;`.
+//!
+//! # A tour, top down
+//!
+//! ```
+//! use shmkit::prelude::*;
+//!
+//! // A typed queue of any capacity, exactly as asked (Python's Queue(3)).
+//! let q = Queue::<String>::anonymous(64, 3)?;
+//! q.put("a".to_string()).unwrap();
+//! assert_eq!(q.get().unwrap(), "a");
+//!
+//! // A plain lock; a holder that dies is recovered by the next acquirer.
+//! let lock = Lock::anonymous()?;
+//! drop(lock.acquire());
+//!
+//! // A shared dictionary, no manager process.
+//! let d = ShmMap::<String, u64>::anonymous(DictConfig::for_entries(16, 32, 8)?)?;
+//! d.insert(&"k".to_string(), &7)?;
+//! assert_eq!(d.get("k")?, Some(7));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Cross-process programs (a forked or spawned child, a pool) are in
+//! `examples/`; `cargo run --release --example tour` runs the main demo.
+//!
+//! # Layers
+//!
+//! Each depends only on the ones above it:
 //!
 //! | module | what it owns |
 //! |---|---|
 //! | [`os`] | the only code that calls the OS: shm/memfd/mmap, futex, pidfd, clocks |
-//! | [`segment`] | named and anonymous segments, the header handshake, [`ShmBox`] |
-//! | [`sync`] | robust [`Mutex`], [`Condvar`], [`Semaphore`], [`Event`], [`Barrier`], [`ShmValue`], [`ShmArray`] |
-//! | [`queue`] | SPSC byte-frame ring, MPMC queue, `JoinableQueue`, `Pipe` |
-//! | `dict` | `ShmDict`, a shared hash map |
-//! | `process` | spawn, `Process`, `Pool`, `Executor` |
+//! | [`segment`] | named and anonymous segments, the header handshake, names and lifetimes, [`ShmBox`], [`gc`] |
+//! | [`sync`] | robust [`Mutex`], [`Lock`], [`RLock`], [`Condvar`], [`Semaphore`], [`Event`], [`Barrier`], [`ShmValue`], [`ShmArray`] |
+//! | [`queue`] | SPSC byte-frame ring, MPMC queue, typed [`Queue`], [`JoinableQueue`], [`Pipe`] |
+//! | [`dict`] | [`ShmDict`], a shared hash map, and its typed [`ShmMap`] |
+//! | [`process`] | spawn, fork, [`Process`], [`Pool`], [`Executor`] |
 //!
-//! ```
-//! use shmkit::{ShmBox, Mutex};
-//!
-//! // An anonymous segment holding a robust, process-shared mutex; a forked
-//! // child would share it.
-//! let counter = ShmBox::<Mutex<u64>>::anonymous(0)?;
-//! *counter.lock().unwrap() += 1;
-//! assert_eq!(*counter.lock().unwrap(), 1);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
+//! The promise, precisely: see the top of this page and SAFETY.md.
+
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
@@ -48,10 +80,34 @@ pub mod segment;
 pub mod sync;
 
 pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
-pub use error::{AttachError, Error};
-pub use process::{current_process, ExitStatus, Process, SpawnError};
-pub use segment::{gc, Segment, ShmBox, ShmObject};
+pub use error::{AttachError, Error, UntrustedSegment};
+pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Process, SpawnError};
+pub use queue::{JoinableQueue, Pipe, Queue};
+pub use segment::{gc, OpenOptions, Segment, ShmBox, ShmObject};
 pub use sync::{
-    Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,
-    TryLockError,
+    Barrier, Condvar, Event, Lock, LockTimedOut, Mutex, MutexGuard, OwnerDied, RLock, RawMutex,
+    Semaphore, ShmArray, ShmValue, TimedWaitResult, TryLockError,
 };
+
+/// What a program reaches for first: `use shmkit::prelude::*;`.
+///
+/// ```
+/// use shmkit::prelude::*;
+///
+/// let ev = ShmBox::<Event>::anonymous(())?;
+/// ev.set();
+/// assert!(ev.is_set());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub mod prelude {
+    pub use crate::dict::{DictConfig, ShmDict, ShmMap};
+    pub use crate::process::{
+        self, current_process, fork, init, Executor, Pool, Process, Run, Shared,
+    };
+    pub use crate::queue::{JoinableQueue, Pipe, Queue};
+    pub use crate::segment::{OpenOptions, ShmBox};
+    pub use crate::sync::{
+        Barrier, Condvar, Event, Lock, Mutex, OwnerDied, RLock, Semaphore, ShmArray, ShmValue,
+    };
+    pub use crate::{AttachError, Error};
+}
