@@ -85,8 +85,9 @@ pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Proce
 pub use queue::{JoinableQueue, Pipe, Queue};
 pub use segment::{gc, OpenOptions, Segment, ShmBox, ShmObject};
 pub use sync::{
-    Barrier, Condvar, Event, Lock, LockTimedOut, Mutex, MutexGuard, OwnerDied, RLock, RawMutex,
-    Semaphore, ShmArray, ShmValue, TimedWaitResult, TryLockError,
+    Barrier, BarrierWaitError, BrokenBarrierError, Condvar, Event, Lock, LockGuard, LockTimedOut,
+    Mutex, MutexGuard, OwnerDied, RLock, RLockGuard, RawMutex, Semaphore, ShmArray, ShmValue,
+    TimedWaitResult, TryLockError,
 };
 
 /// What a program reaches for first: `use shmkit::prelude::*;`.

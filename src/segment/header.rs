@@ -156,6 +156,7 @@ impl ObjectKind {
     pub const VALUE: ObjectKind = ObjectKind(0x0106);
     pub const ARRAY: ObjectKind = ObjectKind(0x0107);
     pub const RAW_MUTEX: ObjectKind = ObjectKind(0x0108);
+    pub const RLOCK: ObjectKind = ObjectKind(0x0109);
     pub const SPSC_RING: ObjectKind = ObjectKind(0x0201);
     pub const MPMC_QUEUE: ObjectKind = ObjectKind(0x0202);
     pub const JOINABLE_QUEUE: ObjectKind = ObjectKind(0x0203);
@@ -185,6 +186,7 @@ impl ObjectKind {
             ObjectKind::VALUE => "value",
             ObjectKind::ARRAY => "array",
             ObjectKind::RAW_MUTEX => "raw-mutex",
+            ObjectKind::RLOCK => "rlock",
             ObjectKind::SPSC_RING => "spsc-ring",
             ObjectKind::MPMC_QUEUE => "mpmc-queue",
             ObjectKind::JOINABLE_QUEUE => "joinable-queue",

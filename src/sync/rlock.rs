@@ -30,7 +30,7 @@ use crate::segment::{ObjectKind, OpenOptions, Segment, ShmBox, ShmObject};
 
 /// Segment kind of an [`RLock`] (next to the other sync kinds; to become
 /// `ObjectKind::RLOCK`).
-pub const RLOCK_KIND: ObjectKind = ObjectKind(0x0109);
+pub const RLOCK_KIND: ObjectKind = ObjectKind::RLOCK;
 
 /// A token naming the calling thread within this process (never 0).
 fn thread_token() -> u64 {
