@@ -1,0 +1,127 @@
+//! Waiting for and signalling a child process of ours.
+//!
+//! A [`ChildHandle`] names one unreaped child by a pidfd where the kernel
+//! has them (Linux 5.3+): opened while the child cannot have been reaped,
+//! the pidfd refers to exactly that process even after its pid is
+//! recycled. Without pidfds it falls back to the pid, which is equally
+//! safe for an unreaped child of ours: its pid cannot be reused until we
+//! reap it.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, WaitOptions};
+
+use super::clock::Deadline;
+use super::signal::Signal;
+
+/// How a reaped child ended, as the kernel reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChildExit {
+    /// The exit code, if it exited.
+    pub(crate) code: Option<i32>,
+    /// The signal number, if a signal killed it.
+    pub(crate) signal: Option<i32>,
+}
+
+/// One child process of ours that this process may wait for and signal.
+#[derive(Debug)]
+pub(crate) struct ChildHandle {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl ChildHandle {
+    /// A handle for child `pid`, which must be a child of this process that
+    /// has not been reaped yet (so the pid cannot have been reused). Opens
+    /// a pidfd when the kernel supports it.
+    pub(crate) fn new(pid: u32) -> Self {
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        ChildHandle { pid, pidfd }
+    }
+
+    /// The pidfd (readable once the child has exited), if there is one.
+    pub(crate) fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Sends `signal` to the child. A child that has already exited (but
+    /// may not be reaped) is not an error. The caller must make sure the
+    /// child has not been reaped when only the pid is known.
+    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
+        let signal = signal.to_rustix();
+        let r = match &self.pidfd {
+            Some(fd) => rustix::process::pidfd_send_signal(fd, signal),
+            None => match i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+                Some(p) => rustix::process::kill_process(p, signal),
+                None => Ok(()),
+            },
+        };
+        match r {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sleeps until the child may have exited or `deadline` passes
+    /// (`None`: no deadline). It may return early (a signal, or a 2 ms
+    /// step without a pidfd); the caller re-checks with [`try_reap`](Self::try_reap).
+    pub(crate) fn wait_exit(&self, deadline: Option<Deadline>) {
+        match &self.pidfd {
+            // Errors and early returns are fine: the caller re-checks.
+            Some(fd) => drop(super::fd::wait_readable(fd, deadline)),
+            None => {
+                let step = Duration::from_millis(2);
+                std::thread::sleep(deadline.map_or(step, |d| d.remaining().min(step)));
+            }
+        }
+    }
+
+    /// Reaps the child if it has exited, without blocking: `Ok(None)` while
+    /// it runs. Retries on EINTR. After `Ok(Some(_))` the pid is free for
+    /// reuse: call neither this nor [`signal`](Self::signal) again.
+    pub(crate) fn try_reap(&self) -> io::Result<Option<ChildExit>> {
+        if let Some(fd) = &self.pidfd {
+            loop {
+                match rustix::process::waitid(
+                    WaitId::PidFd(fd.as_fd()),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+                ) {
+                    Ok(Some(st)) => {
+                        return Ok(Some(ChildExit {
+                            code: st.exit_status(),
+                            signal: st.terminating_signal(),
+                        }))
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(Errno::INTR) => continue,
+                    // P_PIDFD needs Linux 5.4; use the pid (still ours).
+                    Err(Errno::INVAL) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let pid = i32::try_from(self.pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        loop {
+            match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+                Ok(Some((_, st))) => {
+                    return Ok(Some(ChildExit {
+                        code: st.exit_status(),
+                        signal: st.terminating_signal(),
+                    }))
+                }
+                Ok(None) => return Ok(None),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
