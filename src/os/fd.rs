@@ -114,11 +114,17 @@ mod tests {
     #[test]
     fn cloexec_flag_can_be_cleared_and_set_again() {
         let f = memfd_cloexec("shmkit-test").unwrap();
-        assert!(rustix::io::fcntl_getfd(&f).unwrap().contains(FdFlags::CLOEXEC));
+        assert!(rustix::io::fcntl_getfd(&f)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC));
         clear_cloexec_raw(f.as_raw_fd()).unwrap();
-        assert!(!rustix::io::fcntl_getfd(&f).unwrap().contains(FdFlags::CLOEXEC));
+        assert!(!rustix::io::fcntl_getfd(&f)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC));
         set_cloexec(&f).unwrap();
-        assert!(rustix::io::fcntl_getfd(&f).unwrap().contains(FdFlags::CLOEXEC));
+        assert!(rustix::io::fcntl_getfd(&f)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC));
     }
 
     #[test]

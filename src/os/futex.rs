@@ -44,14 +44,20 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
     let ts = deadline.map(|d| {
         let t = d.to_timespec();
         futex::Timespec {
-            tv_sec: t.tv_sec as i64,
+            tv_sec: t.tv_sec as _,
             tv_nsec: t.tv_nsec as _,
         }
     });
     // FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME takes an absolute
     // CLOCK_MONOTONIC time; empty flags (no FUTEX_PRIVATE_FLAG): the word is
     // shared memory.
-    match futex::wait_bitset(word, futex::Flags::empty(), expected, ts.as_ref(), MATCH_ANY) {
+    match futex::wait_bitset(
+        word,
+        futex::Flags::empty(),
+        expected,
+        ts.as_ref(),
+        MATCH_ANY,
+    ) {
         Ok(()) => WaitOutcome::Woken,
         Err(Errno::AGAIN) => WaitOutcome::ValueChanged,
         Err(Errno::TIMEDOUT) => WaitOutcome::TimedOut,

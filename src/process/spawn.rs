@@ -487,6 +487,16 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> i32, status_pipe: File) -> i32 {
     result.unwrap_or(1)
 }
 
+/// The message of a panic payload (`&str` or `String`; anything else is
+/// `Box<dyn Any>`, as std prints it).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+}
+
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -494,12 +504,7 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             let fd = STATUS_FD.load(StdOrdering::SeqCst);
             if fd >= 0 && ENTRY_THREAD.get() == Some(&std::thread::current().id()) {
-                let payload = info.payload();
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+                let msg = panic_message(info.payload());
                 // SAFETY: `fd` is the status pipe owned by `run_guarded`'s
                 // `File`, alive while STATUS_FD is non-negative; the
                 // ManuallyDrop keeps this temporary from closing it.
