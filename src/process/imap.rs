@@ -48,7 +48,7 @@ where
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    pub(crate) fn new<A>(
+    fn new<A>(
         core: Arc<Core>,
         task: &Task<A, R>,
         iter: I,
@@ -69,6 +69,19 @@ where
             ordered,
             _r: PhantomData,
         }
+    }
+
+    /// The lazy iterator of `Pool::imap` (`ordered`) and
+    /// `Pool::imap_unordered`: about two chunks per worker in flight.
+    pub(crate) fn lazy<A>(
+        core: Arc<Core>,
+        task: &Task<A, R>,
+        iter: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
+        let prefetch = 2 * core.workers();
+        Self::new(core, task, iter, chunksize, prefetch, ordered)
     }
 
     /// Submits every chunk of `iter` now (for `Executor::map`); a

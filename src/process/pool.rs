@@ -391,7 +391,7 @@ impl Pool {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.lazy_map(task, items.into_iter(), chunksize, true)
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, true)
     }
 
     /// Like [`imap`](Pool::imap), but yields chunks as they complete.
@@ -406,25 +406,7 @@ impl Pool {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.lazy_map(task, items.into_iter(), chunksize, false)
-    }
-
-    /// `imap` (`ordered`) or `imap_unordered`: about two chunks per worker
-    /// in flight.
-    fn lazy_map<A, R, I>(
-        &self,
-        task: &Task<A, R>,
-        items: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Imap<I, R>
-    where
-        A: Serialize,
-        R: DeserializeOwned,
-        I: Iterator<Item = A>,
-    {
-        let prefetch = 2 * self.core.workers();
-        Imap::new(self.core.clone(), task, items, chunksize, prefetch, ordered)
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, false)
     }
 
     /// No more submissions; submitted work still runs.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{lock, Core, State};
+use super::{lock, Core, Outcome, State};
 use crate::process::handle::ExitStatus;
 use crate::process::task::{self, TaskError};
 use crate::queue::error::RecvTimeoutError;
@@ -105,14 +105,7 @@ impl Core {
             let clean = status == ExitStatus::Code(0);
             if id != 0 && st.dispatched.remove(&id) {
                 tracing::warn!(pid, %status, task = id, "pool worker died running a task");
-                Self::finish(
-                    &mut st,
-                    id,
-                    Err(TaskError::WorkerDied {
-                        pid,
-                        status: status.clone(),
-                    }),
-                );
+                Self::finish(&mut st, id, worker_died(pid, &status));
             } else if !clean {
                 tracing::warn!(pid, %status, "pool worker died while idle or taking a task");
                 st.suspects.push((pid, status));
@@ -169,18 +162,19 @@ impl Core {
         let lost: Vec<u64> = st.dispatched.drain().collect();
         for id in lost {
             tracing::warn!(pid, task = id, "task lost with a dead worker");
-            Self::finish(
-                &mut st,
-                id,
-                Err(TaskError::WorkerDied {
-                    pid,
-                    status: status.clone(),
-                }),
-            );
+            Self::finish(&mut st, id, worker_died(pid, &status));
         }
         st.suspects.clear();
         self.pump(&mut st);
         drop(st);
         self.cond.notify_all();
     }
+}
+
+/// The outcome of a task that was lost with worker `pid`.
+fn worker_died(pid: u32, status: &ExitStatus) -> Outcome {
+    Err(TaskError::WorkerDied {
+        pid,
+        status: status.clone(),
+    })
 }
