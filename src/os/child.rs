@@ -125,3 +125,79 @@ impl ChildHandle {
         }
     }
 }
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    fn start(script: &str) -> Child {
+        Command::new("sh").args(["-c", script]).spawn().unwrap()
+    }
+
+    /// Waits for and reaps the child (std's handle never reaps it: it is
+    /// only dropped, which neither waits nor kills).
+    fn reap(h: &ChildHandle) -> ChildExit {
+        loop {
+            if let Some(e) = h.try_reap().unwrap() {
+                return e;
+            }
+            h.wait_exit(Some(Deadline::after(Duration::from_millis(50))));
+        }
+    }
+
+    /// Both ways of naming a child: the pidfd and, as on kernels without
+    /// one, the bare pid.
+    fn handles(pid: u32, with_pidfd: bool) -> ChildHandle {
+        let h = ChildHandle::new(pid);
+        if with_pidfd {
+            h
+        } else {
+            ChildHandle { pid, pidfd: None }
+        }
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_reported() {
+        for with_pidfd in [true, false] {
+            let c = start("exit 3");
+            let h = handles(c.id(), with_pidfd);
+            assert_eq!(
+                reap(&h),
+                ChildExit {
+                    code: Some(3),
+                    signal: None
+                }
+            );
+
+            let c = start("sleep 60");
+            let h = handles(c.id(), with_pidfd);
+            assert_eq!(h.try_reap().unwrap(), None, "it is still running");
+            h.signal(Signal::Kill).unwrap();
+            let e = reap(&h);
+            assert_eq!((e.code, e.signal), (None, Some(libc::SIGKILL)));
+        }
+    }
+
+    #[test]
+    fn signalling_an_exited_unreaped_child_is_not_an_error() {
+        for with_pidfd in [true, false] {
+            let c = start("exit 0");
+            // A pidfd turns readable when the child exits, before anyone
+            // reaps it.
+            let probe = ChildHandle::new(c.id());
+            let fd = probe.pidfd().expect("this kernel has pidfds");
+            assert!(crate::os::fd::wait_readable(fd, None).unwrap());
+            let h = handles(c.id(), with_pidfd);
+            h.signal(Signal::Terminate).unwrap();
+            assert_eq!(
+                reap(&h),
+                ChildExit {
+                    code: Some(0),
+                    signal: None
+                },
+                "it had exited by itself"
+            );
+        }
+    }
+}

@@ -150,12 +150,16 @@ mod tests {
         let mut w = File::from(w);
         w.write_all(b"x").unwrap();
         assert!(wait_readable(&r, None).unwrap());
-        drop(w);
         let mut r = File::from(r);
-        let mut buf = Vec::new();
-        r.read_to_end(&mut buf).unwrap();
-        assert_eq!(buf, b"x");
-        // Hung up and drained: still "ready" (a read returns EOF at once).
-        assert!(wait_readable(&r, Some(soon)).unwrap());
+        let mut byte = [0u8; 1];
+        r.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        // Drained: not readable until the write end is gone, then "ready"
+        // (a read returns EOF at once). No deadline on the second wait: a
+        // child another test forks holds a copy until it execs.
+        assert!(!wait_readable(&r, Some(soon)).unwrap());
+        drop(w);
+        assert!(wait_readable(&r, None).unwrap());
+        assert_eq!(r.read(&mut byte).unwrap(), 0);
     }
 }

@@ -58,17 +58,43 @@ pub(crate) fn die_with_parent(parent: u32, exit_code: i32) {
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
 
     #[test]
     fn thread_count_sees_a_new_thread() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let before = thread_count().unwrap();
-        assert!(before >= 1);
+        assert!(thread_count().unwrap() >= 1);
         let t = std::thread::spawn(move || rx.recv());
         // Other tests may start and end threads meanwhile; ours is alive
         // until it is joined, so the count includes it.
         assert!(thread_count().unwrap() >= 2);
         drop(tx);
         let _ = t.join();
+    }
+
+    /// Runs `true` in a child that first calls `die_with_parent(parent, 71)`
+    /// between fork and exec; returns the child's exit code.
+    fn exit_code_with_parent(parent: u32) -> Option<i32> {
+        let mut cmd = Command::new("true");
+        // SAFETY: the hook only calls `die_with_parent`, which is
+        // async-signal-safe and allocation-free.
+        unsafe {
+            cmd.pre_exec(move || {
+                die_with_parent(parent, 71);
+                Ok(())
+            });
+        }
+        cmd.status().unwrap().code()
+    }
+
+    #[test]
+    fn die_with_parent_exits_at_once_when_the_parent_is_not_the_one_named() {
+        // The child's parent is this process: it runs on to exec `true`.
+        assert_eq!(exit_code_with_parent(std::process::id()), Some(0));
+        // A parent pid that is not its parent is what a child sees when its
+        // parent died before the death signal was set: it exits with the
+        // code given, without running `true`.
+        assert_eq!(exit_code_with_parent(1), Some(71));
     }
 }
