@@ -35,9 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let initial_value = 100;
     let name = format!("shmkit-example-queue-{}", std::process::id());
     let queue = Queue::<i64>::create(&name, 16, 4)?; // unlinked on drop
-                                                     // The parent counts as a sender, so the task that comes second waits
-                                                     // for the first one's put instead of seeing a queue nobody can feed.
-    let _keep_connected = queue.as_mpmc().sender()?;
     queue.put(initial_value).map_err(|e| e.to_string())?;
     {
         let executor = Executor::new(3)?;

@@ -12,8 +12,7 @@ use shmkit::queue::JoinableQueue;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // TODO(capacity): the seed's JoinableQueue(30); 32 until MPMC accepts any capacity.
-    let q = JoinableQueue::<String>::anonymous(64, 32)?;
+    let q = JoinableQueue::<String>::anonymous(64, 30)?;
 
     let producer = {
         let q = q.clone();

@@ -24,14 +24,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut end0, mut end1) = Pipe::duplex()?;
     let p1: Process = process::fork(|| proc1(&mut end0))?;
     let p2: Process = process::fork(|| proc2(&mut end1))?;
-    // The parent does not use either end: as in Python, it lets go of its
-    // copies, so each child's exit reads as end-of-file to the other.
-    drop((end0, end1));
+    // The parent does not use either end; like the seed's parent, which
+    // keeps `pipe` alive until it exits, it holds its copies until both
+    // children are joined. (Dropping them right after the forks could read
+    // as end-of-file to a child whose peer has not used its end yet: see
+    // "Ownership across fork" in the pipe module docs.)
     for p in [&p1, &p2] {
         let status = p.join()?;
         if !status.success() {
             return Err(format!("{} failed: {status}", p.name()).into());
         }
     }
+    drop((end0, end1));
     Ok(())
 }

@@ -28,9 +28,9 @@ shmkit::task! {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
     let name = format!("shmkit-example-poolq-{}", std::process::id());
-    let queue = Queue::<String>::create(&name, 64, 8)?;
-    // Counts as a sender, so the consumer never sees a queue without one.
-    let _keep_connected = queue.as_mpmc().sender()?;
+    // Created (and held) by the parent: the consumer's get() waits for
+    // the producer's put even if it runs first.
+    let _queue = Queue::<String>::create(&name, 64, 8)?;
     let pool = Pool::new(2)?;
     let p = pool.apply_async(&PRODUCER, name.clone())?;
     let c = pool.apply_async(&CONSUMER, name.clone())?;

@@ -43,9 +43,7 @@ fn start_b(msg_queue: &Queue<String>) -> Result<(), String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // TODO(capacity): the seed's Queue(5); 8 until MPMC accepts any capacity.
-    let msg_queue = Queue::<String>::anonymous(64, 8)?;
-    let _keep_connected = msg_queue.as_mpmc().sender()?;
+    let msg_queue = Queue::<String>::anonymous(64, 5)?;
     let process_a: Process = process::fork(|| start_a(&msg_queue))?;
     let process_b: Process = process::fork(|| start_b(&msg_queue))?;
     println!("processA start..");

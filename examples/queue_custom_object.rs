@@ -37,9 +37,6 @@ impl MyFancyClass {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
     let queue = Queue::<MyFancyClass>::anonymous(256, 16)?;
-    // Registered before the child starts, so its get() waits for the put
-    // even if it runs first (see the queue's disconnection rule).
-    let _keep_connected = queue.as_mpmc().sender()?;
     let p = process::fork(|| -> Result<(), String> {
         let obj = queue.get().map_err(|e| e.to_string())?;
         obj.do_something();

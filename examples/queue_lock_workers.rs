@@ -14,8 +14,7 @@ use shmkit::{Mutex, ShmBox};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // TODO(capacity): the seed's Queue(3); 4 until MPMC accepts any capacity.
-    let queue = Queue::<String>::anonymous(128, 4)?;
+    let queue = Queue::<String>::anonymous(128, 3)?;
     // shmkit queues report `Disconnected` once every process on the other
     // side has gone. Here input and output processes come and go one by
     // one, so the parent holds one endpoint of each side: a sender until

@@ -11,7 +11,7 @@ use shmkit::queue::{GetError, Queue, SendTimeoutError, TrySendError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // Python's Queue(4): capacities are powers of two here.
+    // Python's Queue(4): exactly four messages fit.
     let q = Queue::<String>::anonymous(64, 4)?;
     for i in 0..4 {
         q.put(format!("msg {i}")).map_err(|e| e.to_string())?;

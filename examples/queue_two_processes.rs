@@ -13,11 +13,7 @@ use shmkit::queue::Queue;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // TODO(capacity): the seed's Queue(10); 16 until MPMC accepts any capacity.
-    let queue = Queue::<String>::anonymous(64, 16)?;
-    // A sender held by the parent, so the consumer's get() waits for the
-    // producer even if it runs first (see the queue's disconnection rule).
-    let _keep_connected = queue.as_mpmc().sender()?;
+    let queue = Queue::<String>::anonymous(64, 10)?;
 
     let my_producer = process::fork(|| -> Result<(), String> {
         queue.put("a".to_owned()).map_err(|e| e.to_string())?;

@@ -32,8 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let thread_list = ["Thread-1", "Thread-2", "Thread-3"];
     let name_list = ["One", "Two", "Three", "Four", "Five"];
     let queue_lock = Arc::new(Mutex::new(()));
-    // TODO(capacity): the seed's Queue.Queue(10); 16 until MPMC accepts any capacity.
-    let work_queue = Queue::<String>::in_process(64, 16)?;
+    let work_queue = Queue::<String>::in_process(64, 10)?;
     // Create new threads
     let mut threads = Vec::new();
     for t_name in thread_list {

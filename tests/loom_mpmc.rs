@@ -1,37 +1,49 @@
 //! Loom models of the MPMC queue: exactly-once delivery with contention on
-//! both ends at capacity 2 (so positions wrap), and the park/wake protocol
-//! (a lost wake-up shows up as a deadlock in the model).
+//! both ends at capacity 2 (so positions wrap), at capacity 3 (not a power
+//! of two: positions skip from 2 to 4, the lap of 4), and the park/wake
+//! protocol (a lost wake-up shows up as a deadlock in the model).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --test loom_mpmc`
 #![cfg(loom)]
 
 use loom::thread;
-use shmkit::queue::{MpmcQueue, RecvError, TryRecvError};
+use shmkit::queue::{MpmcQueue, RecvError, TryRecvError, TrySendError};
 
 fn recv_u8(rx: &shmkit::queue::MpmcReceiver) -> Result<u8, RecvError> {
     rx.recv_with(|m| m[0])
 }
 
+/// Two producers race to send one value each while a consumer takes
+/// them; `warm_up` values go through first, so the race starts at that
+/// position: every value arrives exactly once.
+fn two_producers_one_consumer(capacity: usize, warm_up: u8) {
+    let q = MpmcQueue::in_process(1, capacity).unwrap();
+    let rx = q.receiver().unwrap();
+    let warm = q.sender().unwrap();
+    for _ in 0..warm_up {
+        warm.try_send(&[0]).unwrap();
+        assert_eq!(recv_u8(&rx), Ok(0));
+    }
+    drop(warm);
+    // Register both senders before either can finish and leave.
+    let txs = [(1u8, q.sender().unwrap()), (2u8, q.sender().unwrap())];
+    let producers: Vec<_> = txs
+        .into_iter()
+        .map(|(v, tx)| thread::spawn(move || tx.send(&[v]).unwrap()))
+        .collect();
+    let mut got = vec![recv_u8(&rx).unwrap(), recv_u8(&rx).unwrap()];
+    for p in producers {
+        p.join().unwrap();
+    }
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
+}
+
 #[test]
 fn loom_two_producers_one_consumer() {
-    loom::model(|| {
-        let q = MpmcQueue::in_process(1, 2).unwrap();
-        let rx = q.receiver().unwrap();
-        // Register both senders before either can finish and leave.
-        let txs = [(1u8, q.sender().unwrap()), (2u8, q.sender().unwrap())];
-        let producers: Vec<_> = txs
-            .into_iter()
-            .map(|(v, tx)| thread::spawn(move || tx.send(&[v]).unwrap()))
-            .collect();
-        let mut got = vec![recv_u8(&rx).unwrap(), recv_u8(&rx).unwrap()];
-        for p in producers {
-            p.join().unwrap();
-        }
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
-        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
-    });
+    loom::model(|| two_producers_one_consumer(2, 0));
 }
 
 #[test]
@@ -84,4 +96,37 @@ fn loom_blocked_sender_is_woken() {
         assert_eq!(recv_u8(&rx), Ok(2));
         assert_eq!(recv_u8(&rx), Ok(3));
     });
+}
+
+/// Capacity 3: exactly 3 messages fit; a blocked sender is woken by
+/// receives, and 5 values go through in order across the lap gap
+/// (positions 0, 1, 2, 4, 5).
+#[test]
+fn loom_capacity_three_in_order() {
+    loom::model(|| {
+        let q = MpmcQueue::in_process(1, 3).unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        for v in 1..=3u8 {
+            tx.try_send(&[v]).unwrap();
+        }
+        assert!(matches!(tx.try_send(&[9]), Err(TrySendError::Full(_))));
+        let t = thread::spawn(move || {
+            for v in 4..=5u8 {
+                tx.send(&[v]).unwrap();
+            }
+        });
+        let got: Vec<u8> = (0..5).map(|_| recv_u8(&rx).unwrap()).collect();
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        t.join().unwrap();
+        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Capacity 3 with two producers racing for the slots around the lap gap
+/// (after two values, head and tail are at position 2, so the race is for
+/// positions 2 and 4) and a consumer: every value exactly once.
+#[test]
+fn loom_capacity_three_two_producers() {
+    loom::model(|| two_producers_one_consumer(3, 2));
 }

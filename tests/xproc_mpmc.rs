@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{fork, run, unique_name, Exit, Rng};
 use serde::{Deserialize, Serialize};
 use shmkit::queue::{
-    GetError, JoinableQueue, MpmcQueue, Queue, RecvError, SendError, TryRecvError,
+    GetError, JoinableQueue, MpmcQueue, Queue, RecvError, RecvTimeoutError, SendError,
+    TryRecvError, TrySendError,
 };
 use shmkit::{ShmArray, ShmBox, ShmValue};
 
@@ -374,8 +375,109 @@ fn typed_queue_across_processes() {
     // Attach checks: wrong kind and wrong Pod size are refused.
     assert!(JoinableQueue::<Job>::open(&name).is_err());
     assert!(Queue::<u32, shmkit::queue::PodCodec>::open(&name2).is_err());
+    // The parent created `back`, so it could still send: not
+    // disconnected until it closes it.
+    assert_eq!(back.get_nowait(), Err(GetError::Empty));
+    back.close();
     assert_eq!(back.get_nowait(), Err(GetError::Disconnected));
     let _ = TryRecvError::Empty;
+}
+
+/// The registry's rule 3 for MPMC queues, raw and typed: a receiver of a
+/// named queue whose creator dies (exits, or is SIGKILLed) before any
+/// sender registered gets `Disconnected` instead of hanging; while the
+/// creator lives it waits.
+fn creator_dies_before_first_send() {
+    for (typed, kill) in [(false, false), (false, true), (true, false), (true, true)] {
+        let name = unique_name("mpmc-creator");
+        let state = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+        let mut creator = fork(|| {
+            let _raw;
+            let _typed;
+            if typed {
+                _typed = Queue::<u64>::create(&name, 16, 3).unwrap();
+            } else {
+                _raw = MpmcQueue::create(&name, 16, 3).unwrap();
+            }
+            state.store(1); // created
+            while state.load() != 2 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if kill {
+                // SAFETY: raising a signal on ourselves.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            // Exit without unlinking (the parent cleans up).
+            0
+        });
+        common::wait_until(LONG, "queue created", || state.load() == 1);
+        if typed {
+            let q = Queue::<u64>::open(&name).unwrap();
+            assert_eq!(
+                q.get_timeout(Duration::from_millis(30)),
+                Err(GetError::Timeout),
+                "the creator is alive and could still send"
+            );
+            state.store(2);
+            assert_eq!(q.get(), Err(GetError::Disconnected));
+        } else {
+            let rx = MpmcQueue::open(&name).unwrap().receiver().unwrap();
+            let mut buf = Vec::new();
+            assert_eq!(
+                rx.recv_timeout(&mut buf, Duration::from_millis(30)),
+                Err(RecvTimeoutError::Timeout),
+                "the creator is alive and could still send"
+            );
+            state.store(2);
+            assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+        }
+        let want = if kill { Exit::Signal(9) } else { Exit::Code(0) };
+        assert_eq!(creator.wait(LONG, "creator"), want);
+        let _ = shmkit::Segment::unlink(&name);
+    }
+}
+
+/// Issue 14's `get()` while a live process could still send: producers
+/// forked with clones of the parent's typed queue come and go one by one;
+/// the parent's `get()` between one producer's exit and the next one's
+/// first `put()` blocks (it returned `Disconnected` before the creating
+/// handle counted as a sender), and a queue of capacity 3 holds exactly 3.
+fn typed_get_blocks_between_producers() {
+    let q = Queue::<u64>::anonymous(16, 3).unwrap();
+    let go = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+    let mut first = {
+        let q = q.clone();
+        fork(move || {
+            for v in 1..=3 {
+                q.put_nowait(v).unwrap();
+            }
+            // Exactly three fit.
+            assert!(matches!(q.put_nowait(4), Err(TrySendError::Full(4))));
+            0
+        })
+    };
+    let mut second = {
+        let (q, go) = (q.clone(), &go);
+        fork(move || {
+            while go.load() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            q.put(4).unwrap();
+            0
+        })
+    };
+    first.join_ok("first producer");
+    for v in 1..=3 {
+        assert_eq!(q.get(), Ok(v));
+    }
+    // The first producer is gone and the second has not sent yet.
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(50)),
+        Err(GetError::Timeout)
+    );
+    go.store(1);
+    assert_eq!(q.get_timeout(LONG), Ok(4));
+    second.join_ok("second producer");
 }
 
 fn main() {
@@ -393,6 +495,14 @@ fn main() {
                 joinable_join_across_processes,
             ),
             ("typed_queue_across_processes", typed_queue_across_processes),
+            (
+                "creator_dies_before_first_send",
+                creator_dies_before_first_send,
+            ),
+            (
+                "typed_get_blocks_between_producers",
+                typed_get_blocks_between_producers,
+            ),
         ],
         120,
     );

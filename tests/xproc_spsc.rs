@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fork, run, unique_name, Exit, Rng};
-use shmkit::queue::{Pipe, RecvError, SpscRing, TryRecvError};
+use shmkit::queue::{Pipe, RecvError, RecvTimeoutError, SendTimeoutError, SpscRing, TryRecvError};
 use shmkit::{ShmBox, ShmValue};
 
 fn stress() -> bool {
@@ -294,9 +294,9 @@ fn consumer_killed_mid_pop() {
 
 fn pipe_ping_pong_and_eof() {
     let rounds = 10_000u32;
-    let (mut parent_end, child_end) = Pipe::duplex().unwrap();
-    let mut child = fork(move || {
-        let mut c = child_end;
+    let (mut parent_end, mut child_end) = Pipe::duplex().unwrap();
+    let mut child = fork(|| {
+        let c = &mut child_end;
         loop {
             match c.recv() {
                 Ok(m) if m == b"stop" => break,
@@ -310,12 +310,15 @@ fn pipe_ping_pong_and_eof() {
         c.send_value(&("bye".to_string(), 42u64)).unwrap();
         0
     });
-    // `child_end` was moved into the closure, which in the parent is
-    // dropped unused when `fork` returns: that must not end the pipe.
+    // The parent keeps its copy of the child's end until the child has
+    // used it (the first answer proves that); dropping it then must not
+    // end the pipe: the end belongs to the child now.
+    let mut child_end = Some(child_end);
     for i in 0..rounds {
         parent_end.send(&i.to_le_bytes()).unwrap();
         let r = parent_end.recv().unwrap();
         assert_eq!(u32::from_le_bytes(r[..4].try_into().unwrap()), i + 1);
+        drop(child_end.take());
     }
     parent_end.send(b"stop").unwrap();
     let v: (String, u64) = parent_end.recv_value().unwrap();
@@ -367,6 +370,99 @@ fn named_pipe_between_processes() {
     assert_eq!(a.recv(), Err(RecvError::Disconnected));
 }
 
+/// Pushes one frame, runs `spawn_unrelated` (a fork or spawn that never
+/// touches the ring), drops the producer: the consumer must see the frame,
+/// then `Disconnected`. With the old fork-generation scheme any fork since
+/// the producer's last use kept its registration alive, and the consumer
+/// timed out instead (a blocking pop hung while the parent lived).
+fn drop_after_unrelated_fork(spawn_unrelated: impl FnOnce()) {
+    let ring = SpscRing::anonymous(1024).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    tx.push(b"before").unwrap();
+    spawn_unrelated();
+    drop(tx);
+    let mut buf = Vec::new();
+    rx.pop(&mut buf).unwrap();
+    assert_eq!(buf, b"before");
+    assert_eq!(
+        rx.pop_timeout(&mut buf, Duration::from_secs(20)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    // And the other way round: a dropped consumer after a fork.
+    let ring = SpscRing::anonymous(64).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let rx = ring.consumer().unwrap();
+    while tx.try_push(&[1; 20]).is_ok() {}
+    let _ = fork(|| 0).wait(Duration::from_secs(60), "unrelated child");
+    drop(rx);
+    assert!(matches!(
+        tx.push_timeout(&[2; 20], Duration::from_secs(20)),
+        Err(SendTimeoutError::Disconnected(_))
+    ));
+}
+
+fn drop_after_fork_disconnects() {
+    drop_after_unrelated_fork(|| {
+        let mut child = fork(|| 0);
+        assert_eq!(
+            child.wait(Duration::from_secs(60), "unrelated child"),
+            Exit::Code(0)
+        );
+    });
+}
+
+fn drop_after_spawn_disconnects() {
+    drop_after_unrelated_fork(|| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("true");
+        // A pre_exec hook makes std fork (and run the atfork handlers)
+        // instead of using posix_spawn, as shmkit's own spawn does.
+        // SAFETY: the hook does nothing, which is async-signal-safe.
+        unsafe { cmd.pre_exec(|| Ok(())) };
+        assert!(cmd.status().unwrap().success());
+    });
+}
+
+/// The registry's rule 3: a consumer of a named ring whose creator dies
+/// (exits, or is SIGKILLed) before any producer registered gets
+/// `Disconnected` instead of hanging; while the creator lives it waits.
+fn creator_dies_before_first_push() {
+    for kill in [false, true] {
+        let name = unique_name("spsc-creator");
+        let state = ShmBox::<ShmValue<u32>>::anonymous(0).unwrap();
+        let mut creator = fork(|| {
+            let _ring = SpscRing::create(&name, 256).unwrap();
+            state.store(1); // created
+            while state.load() != 2 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if kill {
+                // SAFETY: raising a signal on ourselves.
+                unsafe { libc::raise(libc::SIGKILL) };
+            }
+            // Exit without unlinking (the parent cleans up).
+            0
+        });
+        common::wait_until(Duration::from_secs(60), "ring created", || {
+            state.load() == 1
+        });
+        let ring = SpscRing::open(&name).unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            rx.pop_timeout(&mut buf, Duration::from_millis(30)),
+            Err(RecvTimeoutError::Timeout),
+            "the creator is alive and could still hand the ring on"
+        );
+        state.store(2);
+        assert_eq!(rx.pop(&mut buf), Err(RecvError::Disconnected));
+        let want = if kill { Exit::Signal(9) } else { Exit::Code(0) };
+        assert_eq!(creator.wait(Duration::from_secs(60), "creator"), want);
+        let _ = shmkit::Segment::unlink(&name);
+    }
+}
+
 fn main() {
     run(
         &[
@@ -387,6 +483,12 @@ fn main() {
                 pipe_eof_when_child_dies_without_sending,
             ),
             ("named_pipe_between_processes", named_pipe_between_processes),
+            ("drop_after_fork_disconnects", drop_after_fork_disconnects),
+            ("drop_after_spawn_disconnects", drop_after_spawn_disconnects),
+            (
+                "creator_dies_before_first_push",
+                creator_dies_before_first_push,
+            ),
         ],
         if stress() { 1800 } else { 300 },
     );

@@ -80,8 +80,8 @@ impl<T, C> Clone for JoinableQueue<T, C> {
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
-    /// Creates a named queue of `capacity` slots (a power of two) holding
-    /// encodings of at most `max_encoded_size` bytes.
+    /// Creates a named queue of `capacity` slots (any number from 1 to
+    /// 2^24) holding encodings of at most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
         Self::make(Some(name), max_encoded_size, capacity)
     }
@@ -116,9 +116,11 @@ impl<T, C> JoinableQueue<T, C> {
         Ok(Self::wrap(q))
     }
 
+    /// Wraps a queue this process just created (registered on both sides
+    /// now, as a typed [`Queue`]'s creator handle is).
     fn wrap(q: MpmcQueue) -> Self {
         JoinableQueue {
-            queue: Queue::from_mpmc_unchecked(q),
+            queue: Queue::from_new_mpmc(q),
         }
     }
 
@@ -278,6 +280,22 @@ mod tests {
         });
         assert_eq!(q.unfinished(), 0);
         assert_eq!(q.task_done(), Err(TaskDoneError));
+        assert!(q.join_timeout(Duration::ZERO));
+    }
+
+    /// `JoinableQueue(30)` holds exactly 30 tasks.
+    #[test]
+    fn any_capacity() {
+        let q = JoinableQueue::<u32>::in_process(8, 30).unwrap();
+        for i in 0..30 {
+            q.put_nowait(i).unwrap();
+        }
+        assert!(matches!(q.put_nowait(30), Err(TrySendError::Full(30))));
+        assert_eq!(q.unfinished(), 30, "the refused put was not counted");
+        for i in 0..30 {
+            assert_eq!(q.get(), Ok(i));
+            q.task_done().unwrap();
+        }
         assert!(q.join_timeout(Duration::ZERO));
     }
 }

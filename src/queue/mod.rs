@@ -5,11 +5,17 @@
 //! * `JoinableQueue`, `Pipe`, and typed wrappers on top.
 //!
 //! Shared pieces live here: the error types ([`error`]) and the endpoint
-//! registry ([`peers`]) that turns a dead peer into `Disconnected`.
+//! registry (`peers`, internal) that turns a closed or dead peer into
+//! `Disconnected` by one rule for every queue: a blocked receive returns
+//! `Disconnected` (after draining) when the sending side was explicitly
+//! closed, or has had registered senders and none is alive now, or never
+//! had one and the process that created the queue is dead; the same with
+//! the sides swapped for a blocked send.
 
 pub mod error;
 pub mod joinable;
 pub mod mpmc;
+#[doc(hidden)]
 pub mod peers;
 pub mod pipe;
 pub mod spsc;
@@ -20,7 +26,7 @@ pub use error::{
 };
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
-pub use peers::{PeerSlot, PeerTable, PeerTableHeader, PeersFull};
+pub use peers::PeersFull;
 pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
 pub use spsc::{
     Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,

@@ -6,12 +6,16 @@
 //! After a fork both processes hold copies of both [`Connection`]s. An end
 //! belongs to the process that uses it: the first `send`/`recv`/`poll` on a
 //! connection in a forked child takes both of its rings' roles over from
-//! the parent. As in Python, the parent should drop the end it handed to
-//! the child; a drop in a process that forked since it last used the end
-//! keeps the registration (a child may not have used it yet), so the other
-//! side never sees a spurious end-of-file. `recv` returns
-//! [`RecvError::Disconnected`] (end-of-file) once the other end was dropped,
-//! closed, or its process exited, and every message it sent was received.
+//! the parent (the check is a comparison of cached pids, no syscall).
+//! Dropping an end gives it up only in the process that holds it, so the
+//! parent's copy of the child's end, dropped after the child has used it,
+//! changes nothing, and a child that exits without using an inherited end
+//! gives up nothing. Drop the parent's copy of the child's end only once
+//! the child has used it (e.g. after the first message came back): until
+//! then that end is the parent's, and dropping it may read as end-of-file
+//! on the other side. `recv` returns [`RecvError::Disconnected`]
+//! (end-of-file) once the other end was dropped, closed, or its process
+//! exited, and every message it sent was received.
 
 use std::time::Duration;
 

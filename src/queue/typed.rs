@@ -15,10 +15,25 @@
 //!   message (slot size = `size_of::<T>()`), no serialisation at all.
 //!   [`PodQueue<T>`] names this form.
 //!
-//! A `Queue` handle registers as a sender on its first send and as a
-//! receiver on its first receive (per process; a handle inherited over
-//! `fork` registers the child on first use), so a process that only reads
-//! never keeps the queue "connected" for the readers.
+//! # Who keeps a queue connected
+//!
+//! Python's `get()` blocks while anyone could still `put()`. Here the
+//! endpoint registry decides (see [`queue`](crate::queue)): a receive
+//! returns `Disconnected` once the sending side was closed, or all its
+//! registered processes are gone, or it never had one and the creator is
+//! dead. So that a live process that could still send keeps the queue
+//! connected, the handle made by `create`/`anonymous`/`in_process`, and
+//! every clone of it, registers as a sender *and* a receiver right away:
+//! the creating process, and every child that inherits such a handle over
+//! `fork` (it counts as its parent until its first use), keeps both sides
+//! connected while it lives. `get()` before the first `put()` therefore
+//! blocks, and so does a `get()` between one producer's exit and the next
+//! one's first `put()`. A handle made by `open`/`from_segment`/`from_mpmc`
+//! (another process attaching) registers lazily, as a sender on its first
+//! send and a receiver on its first receive, so a process that only reads
+//! does not keep the queue connected for the readers, and sees
+//! `Disconnected` once every writer and the creator are gone. `close()`
+//! disconnects both sides for everyone.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -203,44 +218,60 @@ impl<T, C> std::fmt::Debug for Queue<T, C> {
 }
 
 impl<T, C> Clone for Queue<T, C> {
-    /// Another handle to the same queue (registers on its own first use).
+    /// Another handle to the same queue. It registers now on each side
+    /// this handle is registered on (a new registration of the calling
+    /// process), and lazily on the others.
     fn clone(&self) -> Self {
-        Self::from_mpmc_unchecked(self.queue.clone())
+        fn again<E: Clone>(cell: &OnceLock<Result<E, ()>>) -> OnceLock<Result<E, ()>> {
+            match cell.get() {
+                Some(Ok(e)) => OnceLock::from(Ok(e.clone())),
+                _ => OnceLock::new(),
+            }
+        }
+        Queue {
+            queue: self.queue.clone(),
+            tx: again(&self.tx),
+            rx: again(&self.rx),
+            _t: PhantomData,
+            _c: PhantomData,
+        }
     }
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
-    /// Creates a named queue of `capacity` slots (a power of two) holding
-    /// encodings of at most `max_encoded_size` bytes.
+    /// Creates a named queue of `capacity` slots (any number from 1 to
+    /// 2^24: it holds exactly that many values) holding encodings of at
+    /// most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::create(name, max_encoded_size, capacity).map(Self::from_new_mpmc)
     }
 
     /// Creates an anonymous queue (shared with children forked afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::anonymous(max_encoded_size, capacity).map(Self::from_new_mpmc)
     }
 
     /// A queue for threads of one process (heap memory).
     pub fn in_process(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::in_process(max_encoded_size, capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::in_process(max_encoded_size, capacity).map(Self::from_new_mpmc)
     }
 }
 
 impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
-    /// Creates a named queue of `capacity` slots of `size_of::<T>()` bytes.
+    /// Creates a named queue of `capacity` slots (any number from 1 to
+    /// 2^24) of `size_of::<T>()` bytes.
     pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::create(name, Self::pod_slot(), capacity).map(Self::from_new_mpmc)
     }
 
     /// Creates an anonymous queue (shared with children forked afterwards).
     pub fn anonymous(capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::anonymous(Self::pod_slot(), capacity).map(Self::from_new_mpmc)
     }
 
     /// A queue for threads of one process (heap memory).
     pub fn in_process(capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::in_process(Self::pod_slot(), capacity).map(Self::from_mpmc_unchecked)
+        MpmcQueue::in_process(Self::pod_slot(), capacity).map(Self::from_new_mpmc)
     }
 
     fn pod_slot() -> usize {
@@ -276,6 +307,21 @@ impl<T, C: Codec<T>> Queue<T, C> {
 }
 
 impl<T, C> Queue<T, C> {
+    /// Wraps a queue this process just created: registers on both sides
+    /// now (see "Who keeps a queue connected" in the module docs).
+    pub(crate) fn from_new_mpmc(queue: MpmcQueue) -> Self {
+        let tx = OnceLock::from(queue.sender().map_err(|_| ()));
+        let rx = OnceLock::from(queue.receiver().map_err(|_| ()));
+        Queue {
+            queue,
+            tx,
+            rx,
+            _t: PhantomData,
+            _c: PhantomData,
+        }
+    }
+
+    /// Wraps an attached queue: registers on each side on first use.
     pub(crate) fn from_mpmc_unchecked(queue: MpmcQueue) -> Self {
         Queue {
             queue,
@@ -541,5 +587,61 @@ mod tests {
             Queue::<u64, PodCodec>::from_mpmc(MpmcQueue::in_process(4, 2).unwrap()),
             Err(AttachError::ParamMismatch { .. })
         ));
+    }
+
+    /// `Queue(3)` holds exactly 3 values: the 4th `put_nowait` is `Full`.
+    #[test]
+    fn capacity_is_exact() {
+        let q = Queue::<u32>::in_process(8, 3).unwrap();
+        for i in 0..3 {
+            q.put_nowait(i).unwrap();
+        }
+        assert!(q.full());
+        assert!(matches!(q.put_nowait(3), Err(TrySendError::Full(3))));
+        assert_eq!(q.qsize(), 3);
+        assert_eq!(q.get_nowait(), Ok(0));
+        q.put_nowait(3).unwrap();
+        assert_eq!(
+            (1..4).map(|_| q.get().unwrap()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    /// Regression (issue 14): a writer that attached by itself, sent and
+    /// left must not make the queue read as disconnected while the
+    /// creating handle, which could still send, is alive. Returned
+    /// `Disconnected` before the creator handle registered eagerly.
+    #[test]
+    fn creator_handle_keeps_the_queue_connected() {
+        let q = Queue::<u32>::in_process(8, 4).unwrap();
+        {
+            let writer = Queue::<u32>::from_mpmc(q.as_mpmc().clone()).unwrap();
+            writer.put(7).unwrap();
+        }
+        assert_eq!(q.get(), Ok(7));
+        assert_eq!(
+            q.get_timeout(Duration::from_millis(20)),
+            Err(GetError::Timeout)
+        );
+        assert_eq!(q.get_nowait(), Err(GetError::Empty));
+        // A clone is the creator's too; close() still disconnects everyone.
+        let q2 = q.clone();
+        drop(q);
+        assert_eq!(q2.get_nowait(), Err(GetError::Empty));
+        q2.close();
+        assert_eq!(q2.get_nowait(), Err(GetError::Disconnected));
+    }
+
+    /// An attached handle that only reads does not keep the queue
+    /// connected: once the creator's handles are gone, it drains and then
+    /// sees `Disconnected`.
+    #[test]
+    fn attached_reader_sees_disconnect_when_writers_are_gone() {
+        let q = Queue::<u32>::in_process(8, 4).unwrap();
+        let reader = Queue::<u32>::from_mpmc(q.as_mpmc().clone()).unwrap();
+        q.put(1).unwrap();
+        drop(q);
+        assert_eq!(reader.get(), Ok(1));
+        assert_eq!(reader.get(), Err(GetError::Disconnected));
     }
 }

@@ -172,9 +172,11 @@ impl Condvar {
     ) -> (&'a Mutex<T>, bool) {
         guard.assert_owner();
         let mutex = guard.mutex();
-        let key = self.notifier.prepare_wait();
+        // Register while still holding the lock: a notifier must take the
+        // lock to change the condition, so it sees us.
+        let waiter = self.notifier.register();
         drop(guard);
-        let woke = self.notifier.commit_wait(key, deadline);
+        let woke = waiter.sleep(deadline);
         (mutex, !woke || deadline.is_some_and(|d| d.has_passed()))
     }
 

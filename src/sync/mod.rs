@@ -14,7 +14,7 @@ mod condvar;
 mod event;
 pub(crate) mod guard_count;
 mod mutex;
-mod notifier;
+pub(crate) mod notifier;
 mod raw_mutex;
 mod semaphore;
 mod value;

@@ -1,7 +1,7 @@
 //! [`Mutex<T>`]: a robust, process-shared mutex around `Pod` data, with
 //! guards (the `lock_api` shape: the raw core is [`RawMutex`]).
 
-use std::cell::UnsafeCell;
+use crate::primitives::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;

@@ -7,9 +7,25 @@
 //! form a Dekker pair: either the notifier sees the waiter, or the waiter
 //! sees the change, so no wake-up is lost; the `seq` bump makes a waiter
 //! that registered but has not slept yet return from `futex_wait` at once.
+//!
+//! # The one park loop
+//!
+//! Every blocking call in the queues and the sync primitives waits through
+//! [`wait`] (in the spirit of parking_lot_core's `park(validate,
+//! before_sleep, timed_out)`): an optional spin phase ([`Spin`]), then
+//! *register → re-check → sleep for a slice → probe*, repeated until the
+//! caller's `poll` returns a value or the deadline passes. The
+//! registration is a [`WaitGuard`] that deregisters when dropped, so no
+//! exit path can leak a waiter count. Slices ([`Slices::LIVENESS`]: 1 ms
+//! doubling to 64 ms) bound how long a waiter sleeps before it looks at
+//! its peers' liveness again; primitives whose wake-ups cannot be lost to
+//! a dead peer sleep straight to the deadline ([`Slices::NONE`]).
+
+use std::mem::ManuallyDrop;
+use std::time::Duration;
 
 use crate::os::{futex, Deadline};
-use crate::primitives::{fence, AtomicU32, Ordering};
+use crate::primitives::{fence, AtomicU32, Ordering, Spin};
 
 /// A process-shared event count (8 bytes, `#[repr(C)]`: `seq: u32`,
 /// `waiters: u32`; all-zero is a valid initial state).
@@ -52,6 +68,17 @@ impl Notifier {
         }
     }
 
+    /// Registers the caller as a waiter; the guard sleeps
+    /// ([`WaitGuard::sleep`]) or, dropped, deregisters. Re-check the
+    /// condition while holding it.
+    #[inline]
+    pub(crate) fn register(&self) -> WaitGuard<'_> {
+        WaitGuard {
+            notifier: self,
+            key: self.prepare_wait(),
+        }
+    }
+
     /// Registers the caller as a waiter and returns the key to sleep on.
     /// Must be followed by [`commit_wait`](Self::commit_wait) or
     /// [`cancel_wait`](Self::cancel_wait). Re-check the condition between
@@ -82,19 +109,12 @@ impl Notifier {
         deadline: Option<Deadline>,
         mut ready: impl FnMut() -> Option<R>,
     ) -> Option<R> {
-        loop {
-            if let Some(r) = ready() {
-                return Some(r);
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return None;
-            }
-            let key = self.prepare_wait();
-            if let Some(r) = ready() {
-                self.cancel_wait();
-                return Some(r);
-            }
-            self.commit_wait(key, deadline);
+        if let Some(r) = ready() {
+            return Some(r);
+        }
+        match wait(self, deadline, Slices::NONE, &mut NoSpin, |_| ready()) {
+            Waited::Ready(value, _) => Some(value),
+            Waited::TimedOut => None,
         }
     }
 
@@ -154,5 +174,157 @@ impl Notifier {
     /// Number of registered waiters (a snapshot).
     pub fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
+    }
+}
+
+/// A waiter's registration on a [`Notifier`] (between `prepare_wait` and
+/// `commit_wait`/`cancel_wait`): [`sleep`](Self::sleep) consumes it, and
+/// dropping it without sleeping deregisters, so every exit path of a wait
+/// (ready, error, panic in the re-check) leaves the waiter count right.
+#[must_use = "dropping the guard deregisters at once"]
+pub(crate) struct WaitGuard<'a> {
+    notifier: &'a Notifier,
+    key: u32,
+}
+
+impl WaitGuard<'_> {
+    /// Sleeps until notified after the registration, or `deadline`; then
+    /// deregisters. Returns false if the deadline passed.
+    pub(crate) fn sleep(self, deadline: Option<Deadline>) -> bool {
+        let this = ManuallyDrop::new(self);
+        this.notifier.commit_wait(this.key, deadline)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.notifier.cancel_wait();
+    }
+}
+
+/// How long one park of [`wait`] may sleep before the waiter probes its
+/// peers again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slices {
+    first: Option<Duration>,
+    max: Duration,
+}
+
+impl Slices {
+    /// No slicing: sleep until notified or the deadline.
+    pub(crate) const NONE: Slices = Slices {
+        first: None,
+        max: Duration::ZERO,
+    };
+
+    /// Slices of 1 ms doubling (after each slice that ran out) to 64 ms:
+    /// for waits that must notice a dead peer, which sends no wake-up.
+    pub(crate) const LIVENESS: Slices = Slices {
+        first: Some(Duration::from_millis(1)),
+        max: Duration::from_millis(64),
+    };
+}
+
+/// Why [`wait`] calls its `poll` closure, so the caller can decide when to
+/// pay for a liveness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// A plain re-check: in the spin phase, or registered before the
+    /// first sleep.
+    Quick,
+    /// Registered again after a sleep that a notification ended.
+    Woken,
+    /// Registered again after a slice that ran out without a notification.
+    Expired,
+}
+
+impl Probe {
+    /// Whether a slice ended (woken or not) since the last poll.
+    #[inline]
+    pub(crate) fn after_park(self) -> bool {
+        self != Probe::Quick
+    }
+}
+
+/// What [`wait`] ended with.
+#[derive(Debug)]
+pub(crate) enum Waited<T> {
+    /// `poll` returned this value, in this phase of the wait.
+    Ready(T, Phase),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Where in [`wait`] the condition became true (adaptive spinners learn
+/// from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// During the spin phase.
+    Spin,
+    /// Registered, before any sleep.
+    Registered,
+    /// After at least one sleep.
+    Parked,
+}
+
+/// A spin phase of zero steps.
+pub(crate) struct NoSpin;
+
+impl Spin for NoSpin {
+    #[inline]
+    fn spin(&mut self) -> bool {
+        false
+    }
+}
+
+/// The one park loop: spins (`spin`) re-polling between steps, then
+/// repeats *register on `notifier` → `poll` → sleep one slice* until `poll`
+/// returns `Some` or `deadline` passes.
+///
+/// `poll` is the whole condition: the readiness check, and — when its
+/// [`Probe`] says a slice ended — whatever liveness or disconnect check
+/// the caller wants; it returns `Some` to end the wait with that value
+/// (data, or an error such as `Disconnected`). It runs while registered,
+/// so a notification that follows the change it looks for cannot be lost
+/// (the `Notifier` Dekker pair). Callers try their fast path before
+/// calling this.
+pub(crate) fn wait<T>(
+    notifier: &Notifier,
+    deadline: Option<Deadline>,
+    slices: Slices,
+    spin: &mut impl Spin,
+    mut poll: impl FnMut(Probe) -> Option<T>,
+) -> Waited<T> {
+    while spin.spin() {
+        if let Some(value) = poll(Probe::Quick) {
+            return Waited::Ready(value, Phase::Spin);
+        }
+    }
+    let mut slice = slices.first;
+    let mut probe = Probe::Quick;
+    let mut phase = Phase::Registered;
+    loop {
+        let guard = notifier.register();
+        if let Some(value) = poll(probe) {
+            drop(guard);
+            return Waited::Ready(value, phase);
+        }
+        // The deadline is checked after the poll, so a wait woken by the
+        // change it waited for succeeds even if the deadline passed since.
+        if deadline.is_some_and(|d| d.has_passed()) {
+            return Waited::TimedOut;
+        }
+        let until = match slice {
+            Some(s) => Some(Deadline::earliest(deadline, Deadline::after(s))),
+            None => deadline,
+        };
+        let woken = guard.sleep(until);
+        phase = Phase::Parked;
+        probe = if woken {
+            Probe::Woken
+        } else {
+            slice = slice.map(|s| (s * 2).min(slices.max));
+            Probe::Expired
+        };
     }
 }

@@ -1,13 +1,20 @@
-//! The one atomics switch: every atomic and spin hint used by the shared-memory
-//! algorithms comes from here, so `RUSTFLAGS="--cfg loom"` swaps in loom's
-//! model-checked versions. Nothing else imports `std::sync::atomic` for data
-//! that lives in a segment.
+//! Spin policies: how a waiter spins before it parks on a futex.
+//!
+//! * [`Backoff`]: exponential spin then `sched_yield` (crossbeam's shape),
+//!   for lock words and contended CAS loops;
+//! * [`SpinBudget`] / [`Spinner`]: an adaptive per-handle spin for queue
+//!   endpoints, shortened when spinning never catches the peer.
+//!
+//! Both implement [`Spin`], the spin phase the shared park loop
+//! (`sync::notifier::wait`) runs in front of its futex slices.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+/// The spin phase of a blocking wait: [`spin`](Spin::spin) spins or
+/// yields once and returns true while the policy wants another try, then
+/// false once it is time to park.
+pub(crate) trait Spin {
+    /// One spin step; false = stop spinning and park.
+    fn spin(&mut self) -> bool;
+}
 
 /// Hint to the CPU that we are spinning (a `yield_now` under loom so models
 /// make progress).
@@ -156,6 +163,17 @@ impl SpinBudget {
     }
 }
 
+impl Spin for Backoff {
+    #[inline]
+    fn spin(&mut self) -> bool {
+        if self.is_completed() {
+            return false;
+        }
+        self.snooze();
+        true
+    }
+}
+
 /// One wait's spin phase; see [`SpinBudget`].
 #[derive(Debug)]
 pub(crate) struct Spinner {
@@ -164,11 +182,11 @@ pub(crate) struct Spinner {
     yields: u32,
 }
 
-impl Spinner {
+impl Spin for Spinner {
     /// Spins 2^step pause hints (or, once the spin budget is spent, yields
     /// the CPU) and returns true; returns false when it is time to park.
     #[inline]
-    pub(crate) fn spin(&mut self) -> bool {
+    fn spin(&mut self) -> bool {
         if self.step <= self.limit {
             #[cfg(not(loom))]
             for _ in 0..(1u32 << self.step) {

@@ -1,0 +1,567 @@
+//! [`MpmcQueue`], the public handle of a queue: its backing memory
+//! (segment, heap block or loom objects) and the registration that every
+//! sender and receiver holds ([`Endpoint`]).
+
+use std::sync::atomic::{AtomicU64 as LocalU64, Ordering as LocalOrdering};
+use std::sync::Arc;
+
+#[cfg(not(loom))]
+use super::raw::SlotMeta;
+use super::raw::{check_params, lap_for, layout, Layout, QueueHeader, RawQueue};
+use super::raw::{LAYOUT_TAG, MAX_PEERS};
+use super::{MpmcReceiver, MpmcSender};
+use crate::error::{AttachError, Error};
+use crate::os;
+use crate::primitives::AtomicU64;
+use crate::queue::peers::{LivenessGate, PeerSlot, PeerTable, PeersFull, Registration};
+use crate::segment::{
+    attach_object, create_object, open_object, HeaderInfo, ObjectKind, OpenOptions, Region, Segment,
+};
+use crate::sync::Notifier;
+
+/// Alignment a body needs: that of its header (128-byte lines).
+const BODY_ALIGN: usize = std::mem::align_of::<QueueHeader>();
+
+/// Backing memory of a queue.
+enum Storage {
+    Segment(Segment),
+    #[cfg(not(loom))]
+    Heap(#[allow(dead_code)] HeapBlock),
+    #[cfg(loom)]
+    Loom {
+        _hdr: Box<QueueHeader>,
+        _senders: Vec<PeerSlot>,
+        _receivers: Vec<PeerSlot>,
+        _meta: Vec<super::raw::SlotMeta>,
+        _payload: Vec<u64>,
+    },
+}
+
+/// A zeroed, `BODY_ALIGN`-aligned heap block laid out exactly like a segment body.
+#[cfg(not(loom))]
+struct HeapBlock {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the block is plain memory owned by this value; all concurrent
+// access to it goes through atomics or stamp-ordered payload copies.
+#[cfg(not(loom))]
+unsafe impl Send for HeapBlock {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl Sync for HeapBlock {}
+
+#[cfg(not(loom))]
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `in_process_kind` with exactly this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
+    }
+}
+
+/// The queue's algorithm view and the memory it points into.
+pub(super) struct Shared {
+    pub(super) raw: RawQueue,
+    // Declared last: dropped after `raw`, whose pointers point into it.
+    storage: Storage,
+}
+
+impl Shared {
+    /// Initialises a zeroed body laid out by `l`.
+    ///
+    /// # Safety
+    /// `base` must be valid for `l.size` bytes, `BODY_ALIGN`-aligned, zeroed, and
+    /// unused by anyone else until this returns.
+    #[cfg(not(loom))]
+    unsafe fn init_body(base: *mut u8, l: &Layout, capacity: usize) {
+        // SAFETY: the caller guarantees the block; offsets come from the
+        // layout, which keeps every object in bounds and aligned.
+        unsafe {
+            (base as *mut QueueHeader).write(QueueHeader::new());
+            for i in 0..MAX_PEERS {
+                (base.add(l.senders) as *mut PeerSlot)
+                    .add(i)
+                    .write(PeerSlot::default());
+                (base.add(l.receivers) as *mut PeerSlot)
+                    .add(i)
+                    .write(PeerSlot::default());
+            }
+            for i in 0..capacity {
+                (base.add(l.slots + i * l.stride) as *mut SlotMeta).write(SlotMeta::new(i));
+            }
+        }
+    }
+
+    /// Views an initialised body.
+    ///
+    /// # Safety
+    /// `base` must point at a body laid out by `l` (initialised, or valid
+    /// for any bytes since everything but payload is atomics) that outlives
+    /// the returned value.
+    #[cfg(not(loom))]
+    unsafe fn view(
+        base: *mut u8,
+        l: &Layout,
+        slot_size: usize,
+        capacity: usize,
+        creator: u32,
+    ) -> RawQueue {
+        // SAFETY: offsets are within the body per the caller's contract.
+        unsafe {
+            RawQueue {
+                hdr: base as *const QueueHeader,
+                senders: base.add(l.senders) as *const PeerSlot,
+                receivers: base.add(l.receivers) as *const PeerSlot,
+                peers: MAX_PEERS,
+                meta: base.add(l.slots),
+                meta_stride: l.stride,
+                payload: base.add(l.slots + super::raw::SLOT_META_SIZE),
+                payload_stride: l.stride,
+                lap: lap_for(capacity),
+                capacity,
+                slot_size,
+                creator,
+            }
+        }
+    }
+}
+
+/// A bounded MPMC queue of byte messages (each at most `slot_size`
+/// bytes) in a shared segment. Send and receive through endpoints:
+/// [`sender`](Self::sender) and [`receiver`](Self::receiver). See the
+/// [module docs](super) for the algorithm and what survives a `SIGKILL`.
+///
+/// Disconnection follows the endpoint registry's rule (see
+/// [`queue`](crate::queue)): a side with registered members that all
+/// closed, dropped or died reads as disconnected until some process
+/// registers a new endpoint; a side that never had one reads as
+/// disconnected once the creating process is dead. So that workers
+/// starting late do not see a transient `Disconnected`, create the
+/// endpoints in the parent before forking (children inherit them and
+/// register on first use) and keep them until the workers are done.
+///
+/// ```
+/// use shmkit::queue::MpmcQueue;
+///
+/// let q = MpmcQueue::anonymous(64, 5)?; // 5 slots of up to 64 bytes
+/// let tx = q.sender()?;
+/// let rx = q.receiver()?;
+/// tx.try_send(b"hello").unwrap();
+/// let mut buf = Vec::new();
+/// rx.recv(&mut buf).unwrap();
+/// assert_eq!(buf, b"hello");
+/// assert!(q.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct MpmcQueue {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MpmcQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpmcQueue")
+            .field("slot_size", &self.slot_size())
+            .field("capacity", &self.capacity())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl MpmcQueue {
+    /// Creates a named queue of `capacity` slots (any number from 1 to
+    /// 2^24; it holds exactly that many messages) of up to `slot_size`
+    /// bytes each.
+    pub fn create(name: &str, slot_size: usize, capacity: usize) -> Result<Self, Error> {
+        Self::create_kind(Some(name), ObjectKind::MPMC_QUEUE, slot_size, capacity)
+    }
+
+    /// Creates an anonymous queue, shared with children forked afterwards.
+    pub fn anonymous(slot_size: usize, capacity: usize) -> Result<Self, Error> {
+        Self::create_kind(None, ObjectKind::MPMC_QUEUE, slot_size, capacity)
+    }
+
+    /// Attaches to a named queue created by another process.
+    pub fn open(name: &str) -> Result<Self, AttachError> {
+        Self::open_kind(name, ObjectKind::MPMC_QUEUE, &OpenOptions::new())
+    }
+
+    /// Attaches to a queue in an already-mapped segment (e.g. inherited).
+    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::attach_kind(seg, ObjectKind::MPMC_QUEUE, opts)
+    }
+
+    /// A queue in ordinary heap memory, for threads of one process (no
+    /// segment, no syscalls beyond futex; runs under Miri and loom).
+    pub fn in_process(slot_size: usize, capacity: usize) -> Result<Self, Error> {
+        Self::in_process_kind(ObjectKind::MPMC_QUEUE, slot_size, capacity)
+    }
+
+    pub(crate) fn create_kind(
+        name: Option<&str>,
+        kind: ObjectKind,
+        slot_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        let l = layout(slot_size, capacity, MAX_PEERS)?;
+        let params = [
+            slot_size as u64,
+            capacity as u64,
+            MAX_PEERS as u64,
+            LAYOUT_TAG,
+        ];
+        let (seg, body) = create_object(name, kind, &params, l.size, |body| {
+            if body.len() < l.size || body.as_ptr() as usize % BODY_ALIGN != 0 {
+                return Err(Error::InvalidArgument("segment body misaligned"));
+            }
+            #[cfg(not(loom))]
+            // SAFETY: the fresh body is zeroed, aligned (checked),
+            // l.size bytes long and unpublished.
+            unsafe {
+                Shared::init_body(body.as_ptr(), &l, capacity)
+            };
+            Ok(())
+        })?;
+        Ok(Self::from_parts(
+            seg,
+            body,
+            l,
+            slot_size,
+            capacity,
+            os::current_pid(),
+        ))
+    }
+
+    #[cfg_attr(loom, allow(unused_variables, unreachable_code))]
+    fn from_parts(
+        seg: Segment,
+        body: Region,
+        l: Layout,
+        slot_size: usize,
+        capacity: usize,
+        creator: u32,
+    ) -> Self {
+        #[cfg(loom)]
+        unimplemented!("segments are not available under loom; use in_process");
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the body was laid out by `l` (checked by the caller)
+            // and `seg`, stored next to the view, keeps it mapped.
+            let raw = unsafe { Shared::view(body.as_ptr(), &l, slot_size, capacity, creator) };
+            MpmcQueue {
+                shared: Arc::new(Shared {
+                    raw,
+                    storage: Storage::Segment(seg),
+                }),
+            }
+        }
+    }
+
+    pub(crate) fn open_kind(
+        name: &str,
+        kind: ObjectKind,
+        opts: &OpenOptions,
+    ) -> Result<Self, AttachError> {
+        let (seg, info, body) = open_object(name, kind, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    pub(crate) fn attach_kind(
+        seg: Segment,
+        kind: ObjectKind,
+        opts: &OpenOptions,
+    ) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, kind, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
+        let [slot_size, capacity, peers, tag, ..] = info.params;
+        if tag != LAYOUT_TAG {
+            return Err(AttachError::ParamMismatch {
+                what: "mpmc layout tag",
+                found: tag,
+                expected: LAYOUT_TAG,
+            });
+        }
+        if peers != MAX_PEERS as u64 {
+            return Err(AttachError::ParamMismatch {
+                what: "peer slots per side",
+                found: peers,
+                expected: MAX_PEERS as u64,
+            });
+        }
+        let slot_size = usize::try_from(slot_size)
+            .map_err(|_| AttachError::Corrupt("slot size out of range"))?;
+        let capacity =
+            usize::try_from(capacity).map_err(|_| AttachError::Corrupt("capacity out of range"))?;
+        check_params(slot_size, capacity).map_err(AttachError::Corrupt)?;
+        let l = layout(slot_size, capacity, MAX_PEERS)
+            .map_err(|_| AttachError::Corrupt("queue layout overflows"))?;
+        if body.len() != l.size {
+            return Err(AttachError::TooSmall {
+                actual: body.len() as u64,
+                required: l.size as u64,
+            });
+        }
+        if body.as_ptr() as usize % BODY_ALIGN != 0 {
+            return Err(AttachError::Corrupt("queue body misaligned"));
+        }
+        let q = Self::from_parts(seg, body, l, slot_size, capacity, info.creator_pid);
+        q.shared.raw.senders().validate()?;
+        q.shared.raw.receivers().validate()?;
+        Ok(q)
+    }
+
+    pub(crate) fn in_process_kind(
+        _kind: ObjectKind,
+        slot_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        #[cfg(not(loom))]
+        {
+            let l = layout(slot_size, capacity, MAX_PEERS)?;
+            let al = std::alloc::Layout::from_size_align(l.size.max(BODY_ALIGN), BODY_ALIGN)
+                .map_err(|_| Error::InvalidArgument("queue size overflows"))?;
+            // SAFETY: the layout has a nonzero size.
+            let ptr = unsafe { std::alloc::alloc_zeroed(al) };
+            if ptr.is_null() {
+                return Err(Error::NoSpace(al.size() as u64));
+            }
+            let block = HeapBlock { ptr, layout: al };
+            // SAFETY: fresh zeroed BODY_ALIGN-aligned block of l.size bytes.
+            unsafe { Shared::init_body(ptr, &l, capacity) };
+            // SAFETY: initialised above; the block is stored next to the view.
+            let raw = unsafe { Shared::view(ptr, &l, slot_size, capacity, os::current_pid()) };
+            Ok(MpmcQueue {
+                shared: Arc::new(Shared {
+                    raw,
+                    storage: Storage::Heap(block),
+                }),
+            })
+        }
+        #[cfg(loom)]
+        {
+            check_params(slot_size, capacity).map_err(Error::InvalidArgument)?;
+            // In one process every thread shares a pid: two peer slots
+            // suffice.
+            let peers = 2;
+            let hdr = Box::new(QueueHeader::new());
+            let senders: Vec<PeerSlot> = (0..peers).map(|_| PeerSlot::default()).collect();
+            let receivers: Vec<PeerSlot> = (0..peers).map(|_| PeerSlot::default()).collect();
+            let meta: Vec<super::raw::SlotMeta> =
+                (0..capacity).map(super::raw::SlotMeta::new).collect();
+            let words = slot_size.div_ceil(8);
+            let mut payload = vec![0u64; words * capacity];
+            let raw = RawQueue {
+                hdr: &*hdr,
+                senders: senders.as_ptr(),
+                receivers: receivers.as_ptr(),
+                peers,
+                meta: meta.as_ptr() as *const u8,
+                meta_stride: std::mem::size_of::<super::raw::SlotMeta>(),
+                payload: payload.as_mut_ptr() as *mut u8,
+                payload_stride: words * 8,
+                lap: lap_for(capacity),
+                capacity,
+                slot_size,
+                creator: os::current_pid(),
+            };
+            Ok(MpmcQueue {
+                shared: Arc::new(Shared {
+                    raw,
+                    storage: Storage::Loom {
+                        _hdr: hdr,
+                        _senders: senders,
+                        _receivers: receivers,
+                        _meta: meta,
+                        _payload: payload,
+                    },
+                }),
+            })
+        }
+    }
+
+    /// A new sending endpoint, registered for this process.
+    pub fn sender(&self) -> Result<MpmcSender, PeersFull> {
+        Ok(MpmcSender {
+            ep: Endpoint::new(self.shared.clone(), Side::Send)?,
+        })
+    }
+
+    /// A new receiving endpoint, registered for this process.
+    pub fn receiver(&self) -> Result<MpmcReceiver, PeersFull> {
+        Ok(MpmcReceiver {
+            ep: Endpoint::new(self.shared.clone(), Side::Recv)?,
+        })
+    }
+
+    /// Messages currently queued (exact when no operation is in flight;
+    /// a message being written or read counts as queued).
+    pub fn len(&self) -> usize {
+        self.shared.raw.len()
+    }
+
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Number of slots: how many messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.raw.capacity
+    }
+
+    /// Largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.shared.raw.slot_size
+    }
+
+    /// The segment backing the queue (`None` for [`in_process`](Self::in_process)).
+    pub fn segment(&self) -> Option<&Segment> {
+        match &self.shared.storage {
+            Storage::Segment(s) => Some(s),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Closes both sides for good: blocked and future senders get
+    /// `Disconnected`; receivers drain what is queued, then get
+    /// `Disconnected`.
+    pub fn close(&self) {
+        close_side(&self.shared, Side::Send);
+        close_side(&self.shared, Side::Recv);
+    }
+
+    /// The unfinished-task counter and its notifier (JoinableQueue).
+    pub(crate) fn joinable(&self) -> (&AtomicU64, &Notifier) {
+        let c = self.shared.raw.ctl();
+        (&c.unfinished, &c.all_done)
+    }
+}
+
+/// Which end an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    Send,
+    Recv,
+}
+
+pub(super) fn close_side(shared: &Shared, side: Side) {
+    let raw = &shared.raw;
+    match side {
+        Side::Send => raw.senders().close(),
+        Side::Recv => raw.receivers().close(),
+    }
+    raw.ctl().not_empty.notify_all();
+    raw.ctl().not_full.notify_all();
+}
+
+/// One sender's or receiver's registration in the table of its side,
+/// re-made lazily when the handle is used in a forked child, and the gate
+/// for its rate-limited liveness checks.
+pub(super) struct Endpoint {
+    pub(super) shared: Arc<Shared>,
+    side: Side,
+    /// A [`Registration`] in bits (shared by the handle's threads).
+    reg: LocalU64,
+    pub(super) gate: LivenessGate,
+}
+
+impl Endpoint {
+    fn new(shared: Arc<Shared>, side: Side) -> Result<Self, PeersFull> {
+        let ep = Endpoint {
+            shared,
+            side,
+            reg: LocalU64::new(0),
+            gate: LivenessGate::default(),
+        };
+        ep.register()?;
+        Ok(ep)
+    }
+
+    /// This endpoint's side's registry.
+    pub(super) fn table(&self) -> PeerTable<'_> {
+        match self.side {
+            Side::Send => self.shared.raw.senders(),
+            Side::Recv => self.shared.raw.receivers(),
+        }
+    }
+
+    /// The other side's registry.
+    pub(super) fn other(&self) -> PeerTable<'_> {
+        match self.side {
+            Side::Send => self.shared.raw.receivers(),
+            Side::Recv => self.shared.raw.senders(),
+        }
+    }
+
+    fn register(&self) -> Result<u32, PeersFull> {
+        let reg = Registration::current(self.table().register()?);
+        self.reg.store(reg.to_bits(), LocalOrdering::Relaxed);
+        Ok(reg.pid())
+    }
+
+    /// The calling process's pid (the claimer id in slot stamps),
+    /// registering it first if this handle was inherited over `fork`.
+    #[inline]
+    pub(super) fn me(&self) -> Result<u32, PeersFull> {
+        let reg = Registration::from_bits(self.reg.load(LocalOrdering::Relaxed));
+        if reg.is_current() {
+            Ok(reg.pid())
+        } else {
+            self.register()
+        }
+    }
+
+    /// Whether either side was closed for good.
+    #[inline]
+    pub(super) fn closed(&self) -> bool {
+        self.table().is_closed() || self.other().is_closed()
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reg = Registration::from_bits(self.reg.load(LocalOrdering::Relaxed));
+        f.debug_struct("Endpoint")
+            .field("side", &self.side)
+            .field("pid", &reg.pid())
+            .field("slot", &reg.slot())
+            .finish()
+    }
+}
+
+impl Clone for Endpoint {
+    fn clone(&self) -> Self {
+        let ep = Endpoint {
+            shared: self.shared.clone(),
+            side: self.side,
+            reg: LocalU64::new(0),
+            gate: LivenessGate::default(),
+        };
+        if ep.register().is_err() {
+            tracing::warn!("mpmc: peer table full; the cloned endpoint registers on first use");
+        }
+        ep
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let reg = Registration::from_bits(self.reg.load(LocalOrdering::Relaxed));
+        if reg.release(self.table()) {
+            // Wake the other side so it notices if we were the last (the
+            // release bumped the departure counter first).
+            self.shared.raw.ctl().not_empty.notify_all();
+            self.shared.raw.ctl().not_full.notify_all();
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! [`MpmcReceiver`]: the receiving end of an [`MpmcQueue`].
+
+use std::time::Duration;
+
+use super::handle::{close_side, Endpoint, Side};
+use super::raw::{PopError, RawQueue};
+use super::MpmcQueue;
+use crate::os::Deadline;
+use crate::primitives::Backoff;
+use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::sync::notifier::{wait, Slices, Waited};
+
+/// The receiving end of an [`MpmcQueue`]. Clone it for more receivers in
+/// the same process; a handle inherited over `fork` registers the child on
+/// first use. Senders see `Disconnected` by the registry's rule (see
+/// [`queue`](crate::queue)): once every receiver has closed, dropped its
+/// handles or died.
+///
+/// ```
+/// use shmkit::queue::{MpmcQueue, TryRecvError};
+///
+/// let q = MpmcQueue::anonymous(16, 4)?;
+/// let tx = q.sender()?;
+/// let rx = q.receiver()?;
+/// tx.send(b"abc").unwrap();
+/// assert_eq!(rx.try_recv_with(|m| m.len()), Ok(3));
+/// assert_eq!(rx.try_recv_with(|m| m.len()), Err(TryRecvError::Empty));
+/// drop(tx); // the only sender is gone
+/// let mut buf = Vec::new();
+/// assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct MpmcReceiver {
+    pub(super) ep: Endpoint,
+}
+
+/// One pop attempt as `me` (waking a blocked sender on success).
+#[inline]
+fn attempt<R, F: FnOnce(&[u8]) -> R>(
+    raw: &RawQueue,
+    me: u32,
+    f: &mut Option<F>,
+) -> Result<R, PopError> {
+    let r = raw.try_pop(me, f);
+    if r.is_ok() {
+        raw.ctl().not_full.notify_one();
+    }
+    r
+}
+
+/// What an empty queue means once a liveness check is due: a dead
+/// producer's slot at the head is recovered (`Ok(None)`: try again), or
+/// the sending side is gone and one last attempt drains it (`Ok(Some)`),
+/// or nothing changed (`Err(())`).
+#[inline]
+fn check_empty<R, F: FnOnce(&[u8]) -> R>(
+    ep: &Endpoint,
+    raw: &RawQueue,
+    me: u32,
+    f: &mut Option<F>,
+    closed: bool,
+) -> Result<Option<Result<R, TryRecvError>>, ()> {
+    if raw.recover_head() {
+        return Ok(None);
+    }
+    if closed || ep.other().is_disconnected() {
+        ep.gate.recheck_next();
+        return Ok(Some(match attempt(raw, me, f) {
+            Ok(r) => Ok(r),
+            Err(PopError::Corrupt(c)) => Err(TryRecvError::Corrupt(c)),
+            Err(PopError::Empty) => Err(TryRecvError::Disconnected),
+        }));
+    }
+    Err(())
+}
+
+impl MpmcReceiver {
+    fn raw(&self) -> &RawQueue {
+        &self.ep.shared.raw
+    }
+
+    /// Takes the oldest message into `buf` (cleared first); returns its
+    /// length.
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.try_recv_with(|m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            m.len()
+        })
+    }
+
+    /// Takes the oldest message and passes it to `f` while the slot is
+    /// still held (zero-copy: `f` reads shared memory directly).
+    ///
+    /// `Disconnected` is reported when the queue is empty and the sending
+    /// side was closed or is gone by the registry's rule (checked at most
+    /// once a millisecond per handle, or at once after an endpoint left).
+    /// A stuck slot of a dead producer is skipped as part of the same
+    /// check.
+    #[inline]
+    pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        let Ok(me) = self.ep.me() else {
+            return Err(TryRecvError::Disconnected);
+        };
+        let (ep, raw) = (&self.ep, self.raw());
+        let mut f = Some(f);
+        loop {
+            match attempt(raw, me, &mut f) {
+                Ok(r) => return Ok(r),
+                Err(PopError::Corrupt(c)) => return Err(TryRecvError::Corrupt(c)),
+                Err(PopError::Empty) => {}
+            }
+            let closed = ep.closed();
+            if !closed && !ep.gate.due(&ep.other()) {
+                return Err(TryRecvError::Empty);
+            }
+            match check_empty(ep, raw, me, &mut f, closed) {
+                Ok(None) => continue,
+                Ok(Some(r)) => return r,
+                Err(()) => return Err(TryRecvError::Empty),
+            }
+        }
+    }
+
+    /// Waits for a message and copies it into `buf`; returns its length.
+    pub fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.recv_with(|m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            m.len()
+        })
+    }
+
+    /// Waits at most `timeout` for a message and copies it into `buf`.
+    pub fn recv_timeout(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_deadline_with(Some(Deadline::after(timeout)), |m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            m.len()
+        })
+    }
+
+    /// Waits for a message and passes it to `f` (zero-copy).
+    pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
+        match self.recv_deadline_with(None, f) {
+            Ok(r) => Ok(r),
+            Err(RecvTimeoutError::Corrupt(c)) => Err(RecvError::Corrupt(c)),
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Waits until `deadline` (`None` = forever) for a message and passes
+    /// it to `f`.
+    pub fn recv_deadline_with<R>(
+        &self,
+        deadline: Option<Deadline>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        let Ok(me) = self.ep.me() else {
+            return Err(RecvTimeoutError::Disconnected);
+        };
+        let (ep, raw) = (&self.ep, self.raw());
+        let mut f = Some(f);
+        let to_timeout = |r: Result<R, TryRecvError>| {
+            r.map_err(|e| match e {
+                TryRecvError::Corrupt(c) => RecvTimeoutError::Corrupt(c),
+                _ => RecvTimeoutError::Disconnected,
+            })
+        };
+        match attempt(raw, me, &mut f) {
+            Ok(r) => return Ok(r),
+            Err(PopError::Corrupt(c)) => return Err(RecvTimeoutError::Corrupt(c)),
+            Err(PopError::Empty) => {}
+        }
+        let waited = wait(
+            &raw.ctl().not_empty,
+            deadline,
+            Slices::LIVENESS,
+            &mut Backoff::new(),
+            |probe| loop {
+                match attempt(raw, me, &mut f) {
+                    Ok(r) => return Some(Ok(r)),
+                    Err(PopError::Corrupt(c)) => return Some(Err(TryRecvError::Corrupt(c))),
+                    Err(PopError::Empty) => {}
+                }
+                // Empty. Look for the dead after any park (a wake-up with
+                // no message may be a sender leaving), when closed, or at
+                // once when an endpoint left.
+                let other = ep.other();
+                let closed = ep.closed();
+                if !closed && !probe.after_park() && !ep.gate.departed(&other) {
+                    return None;
+                }
+                ep.gate.mark(&other);
+                match check_empty(ep, raw, me, &mut f, closed) {
+                    Ok(None) => continue,
+                    Ok(Some(r)) => return Some(r),
+                    Err(()) => return None,
+                }
+            },
+        );
+        match waited {
+            Waited::Ready(r, _) => to_timeout(r),
+            Waited::TimedOut => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Closes the receiving side for every process: senders get
+    /// `Disconnected` (blocked ones too).
+    pub fn close(&self) {
+        close_side(&self.ep.shared, Side::Recv);
+    }
+
+    /// The queue this endpoint receives from.
+    pub fn queue(&self) -> MpmcQueue {
+        MpmcQueue {
+            shared: self.ep.shared.clone(),
+        }
+    }
+}

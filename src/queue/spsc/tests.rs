@@ -1,0 +1,217 @@
+//! Unit tests of the SPSC ring (threads and the heap backing; Miri runs
+//! these).
+
+use super::ring::RingHeader;
+use super::*;
+use crate::primitives::Ordering;
+use crate::queue::error::{
+    RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use std::time::Duration;
+
+fn pair(cap: usize) -> (SpscRing, Producer, Consumer) {
+    let r = SpscRing::in_process(cap).unwrap();
+    let p = r.producer().unwrap();
+    let c = r.consumer().unwrap();
+    (r, p, c)
+}
+
+#[test]
+fn layout_is_pinned() {
+    assert_eq!(std::mem::size_of::<RingHeader>(), RING_HEADER_SIZE);
+    assert_eq!(std::mem::offset_of!(RingHeader, cons), 128);
+    assert_eq!(std::mem::offset_of!(RingHeader, notify), 256);
+    assert_eq!(std::mem::offset_of!(RingHeader, peers), 384);
+}
+
+#[test]
+fn push_pop_in_order_with_wrap() {
+    let (_r, mut p, mut c) = pair(64);
+    let mut buf = Vec::new();
+    for i in 0..500u32 {
+        let len = (i % 23) as usize;
+        let msg: Vec<u8> = (0..len).map(|k| (i as u8).wrapping_add(k as u8)).collect();
+        p.try_push(&msg).unwrap();
+        assert_eq!(p.len(), 1);
+        c.try_pop(&mut buf).unwrap();
+        assert_eq!(buf, msg);
+    }
+    assert_eq!(c.try_pop(&mut buf), Err(TryRecvError::Empty));
+}
+
+#[test]
+fn exact_fit_and_too_large() {
+    let (r, mut p, mut c) = pair(16);
+    assert_eq!(r.max_message_len(), 12);
+    assert!(matches!(
+        p.try_push(&[0; 13]),
+        Err(TrySendError::TooLarge(_))
+    ));
+    p.try_push(&[7; 12]).unwrap();
+    assert!(p.is_full());
+    assert!(matches!(p.try_push(&[]), Err(TrySendError::Full(_))));
+    let mut b = Vec::new();
+    c.try_pop(&mut b).unwrap();
+    assert_eq!(b, [7; 12]);
+    // Now at offset 0 again (16 % 16): another exact fit.
+    p.try_push(&[8; 12]).unwrap();
+    c.try_pop(&mut b).unwrap();
+    assert_eq!(b, [8; 12]);
+}
+
+#[test]
+fn pad_published_when_frame_needs_start() {
+    let (_r, mut p, mut c) = pair(32);
+    let mut b = Vec::new();
+    p.try_push(&[1; 12]).unwrap(); // 16 bytes at 0
+    c.try_pop(&mut b).unwrap(); // head = 16
+    p.try_push(&[2; 4]).unwrap(); // 8 bytes at 16; tail = 24
+                                  // A 24-byte frame does not fit in the 8 bytes before the end, and
+                                  // pad + frame (32) exceeds the free 24: the pad alone is published.
+    assert!(matches!(p.try_push(&[3; 20]), Err(TrySendError::Full(_))));
+    c.try_pop(&mut b).unwrap();
+    assert_eq!(b, [2; 4]);
+    // The consumer skipped the pad on its way: the frame now fits at 0.
+    assert_eq!(c.try_pop(&mut b), Err(TryRecvError::Empty));
+    p.try_push(&[3; 20]).unwrap();
+    c.try_pop(&mut b).unwrap();
+    assert_eq!(b, [3; 20]);
+    assert_eq!(c.len(), 0);
+}
+
+#[test]
+fn try_pop_into_too_small_keeps_frame() {
+    let (_r, mut p, mut c) = pair(64);
+    p.try_push(b"hello").unwrap();
+    let mut small = [0u8; 2];
+    assert_eq!(
+        c.try_pop_into(&mut small),
+        Err(TryPopIntoError::BufferTooSmall { needed: 5 })
+    );
+    let mut big = [0u8; 8];
+    assert_eq!(c.try_pop_into(&mut big), Ok(5));
+    assert_eq!(&big[..5], b"hello");
+}
+
+#[test]
+fn grants_and_batches() {
+    let (_r, mut p, mut c) = pair(128);
+    {
+        // Dropped at the end of this block without commit: nothing is
+        // published.
+        let _g = p.reserve(10).unwrap();
+    }
+    assert!(c.is_empty());
+    let mut g = p.reserve(10).unwrap();
+    g[..3].copy_from_slice(b"abc");
+    g.commit(3);
+    assert_eq!(p.push_batch(&[b"x", b"yy", b"zzz"]), 3);
+    assert_eq!(c.len(), 4);
+    let g = c.read().unwrap();
+    assert_eq!(&*g, b"abc");
+    g.release();
+    let mut seen = Vec::new();
+    assert_eq!(c.try_pop_batch(10, |f| seen.push(f.to_vec())), Ok(3));
+    assert_eq!(seen, vec![b"x".to_vec(), b"yy".to_vec(), b"zzz".to_vec()]);
+    assert_eq!(c.len(), 0);
+}
+
+#[test]
+fn one_producer_one_consumer() {
+    let r = SpscRing::in_process(64).unwrap();
+    let p = r.producer().unwrap();
+    assert!(matches!(r.producer(), Err(EndpointError::AlreadyTaken(..))));
+    drop(p);
+    let _p2 = r.producer().unwrap();
+    let _c = r.consumer().unwrap();
+    assert!(matches!(r.consumer(), Err(EndpointError::AlreadyTaken(..))));
+}
+
+#[test]
+fn close_then_drain_then_disconnected() {
+    let (_r, mut p, mut c) = pair(64);
+    p.try_push(b"last").unwrap();
+    p.close();
+    let mut b = Vec::new();
+    c.pop(&mut b).unwrap();
+    assert_eq!(b, b"last");
+    assert_eq!(c.pop(&mut b), Err(RecvError::Disconnected));
+    c.close();
+    assert!(matches!(
+        p.try_push(b"x"),
+        Err(TrySendError::Disconnected(_))
+    ));
+}
+
+#[test]
+fn dropped_producer_disconnects_blocked_consumer() {
+    let (_r, p, mut c) = pair(64);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut p = p;
+            p.push(b"one").unwrap();
+            drop(p);
+        });
+        let mut b = Vec::new();
+        c.pop(&mut b).unwrap();
+        assert_eq!(b, b"one");
+        assert_eq!(c.pop(&mut b), Err(RecvError::Disconnected));
+    });
+}
+
+#[test]
+fn threads_blocking_transfer() {
+    let n: u32 = if cfg!(miri) { 200 } else { 100_000 };
+    let (_r, mut p, mut c) = pair(256);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..n {
+                let len = (i % 37) as usize + 4;
+                let mut m = vec![(i % 251) as u8; len];
+                m[..4].copy_from_slice(&i.to_le_bytes());
+                p.push(&m).unwrap();
+            }
+        });
+        let mut b = Vec::new();
+        for i in 0..n {
+            c.pop(&mut b).unwrap();
+            assert_eq!(b.len(), (i % 37) as usize + 4);
+            assert_eq!(u32::from_le_bytes(b[..4].try_into().unwrap()), i);
+            assert!(b[4..].iter().all(|&x| x == (i % 251) as u8));
+        }
+        assert_eq!(c.pop(&mut b), Err(RecvError::Disconnected));
+    });
+}
+
+#[test]
+fn timeouts() {
+    let (_r, mut p, mut c) = pair(16);
+    let mut b = Vec::new();
+    assert_eq!(
+        c.pop_timeout(&mut b, Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    p.try_push(&[1; 12]).unwrap();
+    assert!(matches!(
+        p.push_timeout(&[1; 4], Duration::from_millis(5)),
+        Err(SendTimeoutError::Timeout(_))
+    ));
+}
+
+#[test]
+fn corrupt_indices_and_lengths_are_errors() {
+    let (r, mut p, mut c) = pair(64);
+    p.try_push(b"abcdef").unwrap();
+    let h = r.ring.hdr();
+    // A length past the committed bytes.
+    r.ring.write_len(0, 1000);
+    let mut b = Vec::new();
+    assert!(matches!(c.try_pop(&mut b), Err(TryRecvError::Corrupt(_))));
+    // tail - head > capacity.
+    h.prod.pos.store(1 << 20, Ordering::Release);
+    c.cur.tail_cache = c.cur.head;
+    assert!(matches!(c.try_pop(&mut b), Err(TryRecvError::Corrupt(_))));
+    // misaligned tail
+    h.prod.pos.store(12, Ordering::Release);
+    assert!(matches!(c.try_pop(&mut b), Err(TryRecvError::Corrupt(_))));
+}
