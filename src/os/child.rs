@@ -129,14 +129,20 @@ impl ChildHandle {
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
-    use std::process::{Child, Command};
+    use std::process::Command;
 
-    fn start(script: &str) -> Child {
-        Command::new("sh").args(["-c", script]).spawn().unwrap()
+    /// Starts `sh -c script`; its pid. The child is reaped through a
+    /// `ChildHandle` (std's handle is dropped, which neither waits nor
+    /// kills).
+    fn start(script: &str) -> u32 {
+        Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap()
+            .id()
     }
 
-    /// Waits for and reaps the child (std's handle never reaps it: it is
-    /// only dropped, which neither waits nor kills).
+    /// Waits for and reaps the child.
     fn reap(h: &ChildHandle) -> ChildExit {
         loop {
             if let Some(e) = h.try_reap().unwrap() {
@@ -160,8 +166,8 @@ mod tests {
     #[test]
     fn exit_codes_and_signals_are_reported() {
         for with_pidfd in [true, false] {
-            let c = start("exit 3");
-            let h = handles(c.id(), with_pidfd);
+            let pid = start("exit 3");
+            let h = handles(pid, with_pidfd);
             assert_eq!(
                 reap(&h),
                 ChildExit {
@@ -170,8 +176,8 @@ mod tests {
                 }
             );
 
-            let c = start("sleep 60");
-            let h = handles(c.id(), with_pidfd);
+            let pid = start("sleep 60");
+            let h = handles(pid, with_pidfd);
             assert_eq!(h.try_reap().unwrap(), None, "it is still running");
             h.signal(Signal::Kill).unwrap();
             let e = reap(&h);
@@ -182,13 +188,13 @@ mod tests {
     #[test]
     fn signalling_an_exited_unreaped_child_is_not_an_error() {
         for with_pidfd in [true, false] {
-            let c = start("exit 0");
+            let pid = start("exit 0");
             // A pidfd turns readable when the child exits, before anyone
             // reaps it.
-            let probe = ChildHandle::new(c.id());
+            let probe = ChildHandle::new(pid);
             let fd = probe.pidfd().expect("this kernel has pidfds");
             assert!(crate::os::fd::wait_readable(fd, None).unwrap());
-            let h = handles(c.id(), with_pidfd);
+            let h = handles(pid, with_pidfd);
             h.signal(Signal::Terminate).unwrap();
             assert_eq!(
                 reap(&h),
