@@ -68,6 +68,7 @@ where
         task::set_count(&mut msg, self.name, count);
         Some(Ok((msg, count)))
     }
+
     /// Cuts the next chunk and submits it to `core`: its ticket and item
     /// count, or why it could not be encoded or submitted; `None` once the
     /// input is exhausted.

@@ -1,7 +1,7 @@
 //! [`Ticket`]: one submitted chunk and, once it arrives, its outcome; the
 //! base of [`AsyncResult`](crate::process::AsyncResult),
-//! [`Future`](crate::process::Future) and [`Imap`](crate::process::Imap).
-//! With the one-item encoders they share.
+//! [`Future`](crate::process::Future) and [`Imap`](crate::process::Imap);
+//! and the one-item encoders they share.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
+    /// The ticket of task `id`, just submitted to `core`.
     pub(crate) fn new(core: Arc<Core>, id: u64) -> Self {
         Self {
             core,
