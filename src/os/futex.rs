@@ -39,37 +39,41 @@ pub enum WaitOutcome {
 /// ```
 #[cfg(not(loom))]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
-    let ts = deadline.map(Deadline::to_timespec);
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    use rustix::io::Errno;
+    use rustix::thread::futex;
+    let ts = deadline.map(|d| {
+        let t = d.to_timespec();
+        futex::Timespec {
+            tv_sec: t.tv_sec as _,
+            tv_nsec: t.tv_nsec as _,
+        }
+    });
     // FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME takes an absolute
-    // CLOCK_MONOTONIC time; no FUTEX_PRIVATE_FLAG: the word is shared memory.
-    // SAFETY: `word` is a live, aligned AtomicU32 for the call; the timeout
-    // pointer is null or points at `ts`, which outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT_BITSET,
-            expected,
-            ts_ptr,
-            std::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
-        )
-    };
-    if r == 0 {
-        return WaitOutcome::Woken;
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => WaitOutcome::ValueChanged,
-        Some(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
-        Some(libc::EINTR) => WaitOutcome::Interrupted,
+    // CLOCK_MONOTONIC time; empty flags (no FUTEX_PRIVATE_FLAG): the word is
+    // shared memory.
+    match futex::wait_bitset(
+        word,
+        futex::Flags::empty(),
+        expected,
+        ts.as_ref(),
+        MATCH_ANY,
+    ) {
+        Ok(()) => WaitOutcome::Woken,
+        Err(Errno::AGAIN) => WaitOutcome::ValueChanged,
+        Err(Errno::TIMEDOUT) => WaitOutcome::TimedOut,
+        Err(Errno::INTR) => WaitOutcome::Interrupted,
         // EFAULT/EINVAL cannot happen for a valid reference; treat anything
         // else as a spurious wake-up, which every caller already handles.
-        _ => WaitOutcome::Woken,
+        Err(_) => WaitOutcome::Woken,
     }
 }
+
+/// `FUTEX_BITSET_MATCH_ANY`: a bitset wait that any wake matches.
+#[cfg(not(loom))]
+const MATCH_ANY: std::num::NonZeroU32 = match std::num::NonZeroU32::new(u32::MAX) {
+    Some(v) => v,
+    None => unreachable!(),
+};
 
 /// Wakes up to `count` waiters sleeping on `word`; returns how many woke.
 ///
@@ -82,21 +86,11 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
 /// ```
 #[cfg(not(loom))]
 pub fn wake(word: &AtomicU32, count: u32) -> usize {
+    use rustix::thread::futex;
     let count = count.min(i32::MAX as u32);
-    // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE only uses the
-    // address as a key. Shared (not private) for the reason above.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            count,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    r.max(0) as usize
+    // Shared (not private) for the reason above. FUTEX_WAKE only uses the
+    // address as a key; it cannot fail for a valid reference.
+    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
 }
 
 #[cfg(loom)]

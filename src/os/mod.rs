@@ -5,6 +5,22 @@
 //! ([`futex`]), monotonic deadlines ([`clock`]), process identity and
 //! liveness ([`process`]) and the names in `/dev/shm` with their holders
 //! ([`shm_names`]). Linux is the first-class target.
+//!
+//! Crate-internal wrappers serve the process layer: descriptors (`fd`),
+//! forking and the die-with-parent set-up (`fork`), waiting for and
+//! signalling children (`child`), signal names (`signal`), exit hooks
+//! (`exit`) and the usable CPU count (`cpu`).
+
+pub(crate) mod child;
+pub(crate) mod cpu;
+pub(crate) mod exit;
+pub(crate) mod fd;
+pub(crate) mod fork;
+pub(crate) mod signal;
+
+/// The errno type of the `rustix` calls behind these wrappers (for
+/// conversions into shmkit's error types).
+pub(crate) use rustix::io::Errno;
 
 pub mod clock;
 pub mod futex;

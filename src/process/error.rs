@@ -76,8 +76,8 @@ pub enum SpawnError {
     Io(#[from] io::Error),
 }
 
-impl From<rustix::io::Errno> for SpawnError {
-    fn from(e: rustix::io::Errno) -> Self {
+impl From<crate::os::Errno> for SpawnError {
+    fn from(e: crate::os::Errno) -> Self {
         SpawnError::Io(e.into())
     }
 }

@@ -26,8 +26,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::Core;
-use super::pool::{decode_one, encode_one, Imap, PoolBuilder, Ticket};
+use super::core::{decode_one, Core, Ticket};
+use super::imap::Imap;
+use super::pool::PoolBuilder;
 use super::task::{Task, TaskError};
 use crate::os::Deadline;
 
@@ -92,9 +93,8 @@ impl Executor {
         task: &Task<A, R>,
         arg: A,
     ) -> Result<Future<R>, TaskError> {
-        let id = self.core.submit(encode_one(task, &arg)?)?;
         Ok(Future {
-            ticket: Ticket::new(self.core.clone(), id),
+            ticket: Ticket::submit_one(&self.core, task, &arg)?,
             _r: PhantomData,
         })
     }

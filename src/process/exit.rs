@@ -87,10 +87,8 @@ pub(crate) fn forget_inherited() {
 /// Installs the `atexit` hook (once per process; inherited over fork).
 pub(crate) fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: registers a plain `extern "C"` function with no
-        // arguments; it catches every panic, so nothing unwinds into libc.
-        let rc = unsafe { libc::atexit(at_exit) };
-        if rc != 0 {
+        // `at_exit` catches every panic, so nothing unwinds into libc.
+        if crate::os::exit::at_exit(at_exit).is_err() {
             tracing::warn!("could not install the exit hook: children are not joined at exit");
         }
     });

@@ -2,16 +2,23 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 
 use super::entry::EntryResult;
 use super::error::SpawnError;
 use super::handle::Process;
-use super::spawn::{pipe_cloexec, run_guarded, set_current_name, Builder, EXIT_PARENT_GONE};
+use super::spawn::{run_guarded, set_current_name, Builder, EXIT_PARENT_GONE};
 use crate::os;
+use crate::os::fork::Forked;
 
 /// Number of threads in this process (`/proc/self/task`).
+///
+/// ```
+/// assert!(shmkit::process::thread_count()? >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn thread_count() -> std::io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    os::fork::thread_count()
 }
 
 /// Forks; the child runs `f` and exits with its result (see
@@ -81,57 +88,54 @@ impl Builder {
         super::exit::install();
         let name = self.child_name();
         let daemon = self.is_daemon();
-        let (status_r, status_w) = pipe_cloexec()?;
-        let parent = os::current_pid() as libc::pid_t;
+        let (status_r, status_w) = os::fd::pipe_cloexec()?;
+        let parent = os::current_pid();
         // Buffered output would otherwise be written by both processes.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         // SAFETY: the process has exactly one thread (checked above; only
         // this thread could start another), so the child inherits no lock
         // held by a thread that does not exist in it.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SpawnError::Io(std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            drop(status_r);
-            if daemon {
-                // SAFETY: prctl/getppid/_exit with plain integer arguments.
-                unsafe {
-                    libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGKILL as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    );
-                    if libc::getppid() != parent {
-                        libc::_exit(EXIT_PARENT_GONE);
-                    }
-                }
+        let pid = match unsafe { os::fork::fork() }? {
+            Forked::Parent(pid) => pid,
+            Forked::Child => {
+                drop(status_r);
+                child_after_fork(f, &name, daemon.then_some(parent), status_w)
             }
-            set_current_name(&name);
-            super::exit::forget_inherited();
-            let code = run_guarded(move || f().into_exit_code(), File::from(status_w));
-            // As in a spawned child: the exit steps for this child's own
-            // children, then the exit line.
-            super::exit::shutdown();
-            tracing::info!("process exiting with exitcode {code}");
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            // SAFETY: ends the child without running the parent's
-            // destructors or atexit handlers (which could unlink segments or
-            // flush shared state twice).
-            unsafe { libc::_exit(code) };
-        }
+        };
         drop(status_w);
         tracing::debug!(pid, %name, "forked child process");
         Ok(Process::new(
-            pid as u32,
+            pid,
             name,
             "Process".into(),
             daemon,
             File::from(status_r),
         ))
     }
+}
+
+/// The forked child's life: die with `parent` (daemons), run `f` with panic
+/// reporting over `status_w`, run the exit steps for its own children, and
+/// `_exit` with `f`'s code.
+fn child_after_fork<F, R>(f: F, name: &str, parent: Option<u32>, status_w: OwnedFd) -> !
+where
+    F: FnOnce() -> R,
+    R: EntryResult,
+{
+    if let Some(parent) = parent {
+        os::fork::die_with_parent(parent, EXIT_PARENT_GONE);
+    }
+    set_current_name(name);
+    super::exit::forget_inherited();
+    let code = run_guarded(move || f().into_exit_code(), File::from(status_w));
+    // As in a spawned child: the exit steps for this child's own children,
+    // then the exit line.
+    super::exit::shutdown();
+    tracing::info!("process exiting with exitcode {code}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // Ends the child without running the parent's destructors or atexit
+    // handlers (which could unlink segments or flush shared state twice).
+    os::exit::exit_immediately(code)
 }

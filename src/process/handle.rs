@@ -3,14 +3,14 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal};
-
 use super::status::{self, Read1, Report};
+use crate::os::child::ChildHandle;
+use crate::os::signal::{signal_name, Signal};
 use crate::os::{self, Deadline};
 
 /// How a child process ended.
@@ -135,7 +135,8 @@ pub(crate) struct Child {
     daemon: bool,
     /// The process that started the child (only it waits and signals).
     owner: u32,
-    pidfd: Option<OwnedFd>,
+    /// The pidfd (or pid) this process waits on and signals through.
+    os: ChildHandle,
     /// Read end of the status pipe (non-blocking), for a panic report.
     status_pipe: StdMutex<Option<File>>,
     exit: StdMutex<Option<ExitStatus>>,
@@ -194,34 +195,6 @@ pub(crate) fn exitcode_name(code: i32) -> String {
     code.to_string()
 }
 
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGCHLD => "SIGCHLD",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
-}
-
 impl Process {
     /// A builder for a child process (name, daemon flag, start timeout).
     pub fn builder() -> super::Builder {
@@ -248,17 +221,15 @@ impl Process {
     ) -> Self {
         // The child is ours and unreaped, so this pid cannot have been
         // reused: the pidfd names exactly our child.
-        let pidfd = Pid::from_raw(pid as i32).and_then(|p| {
-            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-        });
-        let _ = rustix::fs::fcntl_setfl(&status_pipe, rustix::fs::OFlags::NONBLOCK);
+        let handle = ChildHandle::new(pid);
+        let _ = os::fd::set_nonblocking(&status_pipe);
         let child = Arc::new(Child {
             pid,
             name,
             class,
             daemon,
             owner: os::current_pid(),
-            pidfd,
+            os: handle,
             status_pipe: StdMutex::new(Some(status_pipe)),
             exit: StdMutex::new(None),
             reaped: AtomicBool::new(false),
@@ -297,7 +268,7 @@ impl Process {
     /// A pidfd for the child (readable once it has exited), to poll many
     /// children for death at once; `None` on kernels without pidfds.
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
-        self.child.pidfd.as_ref().map(|f| f.as_fd())
+        self.child.os.pidfd()
     }
 
     /// Whether the child is still running (reaps it if it has exited).
@@ -362,7 +333,7 @@ impl Child {
             if let Some(s) = self.poll_exit()? {
                 return Ok(s);
             }
-            self.wait_exit(None);
+            self.os.wait_exit(None);
         }
     }
 
@@ -375,16 +346,16 @@ impl Child {
             if deadline.remaining().is_zero() {
                 return Ok(None);
             }
-            self.wait_exit(Some(deadline));
+            self.os.wait_exit(Some(deadline));
         }
     }
 
     pub(crate) fn terminate(&self) -> std::io::Result<()> {
-        self.signal(Signal::TERM)
+        self.signal(Signal::Terminate)
     }
 
     pub(crate) fn kill(&self) -> std::io::Result<()> {
-        self.signal(Signal::KILL)
+        self.signal(Signal::Kill)
     }
 
     /// Sends `signal` to the child unless it has been reaped.
@@ -400,40 +371,7 @@ impl Child {
         if exit.is_some() {
             return Ok(());
         }
-        let r = match &self.pidfd {
-            Some(fd) => rustix::process::pidfd_send_signal(fd, signal),
-            None => match Pid::from_raw(self.pid as i32) {
-                Some(p) => rustix::process::kill_process(p, signal),
-                None => Ok(()),
-            },
-        };
-        match r {
-            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Sleeps until the child may have exited or `deadline` passes.
-    fn wait_exit(&self, deadline: Option<Deadline>) {
-        match &self.pidfd {
-            Some(fd) => {
-                use rustix::event::{poll, PollFd, PollFlags};
-                let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                let ts = deadline.map(|d| {
-                    let r = d.remaining();
-                    rustix::time::Timespec {
-                        tv_sec: r.as_secs() as i64,
-                        tv_nsec: r.subsec_nanos() as _,
-                    }
-                });
-                // EINTR and spurious returns are fine: the caller re-checks.
-                let _ = poll(&mut fds, ts.as_ref());
-            }
-            None => {
-                let step = Duration::from_millis(2);
-                std::thread::sleep(deadline.map_or(step, |d| d.remaining().min(step)));
-            }
-        }
+        self.os.signal(signal)
     }
 
     /// Reaps the child if it has exited (non-blocking); its status once
@@ -448,9 +386,10 @@ impl Child {
                 "a Process handle inherited over fork cannot wait for its child",
             ));
         }
-        let Some(status) = self.reap_nohang()? else {
+        let Some(exit_info) = self.os.try_reap()? else {
             return Ok(None);
         };
+        let status = ExitStatus::from_wait(exit_info.code, exit_info.signal);
         let status = match self.panic_report() {
             Some(msg) => ExitStatus::Panicked(msg),
             None => status,
@@ -459,49 +398,6 @@ impl Child {
         *exit = Some(status.clone());
         self.reaped.store(true, Ordering::Release);
         Ok(Some(status))
-    }
-
-    fn reap_nohang(&self) -> std::io::Result<Option<ExitStatus>> {
-        use rustix::process::{waitid, WaitId, WaitIdOptions};
-        if let Some(fd) = &self.pidfd {
-            loop {
-                match waitid(
-                    WaitId::PidFd(fd.as_fd()),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-                ) {
-                    Ok(Some(st)) => {
-                        return Ok(Some(ExitStatus::from_wait(
-                            st.exit_status(),
-                            st.terminating_signal(),
-                        )))
-                    }
-                    Ok(None) => return Ok(None),
-                    Err(rustix::io::Errno::INTR) => continue,
-                    // P_PIDFD needs Linux 5.4; use the pid (still ours).
-                    Err(rustix::io::Errno::INVAL) => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own unreaped child with a valid
-            // status pointer.
-            let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, libc::WNOHANG) };
-            if r == 0 {
-                return Ok(None);
-            }
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(e);
-            }
-            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            let sig = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
-            return Ok(Some(ExitStatus::from_wait(code, sig)));
-        }
     }
 
     /// Reads what the child left in the status pipe after it exited: a

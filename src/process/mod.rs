@@ -90,6 +90,7 @@ mod exit;
 mod fork;
 mod handle;
 mod handoff;
+mod imap;
 mod log;
 mod pool;
 mod run;
@@ -108,8 +109,9 @@ pub use exit::{active_children, DAEMON_GRACE};
 pub use fork::{fork, thread_count};
 pub use handle::{ExitStatus, Process};
 pub use handoff::{Handoff, Shared};
+pub use imap::Imap;
 pub use log::{log_to_stderr, ProcessNameFormat};
-pub use pool::{cpu_count, AsyncResult, Imap, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
+pub use pool::{cpu_count, AsyncResult, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
 pub use run::{class_name, Run, RunEntry};
 pub use spawn::{
     current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,

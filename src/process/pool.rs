@@ -4,8 +4,8 @@
 //! worker loop registered inside shmkit); tasks are registered functions
 //! ([`task!`](crate::task)) whose arguments and results travel postcard-
 //! encoded through two [`MpmcQueue`](crate::queue::MpmcQueue)s. See the
-//! `core` module docs (in the source) and SAFETY.md for what happens when
-//! a worker dies.
+//! `core` module docs (in the source, `src/process/core/`) and SAFETY.md
+//! for what happens when a worker dies.
 //!
 //! ```no_run
 //! use shmkit::process::{self, Pool};
@@ -24,15 +24,15 @@
 //! }
 //! ```
 
-use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{available_cpus, Config, Core, Outcome};
+use super::core::{decode_one, encode_one, Chunker, Config, Core, Ticket};
+use super::imap::Imap;
 use super::task::{self, Task, TaskError};
 use crate::os::Deadline;
 
@@ -46,300 +46,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 /// assert!(shmkit::process::cpu_count() >= 1);
 /// ```
 pub fn cpu_count() -> usize {
-    available_cpus()
-}
-
-/// One submitted chunk: its id, and its outcome once taken.
-pub(crate) struct Ticket {
-    core: Arc<Core>,
-    id: u64,
-    outcome: OnceLock<Outcome>,
-}
-
-impl Ticket {
-    pub(crate) fn new(core: Arc<Core>, id: u64) -> Self {
-        Self {
-            core,
-            id,
-            outcome: OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn core(&self) -> &Arc<Core> {
-        &self.core
-    }
-
-    /// The outcome if it has arrived (non-blocking).
-    pub(crate) fn poll(&self) -> Option<&Outcome> {
-        if let Some(o) = self.outcome.get() {
-            return Some(o);
-        }
-        if let Some(o) = self.core.take(self.id) {
-            let _ = self.outcome.set(o);
-        }
-        self.outcome.get()
-    }
-
-    /// Waits for the outcome until `deadline` (`None` = forever).
-    pub(crate) fn wait(&self, deadline: Option<Deadline>) -> Option<&Outcome> {
-        loop {
-            if let Some(o) = self.poll() {
-                return Some(o);
-            }
-            let slice = Deadline::earliest(deadline, Deadline::after(Duration::from_millis(50)));
-            if let Some(o) = self.core.wait(self.id, Some(slice)) {
-                let _ = self.outcome.set(o);
-                return self.outcome.get();
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return None;
-            }
-        }
-    }
-
-    fn take(mut self) -> Outcome {
-        self.wait(None);
-        self.outcome
-            .take()
-            .unwrap_or(Err(TaskError::Failed("outcome vanished".into())))
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.outcome.get().is_none() {
-            self.core.abandon(self.id);
-        }
-    }
-}
-
-/// Decodes the single result of a one-item chunk.
-pub(crate) fn decode_one<R: DeserializeOwned>(o: &Outcome) -> Result<R, TaskError> {
-    match o {
-        Ok(bytes) => task::decode_results::<R>(bytes, 1)?
-            .pop()
-            .ok_or_else(|| TaskError::Serde("no result".into())),
-        Err(e) => Err(e.clone()),
-    }
-}
-
-/// Encodes one call of `task` as a task message.
-pub(crate) fn encode_one<A: Serialize, R>(
-    task: &Task<A, R>,
-    arg: &A,
-) -> Result<Vec<u8>, TaskError> {
-    let name = task.name();
-    let mut msg = task::begin_message(name, 64);
-    task::encode_into(arg, &mut msg).map_err(|e| TaskError::Serde(e.to_string()))?;
-    task::set_count(&mut msg, name, 1);
-    Ok(msg)
-}
-
-/// Cuts an input iterator into chunk messages (lazily).
-struct Chunker<I: Iterator> {
-    name: &'static str,
-    iter: I,
-    carry: Option<I::Item>,
-    size: usize,
-    budget: usize,
-    hard: usize,
-}
-
-impl<I: Iterator> Chunker<I>
-where
-    I::Item: Serialize,
-{
-    /// Chunks of at most `size` items; a chunk is cut early once its
-    /// encoding passes a quarter of `hard` (the transport limit), so that
-    /// results up to four times the size of their arguments still fit.
-    fn new(name: &'static str, iter: I, size: usize, hard: usize) -> Self {
-        Chunker {
-            name,
-            iter,
-            carry: None,
-            size: size.max(1),
-            budget: hard / 4,
-            hard,
-        }
-    }
-
-    fn next_chunk(&mut self) -> Option<Result<(Vec<u8>, u32), TaskError>> {
-        let mut msg = task::begin_message(self.name, self.budget.min(self.hard) + 64);
-        let mut count = 0u32;
-        while (count as usize) < self.size {
-            let Some(item) = self.carry.take().or_else(|| self.iter.next()) else {
-                break;
-            };
-            let before = msg.len();
-            if let Err(e) = task::encode_into(&item, &mut msg) {
-                return Some(Err(TaskError::Serde(e.to_string())));
-            }
-            if msg.len() > self.budget && count > 0 {
-                msg.truncate(before);
-                self.carry = Some(item);
-                break;
-            }
-            if msg.len() > self.hard {
-                return Some(Err(TaskError::TooLarge {
-                    size: msg.len(),
-                    max: self.hard,
-                }));
-            }
-            count += 1;
-        }
-        if count == 0 {
-            return None;
-        }
-        task::set_count(&mut msg, self.name, count);
-        Some(Ok((msg, count)))
-    }
-}
-
-/// The result iterator of [`Pool::imap`], [`Pool::imap_unordered`] and
-/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: about
-/// two chunks per worker are in flight, and the input is read only as far
-/// as results are consumed (dropping it leaves the unread input unread).
-/// For `Executor::map` every chunk was submitted before it was returned.
-/// Each item is the result for one input, or the error of the chunk it
-/// was in.
-pub struct Imap<I: Iterator, R> {
-    core: Arc<Core>,
-    chunker: Chunker<I>,
-    inflight: VecDeque<(Ticket, u32)>,
-    ready: std::vec::IntoIter<R>,
-    err_run: Option<(TaskError, u32)>,
-    submit_err: Option<TaskError>,
-    exhausted: bool,
-    prefetch: usize,
-    ordered: bool,
-    _r: PhantomData<fn() -> R>,
-}
-
-impl<I: Iterator, R> std::fmt::Debug for Imap<I, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap")
-            .field("inflight", &self.inflight.len())
-            .field("ordered", &self.ordered)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<I, R> Imap<I, R>
-where
-    I: Iterator,
-    I::Item: Serialize,
-    R: DeserializeOwned,
-{
-    pub(crate) fn new<A>(
-        core: Arc<Core>,
-        task: &Task<A, R>,
-        iter: I,
-        chunksize: usize,
-        prefetch: usize,
-        ordered: bool,
-    ) -> Self {
-        let hard = core.max_message();
-        Imap {
-            chunker: Chunker::new(task.name(), iter, chunksize, hard),
-            core,
-            inflight: VecDeque::new(),
-            ready: Vec::new().into_iter(),
-            err_run: None,
-            submit_err: None,
-            exhausted: false,
-            prefetch: prefetch.max(1),
-            ordered,
-            _r: PhantomData,
-        }
-    }
-
-    /// Submits every chunk of `iter` now (for `Executor::map`); a
-    /// submission error is returned at once.
-    pub(crate) fn eager<A>(
-        core: Arc<Core>,
-        task: &Task<A, R>,
-        iter: I,
-        chunksize: usize,
-    ) -> Result<Self, TaskError> {
-        let mut it = Self::new(core, task, iter, chunksize, usize::MAX, true);
-        it.fill();
-        match it.submit_err.take() {
-            Some(e) => Err(e),
-            None => Ok(it),
-        }
-    }
-
-    fn fill(&mut self) {
-        while !self.exhausted && self.inflight.len() < self.prefetch {
-            match self.chunker.next_chunk() {
-                None => self.exhausted = true,
-                Some(Ok((msg, n))) => match self.core.submit(msg) {
-                    Ok(id) => self
-                        .inflight
-                        .push_back((Ticket::new(self.core.clone(), id), n)),
-                    Err(e) => {
-                        self.submit_err = Some(e);
-                        self.exhausted = true;
-                    }
-                },
-                Some(Err(e)) => {
-                    self.submit_err = Some(e);
-                    self.exhausted = true;
-                }
-            }
-        }
-    }
-}
-
-impl<I, R> Iterator for Imap<I, R>
-where
-    I: Iterator,
-    I::Item: Serialize,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(r) = self.ready.next() {
-                return Some(Ok(r));
-            }
-            if let Some((e, n)) = &mut self.err_run {
-                if *n > 0 {
-                    *n -= 1;
-                    return Some(Err(e.clone()));
-                }
-                self.err_run = None;
-            }
-            self.fill();
-            if self.inflight.is_empty() {
-                return self.submit_err.take().map(Err);
-            }
-            let (ticket, n) = if self.ordered {
-                self.inflight.pop_front()?
-            } else {
-                let ids: Vec<u64> = self.inflight.iter().map(|(t, _)| t.id()).collect();
-                let id = loop {
-                    if let Some(id) = self.core.wait_any(&ids, None) {
-                        break id;
-                    }
-                };
-                let pos = self.inflight.iter().position(|(t, _)| t.id() == id)?;
-                self.inflight.remove(pos)?
-            };
-            match ticket.take() {
-                Ok(bytes) => match task::decode_results::<R>(&bytes, n as usize) {
-                    Ok(v) => self.ready = v.into_iter(),
-                    Err(e) => self.err_run = Some((e, n)),
-                },
-                Err(e) => self.err_run = Some((e, n)),
-            }
-        }
-    }
+    crate::os::cpu::available_cpus()
 }
 
 /// The pending result of [`Pool::apply_async`] (Python's `AsyncResult`).
@@ -574,9 +281,8 @@ impl Pool {
         task: &Task<A, R>,
         arg: A,
     ) -> Result<AsyncResult<R>, TaskError> {
-        let id = self.core.submit(encode_one(task, &arg)?)?;
         Ok(AsyncResult {
-            ticket: Ticket::new(self.core.clone(), id),
+            ticket: Ticket::submit_one(&self.core, task, &arg)?,
             _r: PhantomData,
         })
     }
@@ -635,9 +341,9 @@ impl Pool {
         let mut chunker = Chunker::new(task.name(), items, chunk, hard);
         let mut tickets = Vec::new();
         let mut submit_err = None;
-        while let Some(c) = chunker.next_chunk() {
-            match c.and_then(|(msg, k)| Ok((self.core.submit(msg)?, k))) {
-                Ok((id, k)) => tickets.push((Ticket::new(self.core.clone(), id), k)),
+        while let Some(c) = chunker.submit_next(&self.core) {
+            match c {
+                Ok(chunk) => tickets.push(chunk),
                 Err(e) => {
                     submit_err = Some(e);
                     break;
@@ -685,15 +391,7 @@ impl Pool {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        let prefetch = 2 * self.core.workers();
-        Imap::new(
-            self.core.clone(),
-            task,
-            items.into_iter(),
-            chunksize,
-            prefetch,
-            true,
-        )
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, true)
     }
 
     /// Like [`imap`](Pool::imap), but yields chunks as they complete.
@@ -708,15 +406,7 @@ impl Pool {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        let prefetch = 2 * self.core.workers();
-        Imap::new(
-            self.core.clone(),
-            task,
-            items.into_iter(),
-            chunksize,
-            prefetch,
-            false,
-        )
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, false)
     }
 
     /// No more submissions; submitted work still runs.

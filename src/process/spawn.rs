@@ -126,17 +126,6 @@ pub(crate) fn set_current_name(name: &str) {
     *CURRENT_NAME.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.to_owned());
 }
 
-/// A pipe with both ends close-on-exec.
-pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// Configures and starts a child process: Python's `Process(name=...,
 /// daemon=...)` followed by `start()`.
 ///
@@ -305,11 +294,9 @@ impl Builder {
         if super::exit::is_exiting() {
             return Err(SpawnError::Exiting);
         }
-        let args_fd =
-            rustix::fs::memfd_create("shmkit-spawn-args", rustix::fs::MemfdFlags::CLOEXEC)?;
-        let mut args_file = File::from(args_fd);
+        let mut args_file = os::fd::memfd_cloexec("shmkit-spawn-args")?;
         args_file.write_all(args)?;
-        let (status_r, status_w) = pipe_cloexec()?;
+        let (status_r, status_w) = os::fd::pipe_cloexec()?;
 
         let mut inherit: Vec<RawFd> = vec![args_file.as_raw_fd(), status_w.as_raw_fd()];
         inherit.extend(fds.iter().map(|f| f.as_raw_fd()));
@@ -329,29 +316,18 @@ impl Builder {
             .env(ENV_NAME, &name)
             .env(ENV_PARENT, os::current_pid().to_string());
         let daemon = self.daemon;
-        let parent = os::current_pid() as libc::pid_t;
+        let parent = os::current_pid();
         // SAFETY: the hook runs in the forked child before exec and only
-        // makes async-signal-safe calls (fcntl, prctl, getppid, _exit) on
-        // integers captured by value; it allocates nothing.
+        // makes async-signal-safe calls (`clear_cloexec_raw`: fcntl;
+        // `die_with_parent`: prctl, getppid, _exit) on integers captured by
+        // value; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 for &fd in &inherit {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    os::fd::clear_cloexec_raw(fd)?;
                 }
                 if daemon {
-                    libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGKILL as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    );
-                    // The parent may have died before the line above.
-                    if libc::getppid() != parent {
-                        libc::_exit(EXIT_PARENT_GONE);
-                    }
+                    os::fork::die_with_parent(parent, EXIT_PARENT_GONE);
                 }
                 Ok(())
             });
@@ -407,21 +383,14 @@ impl Builder {
 
 /// Waits (at most `timeout`) for the first status frame; `None` on timeout.
 fn read_handshake(pipe: &mut File, timeout: Duration) -> Option<Read1> {
-    use rustix::event::{poll, PollFd, PollFlags};
     let deadline = Deadline::after(timeout);
     loop {
-        let left = deadline.remaining();
-        if left.is_zero() {
+        if deadline.has_passed() {
             return None;
         }
-        let ts = rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(&*pipe, PollFlags::IN)];
-        match poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => return Some(status::recv(pipe)),
+        match os::fd::wait_readable(&*pipe, Some(deadline)) {
+            Ok(false) => continue,
+            Ok(true) => return Some(status::recv(pipe)),
             Err(_) => return Some(Read1::Bad("poll on status pipe failed")),
         }
     }
@@ -443,7 +412,7 @@ fn child_main(proto: OsString) -> ! {
     }
     let parsed: Option<Vec<RawFd>> = fd_list.split(',').map(|s| s.parse().ok()).collect();
     let Some(raw) =
-        parsed.filter(|v| v.len() >= 2 && v.iter().all(|&fd| fd >= 0 && is_open_fd(fd)))
+        parsed.filter(|v| v.len() >= 2 && v.iter().all(|&fd| fd >= 0 && os::fd::is_open(fd)))
     else {
         eprintln!("shmkit: {ENV_PROTO} is set but {ENV_FDS} is not valid; was this binary started by shmkit?");
         std::process::exit(EXIT_START_FAILED);
@@ -457,7 +426,7 @@ fn child_main(proto: OsString) -> ! {
         .collect();
     for fd in &owned {
         // Our own children must not inherit them.
-        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+        let _ = os::fd::set_cloexec(fd);
     }
     let handoff_fds = owned.split_off(2);
     let mut status_pipe = File::from(owned.pop().expect("two fds checked above"));
@@ -505,11 +474,6 @@ fn child_main(proto: OsString) -> ! {
     std::process::exit(code)
 }
 
-fn is_open_fd(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor's flags.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
 /// Runs a child's entry with panic reporting: a panic on this thread sends
 /// `Panicked(message)` over `status_pipe` (from the panic hook, so it also
 /// works with `panic = "abort"`) and yields exit code 1.
@@ -523,6 +487,16 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> i32, status_pipe: File) -> i32 {
     result.unwrap_or(1)
 }
 
+/// The message of a panic payload (`&str` or `String`; anything else is
+/// `Box<dyn Any>`, as std prints it).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned())
+}
+
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -530,12 +504,7 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             let fd = STATUS_FD.load(StdOrdering::SeqCst);
             if fd >= 0 && ENTRY_THREAD.get() == Some(&std::thread::current().id()) {
-                let payload = info.payload();
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+                let msg = panic_message(info.payload());
                 // SAFETY: `fd` is the status pipe owned by `run_guarded`'s
                 // `File`, alive while STATUS_FD is non-negative; the
                 // ManuallyDrop keeps this temporary from closing it.

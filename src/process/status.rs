@@ -122,7 +122,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "pipes need syscalls")]
     fn frames_round_trip_and_reject_garbage() {
-        let (r, w) = super::super::spawn::pipe_cloexec().unwrap();
+        let (r, w) = crate::os::fd::pipe_cloexec().unwrap();
         let (mut r, mut w) = (File::from(r), File::from(w));
         send(&mut w, &Report::Started);
         send(&mut w, &Report::Panicked("boom".into()));

@@ -1,0 +1,173 @@
+//! Handing tasks to the workers and outcomes to their callers: the
+//! backlog kept in this process, the window of tasks in the shared queue,
+//! and the waits on [`Core::state`].
+
+use std::time::Duration;
+
+use super::{lock, Core, Outcome, State};
+use crate::os::Deadline;
+use crate::process::task::TaskError;
+use crate::queue::error::TrySendError;
+
+/// Longest sleep on the condition variable before a wait re-checks.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+impl Core {
+    /// Submits a task message (its first 8 bytes are overwritten with the
+    /// id). Returns the id.
+    pub(crate) fn submit(&self, mut msg: Vec<u8>) -> Result<u64, TaskError> {
+        let max = self.max_message();
+        if msg.len() > max {
+            return Err(TaskError::TooLarge {
+                size: msg.len(),
+                max,
+            });
+        }
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Err(TaskError::Closed);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        msg[..8].copy_from_slice(&id.to_le_bytes());
+        if st.backlog.is_empty() && st.dispatched.len() < self.window {
+            match self.task_tx.try_send(&msg) {
+                Ok(()) => {
+                    st.dispatched.insert(id);
+                    return Ok(id);
+                }
+                Err(TrySendError::TooLarge(_)) => {
+                    return Err(TaskError::TooLarge {
+                        size: msg.len(),
+                        max,
+                    })
+                }
+                Err(_) => {}
+            }
+        }
+        st.backlog.push_back((id, msg));
+        Ok(id)
+    }
+
+    /// Moves backlog into the task queue while the window allows.
+    pub(super) fn pump(&self, st: &mut State) {
+        while st.dispatched.len() < self.window {
+            let Some((id, msg)) = st.backlog.pop_front() else {
+                break;
+            };
+            match self.task_tx.try_send(&msg) {
+                Ok(()) => {
+                    st.dispatched.insert(id);
+                }
+                Err(_) => {
+                    st.backlog.push_front((id, msg));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Records the outcome of `id`, unless its handle was dropped.
+    pub(super) fn finish(st: &mut State, id: u64, outcome: Outcome) {
+        if st.abandoned.remove(&id) {
+            return;
+        }
+        st.done.insert(id, outcome);
+    }
+
+    /// Takes the outcome of `id` if it is there.
+    pub(crate) fn take(&self, id: u64) -> Option<Outcome> {
+        lock(&self.state).done.remove(&id)
+    }
+
+    /// Waits for the outcome of `id` until `deadline` (`None` = forever).
+    pub(crate) fn wait(&self, id: u64, deadline: Option<Deadline>) -> Option<Outcome> {
+        self.wait_state(deadline, |st| st.done.remove(&id))
+    }
+
+    /// Waits until any of `ids` has an outcome (or the deadline passes);
+    /// returns the first one found.
+    pub(crate) fn wait_any(&self, ids: &[u64], deadline: Option<Deadline>) -> Option<u64> {
+        self.wait_state(deadline, |st| {
+            ids.iter().find(|id| st.done.contains_key(id)).copied()
+        })
+    }
+
+    /// Calls `ready` on the state, under its lock, until it returns `Some`
+    /// (then returns that) or `deadline` passes (`None` = forever; then
+    /// `None`), sleeping on the condition variable in between.
+    pub(super) fn wait_state<T>(
+        &self,
+        deadline: Option<Deadline>,
+        mut ready: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(v) = ready(&mut st) {
+                return Some(v);
+            }
+            let slice = match deadline {
+                Some(d) if d.has_passed() => return None,
+                Some(d) => d.remaining().min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            st = self
+                .cond
+                .wait_timeout(st, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Forgets `id`: its outcome is dropped now or when it arrives.
+    pub(crate) fn abandon(&self, id: u64) {
+        let mut st = lock(&self.state);
+        if st.done.remove(&id).is_none() {
+            st.abandoned.insert(id);
+        }
+    }
+
+    /// Cancels `id` if it has not been dispatched to a worker yet.
+    pub(crate) fn cancel(&self, id: u64) -> bool {
+        let mut st = lock(&self.state);
+        let Some(pos) = st.backlog.iter().position(|(i, _)| *i == id) else {
+            return false;
+        };
+        st.backlog.remove(pos);
+        Self::finish(&mut st, id, Err(TaskError::Cancelled));
+        drop(st);
+        self.cond.notify_all();
+        true
+    }
+
+    /// Stops accepting work; with `cancel_pending`, every task not yet
+    /// dispatched gets `Cancelled`.
+    pub(crate) fn close(&self, cancel_pending: bool) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        if cancel_pending {
+            for (id, _) in std::mem::take(&mut st.backlog) {
+                Self::finish(&mut st, id, Err(TaskError::Cancelled));
+            }
+        }
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// Ends every task not finished yet (dispatched or in the backlog) with
+    /// `err`.
+    pub(super) fn fail_outstanding(st: &mut State, err: TaskError) {
+        let ids: Vec<u64> = st
+            .dispatched
+            .drain()
+            .chain(st.backlog.drain(..).map(|(id, _)| id))
+            .collect();
+        for id in ids {
+            Self::finish(st, id, Err(err.clone()));
+        }
+    }
+}

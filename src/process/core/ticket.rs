@@ -1,0 +1,116 @@
+//! [`Ticket`]: one submitted chunk and, once it arrives, its outcome; the
+//! base of [`AsyncResult`](crate::process::AsyncResult),
+//! [`Future`](crate::process::Future) and [`Imap`](crate::process::Imap);
+//! and the one-item encoders they share.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Core, Outcome};
+use crate::os::Deadline;
+use crate::process::task::{self, Task, TaskError};
+
+/// One submitted chunk: its id, and its outcome once taken.
+pub(crate) struct Ticket {
+    core: Arc<Core>,
+    id: u64,
+    outcome: OnceLock<Outcome>,
+}
+
+impl Ticket {
+    /// The ticket of task `id`, just submitted to `core`.
+    pub(crate) fn new(core: Arc<Core>, id: u64) -> Self {
+        Self {
+            core,
+            id,
+            outcome: OnceLock::new(),
+        }
+    }
+
+    /// Submits `task(arg)` as a one-item chunk.
+    pub(crate) fn submit_one<A: Serialize, R>(
+        core: &Arc<Core>,
+        task: &Task<A, R>,
+        arg: &A,
+    ) -> Result<Self, TaskError> {
+        let id = core.submit(encode_one(task, arg)?)?;
+        Ok(Self::new(core.clone(), id))
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The outcome if it has arrived (non-blocking).
+    pub(crate) fn poll(&self) -> Option<&Outcome> {
+        if let Some(o) = self.outcome.get() {
+            return Some(o);
+        }
+        if let Some(o) = self.core.take(self.id) {
+            let _ = self.outcome.set(o);
+        }
+        self.outcome.get()
+    }
+
+    /// Waits for the outcome until `deadline` (`None` = forever).
+    pub(crate) fn wait(&self, deadline: Option<Deadline>) -> Option<&Outcome> {
+        loop {
+            if let Some(o) = self.poll() {
+                return Some(o);
+            }
+            let slice = Deadline::earliest(deadline, Deadline::after(Duration::from_millis(50)));
+            if let Some(o) = self.core.wait(self.id, Some(slice)) {
+                let _ = self.outcome.set(o);
+                return self.outcome.get();
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the outcome and takes it.
+    pub(crate) fn take(mut self) -> Outcome {
+        self.wait(None);
+        self.outcome
+            .take()
+            .unwrap_or(Err(TaskError::Failed("outcome vanished".into())))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.outcome.get().is_none() {
+            self.core.abandon(self.id);
+        }
+    }
+}
+
+/// Decodes the single result of a one-item chunk.
+pub(crate) fn decode_one<R: DeserializeOwned>(o: &Outcome) -> Result<R, TaskError> {
+    match o {
+        Ok(bytes) => task::decode_results::<R>(bytes, 1)?
+            .pop()
+            .ok_or_else(|| TaskError::Serde("no result".into())),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// Encodes one call of `task` as a task message.
+pub(crate) fn encode_one<A: Serialize, R>(
+    task: &Task<A, R>,
+    arg: &A,
+) -> Result<Vec<u8>, TaskError> {
+    let name = task.name();
+    let mut msg = task::begin_message(name, 64);
+    task::encode_into(arg, &mut msg).map_err(|e| TaskError::Serde(e.to_string()))?;
+    task::set_count(&mut msg, name, 1);
+    Ok(msg)
+}
