@@ -19,7 +19,10 @@ use shmkit::segment::{
     gc_dry_run, inspect, open_or_create, validate_name, validate_os_name, Lifetime, ObjectKind,
     OpenOptions, Verdict, ATTACH_SLOTS, LAYOUT_VERSION,
 };
-use shmkit::{AttachError, Barrier, Error, Event, Mutex, Segment, ShmArray, ShmBox, ShmValue};
+use shmkit::{
+    AttachError, Barrier, Error, Event, Mutex, Segment, ShmArray, ShmBox, ShmValue,
+    UntrustedSegment,
+};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -698,18 +701,29 @@ fn fifo_and_directory_are_refused_and_left_alone() {
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
     std::fs::create_dir(format!("/dev/shm/{dir}")).unwrap();
     for n in [&fifo, &dir] {
+        // Refused as untrusted (not a regular file), never opened or removed.
+        let untrusted = |e: &AttachError| {
+            matches!(
+                e,
+                AttachError::Untrusted {
+                    reason: UntrustedSegment::NotRegularFile { .. },
+                    ..
+                }
+            )
+        };
         match Segment::open(n) {
-            Err(AttachError::Corrupt(why)) => assert!(why.contains("not a regular file"), "{why}"),
+            Err(e) => assert!(untrusted(&e), "{n}: {e:?}"),
+            Ok(_) => panic!("{n}: opened"),
+        }
+        match ShmBox::<Event>::create(n, ()) {
+            Err(Error::AlreadyExists(_)) => {}
+            Err(Error::Attach(e)) => assert!(untrusted(&e), "{n}: {e:?}"),
             other => panic!("{n}: {other:?}"),
         }
-        assert!(matches!(
-            ShmBox::<Event>::create(n, ()),
-            Err(Error::AlreadyExists(_))
-        ));
-        assert!(matches!(
-            ShmBox::<Event>::open_or_create(n, ()),
-            Err(Error::Attach(AttachError::Corrupt(_)))
-        ));
+        match ShmBox::<Event>::open_or_create(n, ()) {
+            Err(Error::Attach(e)) => assert!(untrusted(&e), "{n}: {e:?}"),
+            other => panic!("{n}: {other:?}"),
+        }
         assert!(exists(n), "never removed");
     }
     let r = shmkit::gc().unwrap();
