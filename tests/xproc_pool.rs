@@ -172,6 +172,27 @@ fn apply_async_get_ready_successful() {
     assert_eq!(p.apply(&BIG_RESULT, 3).unwrap(), vec![7, 7, 7]);
 }
 
+/// The pool keeps nothing for a task whose result was collected, nor (once
+/// it finished) for one whose handle was dropped: a long-running pool does
+/// not grow. (It did: every collected `AsyncResult` left its id behind.)
+fn collected_and_dropped_results_leave_no_bookkeeping() {
+    let p = pool(2);
+    for i in 0..2_000i64 {
+        assert_eq!(p.apply_async(&MUL, (i, 2)).unwrap().get().unwrap(), 2 * i);
+    }
+    assert_eq!(
+        p.map(&MUL, vec![(2, 3); 500], Some(1)).unwrap(),
+        vec![6; 500]
+    );
+    assert_eq!(p.outstanding(), 0, "collected results left bookkeeping");
+    for i in 0..200i64 {
+        drop(p.apply_async(&MUL, (i, 3)).unwrap());
+    }
+    common::wait_until(Duration::from_secs(60), "dropped tasks to finish", || {
+        p.outstanding() == 0
+    });
+}
+
 fn panic_is_an_error_and_worker_keeps_serving() {
     let p = pool(1);
     let pid = p.pids()[0];
@@ -479,6 +500,10 @@ fn main() {
             (
                 "apply_async_get_ready_successful",
                 apply_async_get_ready_successful,
+            ),
+            (
+                "collected_and_dropped_results_leave_no_bookkeeping",
+                collected_and_dropped_results_leave_no_bookkeeping,
             ),
             (
                 "panic_is_an_error_and_worker_keeps_serving",

@@ -409,6 +409,25 @@ impl Pool {
         Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, false)
     }
 
+    /// How many tasks the pool still keeps bookkeeping for: queued, running,
+    /// or finished with a result nobody has collected yet (a dropped
+    /// [`AsyncResult`] counts until its task finishes). Zero once every
+    /// result was taken: a long-running pool does not grow.
+    ///
+    /// ```no_run
+    /// # use shmkit::process::{self, Pool};
+    /// # fn double(x: u64) -> u64 { x * 2 }
+    /// # shmkit::task! { static DOUBLE: Task<u64, u64> = double; }
+    /// process::init();
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.apply(&DOUBLE, 21)?, 42);
+    /// assert_eq!(pool.outstanding(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn outstanding(&self) -> usize {
+        self.core.tracked()
+    }
+
     /// No more submissions; submitted work still runs.
     pub fn close(&self) {
         self.core.close(false);

@@ -75,6 +75,13 @@ impl Core {
         st.done.insert(id, outcome);
     }
 
+    /// How many tasks the core still keeps something for: queued,
+    /// running, finished but not collected, or abandoned but not finished.
+    pub(crate) fn tracked(&self) -> usize {
+        let st = lock(&self.state);
+        st.dispatched.len() + st.backlog.len() + st.done.len() + st.abandoned.len()
+    }
+
     /// Takes the outcome of `id` if it is there.
     pub(crate) fn take(&self, id: u64) -> Option<Outcome> {
         lock(&self.state).done.remove(&id)

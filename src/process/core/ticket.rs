@@ -18,6 +18,9 @@ pub(crate) struct Ticket {
     core: Arc<Core>,
     id: u64,
     outcome: OnceLock<Outcome>,
+    /// Set by `take`: the outcome was collected (not abandoned), so the
+    /// drop that follows must not mark the task abandoned.
+    taken: bool,
 }
 
 impl Ticket {
@@ -27,6 +30,7 @@ impl Ticket {
             core,
             id,
             outcome: OnceLock::new(),
+            taken: false,
         }
     }
 
@@ -79,6 +83,7 @@ impl Ticket {
     /// Waits for the outcome and takes it.
     pub(crate) fn take(mut self) -> Outcome {
         self.wait(None);
+        self.taken = true;
         self.outcome
             .take()
             .unwrap_or(Err(TaskError::Failed("outcome vanished".into())))
@@ -87,7 +92,10 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.outcome.get().is_none() {
+        // A ticket dropped before its outcome arrived abandons the task
+        // (its result is discarded on arrival); one whose outcome was
+        // collected has nothing left in the core.
+        if !self.taken && self.outcome.get().is_none() {
             self.core.abandon(self.id);
         }
     }
