@@ -189,6 +189,25 @@ impl PendingSegment {
     }
 }
 
+    /// Maps `len` bytes of `file` as a handle that has not created,
+    /// opened or claimed anything yet (the callers set that up).
+    fn mapped(file: File, len: usize, name: Option<String>) -> Result<Segment, AttachError> {
+        let id = shm_names::file_id(&file)?;
+        let map = shm::map(&file, len)?;
+        Ok(Segment {
+            map,
+            file,
+            name,
+            id,
+            opener: 0,
+            created: false,
+            keep: false,
+            force_unlink: 0,
+            has_header: false,
+            claim: None,
+        })
+    }
+
 impl Segment {
     /// Creates a new named segment of `size` bytes with mode 0600 and its
     /// pages reserved (a full `/dev/shm` is [`Error::NoSpace`] now, not a
@@ -223,21 +242,8 @@ impl Segment {
             shm_names::create_unnamed(size as u64).map_err(|e| map_create_err(e, name, size))?;
         // A brand-new file: nobody else can hold it yet.
         shm_names::try_hold_shared(&file)?;
-        let id = shm_names::file_id(&file)?;
-        let map = shm::map(&file, size)?;
         Ok(PendingSegment {
-            seg: Segment {
-                map,
-                file,
-                name: None,
-                id,
-                opener: 0,
-                created: false,
-                keep: false,
-                force_unlink: 0,
-                has_header: false,
-                claim: None,
-            },
+            seg: Self::mapped(file, size, None)?,
             temp,
             name: Some(name.to_owned()),
         })
@@ -302,20 +308,7 @@ impl Segment {
             return Err(Error::InvalidArgument("segment size must be non-zero"));
         }
         let file = shm::create_anonymous(size as u64).map_err(|e| map_create_err(e, "", size))?;
-        let id = shm_names::file_id(&file)?;
-        let map = shm::map(&file, size)?;
-        Ok(Segment {
-            map,
-            file,
-            name: None,
-            id,
-            opener: 0,
-            created: false,
-            keep: false,
-            force_unlink: 0,
-            has_header: false,
-            claim: None,
-        })
+        Self::mapped(file, size, None)
     }
 
     /// Maps an already-open shared memory file (for example a memfd
@@ -331,20 +324,7 @@ impl Segment {
         }
         let len = usize::try_from(size)
             .map_err(|_| AttachError::Corrupt("segment size overflows usize"))?;
-        let id = shm_names::file_id(&file)?;
-        let map = shm::map(&file, len)?;
-        Ok(Segment {
-            map,
-            file,
-            name,
-            id,
-            opener: 0,
-            created: false,
-            keep: false,
-            force_unlink: 0,
-            has_header: false,
-            claim: None,
-        })
+        Self::mapped(file, len, name)
     }
 
     /// Removes a named segment from `/dev/shm` whoever holds it. Existing
