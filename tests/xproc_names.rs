@@ -89,7 +89,7 @@ fn race_rounds(tag: &str, stale_first: bool) {
                 let (name, start, done, inodes, creators) =
                     (name.clone(), &start, &done, &inodes, &creators);
                 fork(move || {
-                    start.wait();
+                    start.wait().expect("start barrier");
                     let m = match ShmBox::<Mutex<u64>>::open_or_create(&name, 0) {
                         Ok(m) => m,
                         Err(e) => {
@@ -102,7 +102,7 @@ fn race_rounds(tag: &str, stale_first: bool) {
                     let r = inspect(&name).expect("inspect while held");
                     creators.set(i, u64::from(r.report().creator.pid));
                     // Nobody drops before everyone has attached.
-                    done.wait();
+                    done.wait().expect("done barrier");
                     0
                 })
             })
