@@ -50,7 +50,7 @@ pub mod sync;
 pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error};
 pub use process::{current_process, ExitStatus, Process, SpawnError};
-pub use segment::{gc, Segment, ShmBox, ShmObject};
+pub use segment::{gc, Segment, SegmentObject, ShmBox, ShmObject};
 pub use sync::{
     Barrier, Condvar, Event, Mutex, MutexGuard, OwnerDied, RawMutex, Semaphore, ShmArray, ShmValue,
     TryLockError,
