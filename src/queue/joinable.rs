@@ -27,12 +27,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::mpmc::MpmcQueue;
+use super::mpmc::{MpmcQueue, QueueConfig};
 use super::typed::{Codec, GetError, PodCodec, Postcard, Queue};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::primitives::{AtomicU64, Ordering};
-use crate::segment::{ObjectKind, OpenOptions};
+use crate::segment::{open_object_segment, ObjectKind, OpenOptions, Segment, SegmentObject};
 use crate::sync::Notifier;
 
 /// `task_done()` was called more times than values were put.
@@ -79,16 +79,62 @@ impl<T, C> Clone for JoinableQueue<T, C> {
     }
 }
 
+impl<T: Serialize + DeserializeOwned + 'static> SegmentObject for JoinableQueue<T, Postcard> {
+    /// `slot_size` is the largest encoding of a value, in bytes.
+    type Config = QueueConfig;
+
+    fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
+        Self::make(name, config.slot_size, config.capacity)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        JoinableQueue::from_segment(seg, opts)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.as_mpmc().segment()
+    }
+}
+
+impl<T: bytemuck::Pod + Send + Sync> SegmentObject for JoinableQueue<T, PodCodec> {
+    /// How many values the queue holds.
+    type Config = usize;
+
+    fn create_in(name: Option<&str>, capacity: usize) -> Result<Self, Error> {
+        Self::make(name, std::mem::size_of::<T>().max(1), capacity)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        JoinableQueue::from_segment(seg, opts)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.as_mpmc().segment()
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) holding encodings of at most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::make(Some(name), max_encoded_size, capacity)
+        <Self as SegmentObject>::create(name, QueueConfig::new(max_encoded_size, capacity))
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::make(None, max_encoded_size, capacity)
+        <Self as SegmentObject>::anonymous(QueueConfig::new(max_encoded_size, capacity))
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(
+        name: &str,
+        max_encoded_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        let config = QueueConfig::new(max_encoded_size, capacity);
+        <Self as SegmentObject>::open_or_create(name, config)
     }
 
     /// A queue for threads of one process (heap memory).
@@ -101,12 +147,12 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
 impl<T: bytemuck::Pod + Send + Sync> JoinableQueue<T, PodCodec> {
     /// Creates a named queue of `capacity` `Pod` values.
     pub fn create_pod(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::make(Some(name), std::mem::size_of::<T>().max(1), capacity)
+        <Self as SegmentObject>::create(name, capacity)
     }
 
     /// Creates an anonymous queue of `capacity` `Pod` values.
     pub fn anonymous_pod(capacity: usize) -> Result<Self, Error> {
-        Self::make(None, std::mem::size_of::<T>().max(1), capacity)
+        <Self as SegmentObject>::anonymous(capacity)
     }
 }
 
@@ -209,7 +255,18 @@ impl<T, C> JoinableQueue<T, C> {
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
     /// Attaches to a named queue created by another process.
     pub fn open(name: &str) -> Result<Self, AttachError> {
-        let q = MpmcQueue::open_kind(name, ObjectKind::JOINABLE_QUEUE, &OpenOptions::new())?;
+        Self::open_with(name, &OpenOptions::new())
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_segment(open_object_segment(name, opts)?, opts)
+    }
+
+    /// Attaches to a joinable queue in an already-mapped segment (e.g. an
+    /// inherited file descriptor).
+    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let q = MpmcQueue::attach_kind(seg, ObjectKind::JOINABLE_QUEUE, opts)?;
         Ok(JoinableQueue {
             queue: Queue::from_mpmc(q)?,
         })

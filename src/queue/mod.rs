@@ -25,7 +25,7 @@ pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use joinable::{JoinableQueue, TaskDoneError};
-pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
+pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 pub use peers::PeersFull;
 pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
 pub use spsc::{

@@ -45,10 +45,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
+use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
-use crate::segment::{OpenOptions, Segment};
+use crate::segment::{open_object_segment, OpenOptions, Segment, SegmentObject};
 
 /// A message could not be turned back into a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -238,17 +238,64 @@ impl<T, C> Clone for Queue<T, C> {
     }
 }
 
+impl<T: Serialize + DeserializeOwned + 'static> SegmentObject for Queue<T, Postcard> {
+    /// `slot_size` is the largest encoding of a value, in bytes.
+    type Config = QueueConfig;
+
+    fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
+        MpmcQueue::create_in(name, config).map(Self::from_new_mpmc)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.segment()
+    }
+}
+
+impl<T: Pod + Send + Sync> SegmentObject for Queue<T, PodCodec> {
+    /// How many values the queue holds (slots are `size_of::<T>()` bytes).
+    type Config = usize;
+
+    fn create_in(name: Option<&str>, capacity: usize) -> Result<Self, Error> {
+        MpmcQueue::create_in(name, QueueConfig::new(Self::pod_slot(), capacity))
+            .map(Self::from_new_mpmc)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.segment()
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24: it holds exactly that many values) holding encodings of at
     /// most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, max_encoded_size, capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::create(name, QueueConfig::new(max_encoded_size, capacity))
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(max_encoded_size, capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::anonymous(QueueConfig::new(max_encoded_size, capacity))
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(
+        name: &str,
+        max_encoded_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        let config = QueueConfig::new(max_encoded_size, capacity);
+        <Self as SegmentObject>::open_or_create(name, config)
     }
 
     /// A queue for threads of one process (heap memory).
@@ -261,12 +308,19 @@ impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) of `size_of::<T>()` bytes.
     pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, Self::pod_slot(), capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::create(name, capacity)
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(Self::pod_slot(), capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::anonymous(capacity)
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, capacity)
     }
 
     /// A queue for threads of one process (heap memory).
@@ -283,7 +337,12 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// Attaches to a named queue created by another process (for
     /// [`PodCodec`] the slot size must equal `size_of::<T>()`).
     pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::open(name)?)
+        Self::open_with(name, &OpenOptions::new())
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_segment(open_object_segment(name, opts)?, opts)
     }
 
     /// Attaches to a queue in an already-mapped segment.

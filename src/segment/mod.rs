@@ -45,6 +45,7 @@ pub use header::{
 };
 pub use inspect::{inspect, list, InspectError, Inspection, ProcessInfo, SegmentReport};
 pub use layout::{LayoutBuilder, Region};
+pub(crate) use object::open_object_segment;
 pub use object::{
     attach_object, create_object, create_object_with, open_object, open_or_create, ShmBox,
     ShmObject,
