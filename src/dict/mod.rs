@@ -236,21 +236,7 @@ impl ShmDict {
         })
     }
 
-    /// Attaches to the named dict created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](ShmDict::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to a dict in an already-mapped segment (e.g. an inherited
-    /// file descriptor).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("dict");
 
     /// Opens the named dict, or creates it with `config` if there is none
     /// (race-free between processes; see

@@ -108,22 +108,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
         ShmDict::in_heap(config).map(Self::new)
     }
 
-    /// Attaches to the named map another process created (it must use the
-    /// same `K` and `V`).
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to a map in an already-mapped segment (e.g. an inherited
-    /// file descriptor).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("map");
 
     /// Opens the named map, or creates it with `config` if there is none
     /// (race-free between processes; see

@@ -28,11 +28,11 @@ use serde::Serialize;
 
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::mpmc::{MpmcQueue, QueueConfig};
-use super::typed::{Codec, GetError, PodCodec, Postcard, Queue};
+use super::typed::{Codec, GetError, PodCodec, Postcard, Queue, Sizing};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::primitives::{AtomicU64, Ordering};
-use crate::segment::{open_object_segment, ObjectKind, OpenOptions, Segment, SegmentObject};
+use crate::segment::{ObjectKind, OpenOptions, Segment, SegmentObject};
 use crate::sync::Notifier;
 
 /// `task_done()` was called more times than values were put.
@@ -79,33 +79,22 @@ impl<T, C> Clone for JoinableQueue<T, C> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned + 'static> SegmentObject for JoinableQueue<T, Postcard> {
-    /// `slot_size` is the largest encoding of a value, in bytes.
-    type Config = QueueConfig;
+impl<T, C: Sizing<T>> SegmentObject for JoinableQueue<T, C> {
+    type Config = C::Config;
 
-    fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
-        Self::make(name, config.slot_size, config.capacity)
+    fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
+        let QueueConfig {
+            slot_size,
+            capacity,
+        } = C::queue_config(config);
+        Self::make(name, slot_size, capacity)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        JoinableQueue::from_segment(seg, opts)
-    }
-
-    fn segment(&self) -> Option<&Segment> {
-        self.queue.as_mpmc().segment()
-    }
-}
-
-impl<T: bytemuck::Pod + Send + Sync> SegmentObject for JoinableQueue<T, PodCodec> {
-    /// How many values the queue holds.
-    type Config = usize;
-
-    fn create_in(name: Option<&str>, capacity: usize) -> Result<Self, Error> {
-        Self::make(name, std::mem::size_of::<T>().max(1), capacity)
-    }
-
-    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        JoinableQueue::from_segment(seg, opts)
+        let q = MpmcQueue::attach_kind(seg, ObjectKind::JOINABLE_QUEUE, opts)?;
+        Ok(JoinableQueue {
+            queue: Queue::from_mpmc(q)?,
+        })
     }
 
     fn segment(&self) -> Option<&Segment> {
@@ -117,13 +106,13 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) holding encodings of at most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        <Self as SegmentObject>::create(name, QueueConfig::new(max_encoded_size, capacity))
+        Self::make(Some(name), max_encoded_size, capacity)
     }
 
     /// Creates an anonymous queue (shared with children forked or spawned
     /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        <Self as SegmentObject>::anonymous(QueueConfig::new(max_encoded_size, capacity))
+        Self::make(None, max_encoded_size, capacity)
     }
 
     /// Opens the named queue, or creates it if there is none (race-free
@@ -133,8 +122,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
         max_encoded_size: usize,
         capacity: usize,
     ) -> Result<Self, Error> {
-        let config = QueueConfig::new(max_encoded_size, capacity);
-        <Self as SegmentObject>::open_or_create(name, config)
+        <Self as SegmentObject>::open_or_create(name, QueueConfig::new(max_encoded_size, capacity))
     }
 
     /// A queue for threads of one process (heap memory).
@@ -252,26 +240,11 @@ impl<T, C> JoinableQueue<T, C> {
     }
 }
 
+impl<T, C: Sizing<T>> JoinableQueue<T, C> {
+    crate::segment::inherent_opens!("joinable queue");
+}
+
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
-    /// Attaches to a named queue created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_segment(open_object_segment(name, opts)?, opts)
-    }
-
-    /// Attaches to a joinable queue in an already-mapped segment (e.g. an
-    /// inherited file descriptor).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let q = MpmcQueue::attach_kind(seg, ObjectKind::JOINABLE_QUEUE, opts)?;
-        Ok(JoinableQueue {
-            queue: Queue::from_mpmc(q)?,
-        })
-    }
-
     /// Puts `value` (waiting while full) and counts it as a task.
     pub fn put(&self, value: T) -> Result<(), SendError<T>> {
         self.counter().0.fetch_add(1, Ordering::SeqCst);

@@ -48,7 +48,7 @@ use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, 
 use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
-use crate::segment::{open_object_segment, OpenOptions, Segment, SegmentObject};
+use crate::segment::{OpenOptions, Segment, SegmentObject};
 
 /// A message could not be turned back into a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +74,42 @@ pub struct Postcard;
 /// Raw bytes of a `bytemuck::Pod` value (zero-copy by value).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PodCodec;
+
+/// What creating a typed queue with this codec needs, as the
+/// [`SegmentObject::Config`] of [`Queue`] and
+/// [`JoinableQueue`](super::JoinableQueue): a [`QueueConfig`] (largest
+/// encoding, capacity) for [`Postcard`], a capacity for [`PodCodec`]
+/// (slots are `size_of::<T>()` bytes).
+///
+/// ```
+/// use shmkit::queue::{PodQueue, Queue, QueueConfig};
+/// use shmkit::SegmentObject;
+///
+/// let words = <Queue<String> as SegmentObject>::anonymous(QueueConfig::new(32, 4))?;
+/// let points = <PodQueue<[f32; 2]> as SegmentObject>::anonymous(4)?;
+/// assert_eq!((words.capacity(), points.capacity()), (4, 4));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub trait Sizing<T>: Codec<T> {
+    /// The creation parameters.
+    type Config;
+    /// The byte queue they make.
+    fn queue_config(config: Self::Config) -> QueueConfig;
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Sizing<T> for Postcard {
+    type Config = QueueConfig;
+    fn queue_config(config: QueueConfig) -> QueueConfig {
+        config
+    }
+}
+
+impl<T: Pod + Send + Sync> Sizing<T> for PodCodec {
+    type Config = usize;
+    fn queue_config(capacity: usize) -> QueueConfig {
+        QueueConfig::new(std::mem::size_of::<T>().max(1), capacity)
+    }
+}
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -238,30 +274,11 @@ impl<T, C> Clone for Queue<T, C> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned + 'static> SegmentObject for Queue<T, Postcard> {
-    /// `slot_size` is the largest encoding of a value, in bytes.
-    type Config = QueueConfig;
+impl<T, C: Sizing<T>> SegmentObject for Queue<T, C> {
+    type Config = C::Config;
 
-    fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
-        MpmcQueue::create_in(name, config).map(Self::from_new_mpmc)
-    }
-
-    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
-    }
-
-    fn segment(&self) -> Option<&Segment> {
-        self.queue.segment()
-    }
-}
-
-impl<T: Pod + Send + Sync> SegmentObject for Queue<T, PodCodec> {
-    /// How many values the queue holds (slots are `size_of::<T>()` bytes).
-    type Config = usize;
-
-    fn create_in(name: Option<&str>, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create_in(name, QueueConfig::new(Self::pod_slot(), capacity))
-            .map(Self::from_new_mpmc)
+    fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
+        MpmcQueue::create_in(name, C::queue_config(config)).map(Self::from_new_mpmc)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
@@ -333,23 +350,11 @@ impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
     }
 }
 
+impl<T, C: Sizing<T>> Queue<T, C> {
+    crate::segment::inherent_opens!("queue");
+}
+
 impl<T, C: Codec<T>> Queue<T, C> {
-    /// Attaches to a named queue created by another process (for
-    /// [`PodCodec`] the slot size must equal `size_of::<T>()`).
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_segment(open_object_segment(name, opts)?, opts)
-    }
-
-    /// Attaches to a queue in an already-mapped segment.
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
-    }
-
     /// Wraps an existing byte queue.
     pub fn from_mpmc(queue: MpmcQueue) -> Result<Self, AttachError> {
         if let Some(n) = C::natural_slot_size() {

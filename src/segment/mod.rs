@@ -45,10 +45,10 @@ pub use header::{
 };
 pub use inspect::{inspect, list, InspectError, Inspection, ProcessInfo, SegmentReport};
 pub use layout::{LayoutBuilder, Region};
-pub(crate) use object::open_object_segment;
 pub use object::{
     attach_object, create_object, create_object_with, open_object, open_or_create, ShmBox,
     ShmObject,
 };
 pub use raw::{validate_name, validate_os_name, Segment, MAX_NAME_LEN};
+pub(crate) use segment_object::inherent_opens;
 pub use segment_object::SegmentObject;

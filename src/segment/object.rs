@@ -370,20 +370,7 @@ impl<T: ShmObject> ShmBox<T> {
         <Self as SegmentObject>::open_or_create(name, init)
     }
 
-    /// Attaches to the named `T` created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](ShmBox::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to a `T` in an already-mapped segment (e.g. inherited fd).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("object");
 
     fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
         let [size, align, code] = Self::params();

@@ -111,3 +111,36 @@ pub trait SegmentObject: Sized {
         )
     }
 }
+
+/// Writes a type's inherent `open`, `open_with` and `from_segment` as
+/// forwards to its [`SegmentObject`] impl, so that callers find them
+/// without importing the trait. `$what` names the object in the docs
+/// ("queue", "dict", …).
+macro_rules! inherent_opens {
+    ($what:literal) => {
+        #[doc = concat!("Attaches to the ", $what, " another process created under `name`, validating")]
+        /// its header and shared state ([`SegmentObject::open`](crate::SegmentObject::open)).
+        pub fn open(name: &str) -> Result<Self, $crate::AttachError> {
+            <Self as $crate::SegmentObject>::open(name)
+        }
+
+        /// [`open`](Self::open) with explicit options
+        /// ([`SegmentObject::open_with`](crate::SegmentObject::open_with)).
+        pub fn open_with(
+            name: &str,
+            opts: &$crate::segment::OpenOptions,
+        ) -> Result<Self, $crate::AttachError> {
+            <Self as $crate::SegmentObject>::open_with(name, opts)
+        }
+
+        #[doc = concat!("Attaches to the ", $what, " in an already-mapped segment (e.g. an inherited")]
+        /// descriptor; [`SegmentObject::from_segment`](crate::SegmentObject::from_segment)).
+        pub fn from_segment(
+            seg: $crate::Segment,
+            opts: &$crate::segment::OpenOptions,
+        ) -> Result<Self, $crate::AttachError> {
+            <Self as $crate::SegmentObject>::from_segment(seg, opts)
+        }
+    };
+}
+pub(crate) use inherent_opens;

@@ -197,20 +197,7 @@ impl<T: Pod> ShmArray<T> {
         Self::create_with(None, Contents::Copy(values))
     }
 
-    /// Attaches to a named array created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to an array in an already-mapped segment.
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("array");
 
     fn attach(seg: Segment, params: [u64; 8], body: Region) -> Result<Self, AttachError> {
         let want = Self::params(0);

@@ -247,20 +247,7 @@ impl MpmcQueue {
         <Self as SegmentObject>::open_or_create(name, QueueConfig::new(slot_size, capacity))
     }
 
-    /// Attaches to a named queue created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to a queue in an already-mapped segment (e.g. inherited).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("queue");
 
     /// A queue in ordinary heap memory, for threads of one process (no
     /// segment, no syscalls beyond futex; runs under Miri and loom).

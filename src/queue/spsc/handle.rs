@@ -127,22 +127,7 @@ impl SpscRing {
         <Self as SegmentObject>::anonymous(capacity_bytes)
     }
 
-    /// Attaches to the named ring created by another process; validates the
-    /// header, the parameters and the shared indices.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open(name)
-    }
-
-    /// [`open`](SpscRing::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::open_with(name, opts)
-    }
-
-    /// Attaches to a ring in an already-mapped segment (e.g. an inherited
-    /// memfd).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <Self as SegmentObject>::from_segment(seg, opts)
-    }
+    crate::segment::inherent_opens!("ring");
 
     /// Opens the named ring, or creates it with `capacity_bytes` if there
     /// is none (race-free between processes; see
