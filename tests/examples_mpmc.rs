@@ -36,6 +36,13 @@ fn queue_two_processes_delivers_a() {
     assert_eq!(run_example("queue_two_processes", &[]).lines(), ["a"]);
 }
 
+/// 001-4 under spawn: the queue passed as a spawned child's argument
+/// carried the producer's 'a' to the consumer process.
+#[test]
+fn queue_two_processes_spawn_delivers_a() {
+    assert_eq!(run_example("queue_two_processes_spawn", &[]).lines(), ["a"]);
+}
+
 /// 004-8: a user struct crossed the queue and the child's name is the
 /// library's default.
 #[test]

@@ -82,7 +82,7 @@ pub use typed::ShmMap;
 use crate::error::{AttachError, Error};
 use crate::primitives::AtomicU64;
 use crate::segment::{
-    attach_object, create_object, open_object, HeaderInfo, ObjectKind, OpenOptions, Region,
+    attach_object, create_object, HeaderInfo, ObjectKind, OpenOptions, Region, SegmentObject,
 };
 use crate::Segment;
 use config::{Geometry, UNIT};
@@ -166,19 +166,6 @@ impl ShmDict {
         ]
     }
 
-    fn create_in(name: Option<&str>, config: DictConfig) -> Result<Self, Error> {
-        let geo = Geometry::from_config(&config)?;
-        // A zero-filled body is an empty dict: nothing to initialise.
-        let (seg, body) = create_object(
-            name,
-            ObjectKind::DICT,
-            &Self::params(&config, &geo),
-            geo.body_len(),
-            |_| Ok(()),
-        )?;
-        Ok(Self::from_region(body, config, geo, Backing::Segment(seg))?)
-    }
-
     fn from_region(
         body: Region,
         config: DictConfig,
@@ -209,12 +196,12 @@ impl ShmDict {
     /// Creates a named dict (this handle owns the name and unlinks it on
     /// drop in this process).
     pub fn create(name: &str, config: DictConfig) -> Result<Self, Error> {
-        Self::create_in(Some(name), config)
+        <Self as SegmentObject>::create(name, config)
     }
 
     /// Creates an anonymous dict, shared with children forked afterwards.
     pub fn anonymous(config: DictConfig) -> Result<Self, Error> {
-        Self::create_in(None, config)
+        <Self as SegmentObject>::anonymous(config)
     }
 
     /// A dict in this process's heap: the same algorithm with no segment
@@ -249,22 +236,13 @@ impl ShmDict {
         })
     }
 
-    /// Attaches to the named dict created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
+    crate::segment::inherent_opens!("dict");
 
-    /// [`open`](ShmDict::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, ObjectKind::DICT, opts)?;
-        Self::finish_attach(seg, info, body)
-    }
-
-    /// Attaches to a dict in an already-mapped segment (e.g. an inherited
-    /// file descriptor).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = attach_object(seg, ObjectKind::DICT, opts)?;
-        Self::finish_attach(seg, info, body)
+    /// Opens the named dict, or creates it with `config` if there is none
+    /// (race-free between processes; see
+    /// [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(name: &str, config: DictConfig) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, config)
     }
 
     fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
@@ -352,10 +330,7 @@ impl ShmDict {
 
     /// The segment holding the dict (`None` for heap or embedded dicts).
     pub fn segment(&self) -> Option<&Segment> {
-        match &self.backing {
-            Backing::Segment(s) => Some(s),
-            Backing::Heap(_) | Backing::Borrowed => None,
-        }
+        <Self as SegmentObject>::segment(self)
     }
 
     /// Keeps the segment's name after this (owning) handle is dropped.
@@ -558,6 +533,35 @@ impl ShmDict {
     /// one stripe at a time. For tests and tooling.
     pub fn verify(&self) -> Result<usize, DictError> {
         self.raw.check_consistency()
+    }
+}
+
+impl SegmentObject for ShmDict {
+    type Config = DictConfig;
+
+    fn create_in(name: Option<&str>, config: DictConfig) -> Result<Self, Error> {
+        let geo = Geometry::from_config(&config)?;
+        // A zero-filled body is an empty dict: nothing to initialise.
+        let (seg, body) = create_object(
+            name,
+            ObjectKind::DICT,
+            &Self::params(&config, &geo),
+            geo.body_len(),
+            |_| Ok(()),
+        )?;
+        Ok(Self::from_region(body, config, geo, Backing::Segment(seg))?)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, ObjectKind::DICT, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        match &self.backing {
+            Backing::Segment(s) => Some(s),
+            Backing::Heap(_) | Backing::Borrowed => None,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{DictConfig, DictError, ShmDict};
 use crate::error::{AttachError, Error};
-use crate::segment::{OpenOptions, Segment};
+use crate::segment::{OpenOptions, Segment, SegmentObject};
 
 /// A typed map over a [`ShmDict`]: keys and values are any serde types,
 /// stored as their postcard encoding (so a key's encoding, not its `Eq`,
@@ -53,6 +53,24 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, DictError> {
     Ok(postcard::from_bytes(b)?)
 }
 
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> SegmentObject
+    for ShmMap<K, V>
+{
+    type Config = DictConfig;
+
+    fn create_in(name: Option<&str>, config: DictConfig) -> Result<Self, Error> {
+        ShmDict::create_in(name, config).map(Self::new)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        <ShmDict as SegmentObject>::from_segment(seg, opts).map(Self::new)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.dict.segment()
+    }
+}
+
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K, V> {
     /// Wraps a dict (every process must use the same `K` and `V`).
     pub fn new(dict: ShmDict) -> Self {
@@ -76,13 +94,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(name: &str, config: DictConfig) -> Result<Self, Error> {
-        ShmDict::create(name, config).map(Self::new)
+        <Self as SegmentObject>::create(name, config)
     }
 
     /// Creates an anonymous map, shared with the children this process
     /// forks or spawns with it afterwards.
     pub fn anonymous(config: DictConfig) -> Result<Self, Error> {
-        ShmDict::anonymous(config).map(Self::new)
+        <Self as SegmentObject>::anonymous(config)
     }
 
     /// A map in this process's heap (single-process use and tests).
@@ -90,21 +108,27 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K,
         ShmDict::in_heap(config).map(Self::new)
     }
 
-    /// Attaches to the named map another process created (it must use the
-    /// same `K` and `V`).
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        ShmDict::open(name).map(Self::new)
-    }
+    crate::segment::inherent_opens!("map");
 
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        ShmDict::open_with(name, opts).map(Self::new)
-    }
-
-    /// Attaches to a map in an already-mapped segment (e.g. an inherited
-    /// file descriptor).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        ShmDict::from_segment(seg, opts).map(Self::new)
+    /// Opens the named map, or creates it with `config` if there is none
+    /// (race-free between processes; see
+    /// [`SegmentObject::open_or_create`]).
+    ///
+    /// ```
+    /// use shmkit::{DictConfig, ShmMap};
+    ///
+    /// let name = format!("doc-map-ooc-{}", std::process::id());
+    /// let cfg = DictConfig::for_entries(10, 8, 8)?;
+    /// let a = ShmMap::<String, u32>::open_or_create(&name, cfg)?; // creates
+    /// let b = ShmMap::<String, u32>::open_or_create(&name, cfg)?; // attaches
+    /// a.set("x", &1)?;
+    /// assert_eq!(b.get("x")?, Some(1));
+    /// # drop((a, b));
+    /// # shmkit::Segment::unlink(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(name: &str, config: DictConfig) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, config)
     }
 
     /// Keeps the segment's name after this (owning) handle is dropped.

@@ -3,7 +3,8 @@
 //! A spawned child is a fresh `exec` of the binary: it inherits no memory,
 //! only what the parent passes explicitly. Arguments travel as postcard
 //! bytes; a segment cannot, so a [`Shared<H>`] inside the arguments stands
-//! for a handle `H` ([`ShmBox<T>`], [`ShmArray<T>`], [`Segment`]):
+//! for a handle `H`: any [`SegmentObject`] (queues, dicts, arrays, every
+//! `ShmBox`), or a bare [`Segment`]:
 //!
 //! * a **named** segment serialises as its name; the child re-opens it by
 //!   name (full header validation).
@@ -25,49 +26,55 @@ use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Mutex as StdMutex;
 
-use bytemuck::Pod;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::AttachError;
-use crate::segment::{OpenOptions, Segment, ShmBox, ShmObject};
-use crate::sync::ShmArray;
+use crate::segment::{OpenOptions, Segment, SegmentObject};
 
 /// A shmkit handle that can be re-created from its [`Segment`] in another
 /// process: what a [`Shared<H>`] can carry.
+///
+/// Every [`SegmentObject`] is one (queues, rings, dicts and maps, arrays,
+/// every [`ShmBox`](crate::ShmBox): locks, events, values, …), and so is
+/// a bare [`Segment`]. What travels is the segment only; a handle's
+/// process-local state is made afresh in the child: a typed queue's
+/// sender and receiver registrations, for example, are taken on first use
+/// there, as for any attached queue.
+///
+/// A [`Pipe`](crate::queue::Pipe) [`Connection`](crate::queue::Connection)
+/// is not a `Handoff`: it is one *end* of two rings, and its producer and
+/// consumer roles belong to the process that holds it. Giving them to a
+/// child means the parent stops being that end, which a borrowed
+/// `Shared::new(&conn)` cannot express; create a named pipe
+/// ([`Pipe::create`](crate::queue::Pipe::create)) and let the child
+/// [`Pipe::open`](crate::queue::Pipe::open) the other end, or pass the two
+/// [`SpscRing`](crate::queue::SpscRing)s and take the roles in the child.
 pub trait Handoff: Sized {
-    /// The segment behind the handle.
-    fn segment(&self) -> &Segment;
+    /// The segment behind the handle (`None` for an in-process object,
+    /// which cannot be handed to another process).
+    fn handoff_segment(&self) -> Option<&Segment>;
     /// Re-creates the handle from a freshly opened or inherited segment,
     /// validating the header as an attach does.
-    fn from_segment(seg: Segment) -> Result<Self, AttachError>;
+    fn from_handoff(seg: Segment) -> Result<Self, AttachError>;
 }
 
 impl Handoff for Segment {
-    fn segment(&self) -> &Segment {
-        self
+    fn handoff_segment(&self) -> Option<&Segment> {
+        Some(self)
     }
-    fn from_segment(seg: Segment) -> Result<Self, AttachError> {
+    fn from_handoff(seg: Segment) -> Result<Self, AttachError> {
         Ok(seg)
     }
 }
 
-impl<T: ShmObject> Handoff for ShmBox<T> {
-    fn segment(&self) -> &Segment {
-        ShmBox::segment(self)
+impl<T: SegmentObject> Handoff for T {
+    fn handoff_segment(&self) -> Option<&Segment> {
+        SegmentObject::segment(self)
     }
-    fn from_segment(seg: Segment) -> Result<Self, AttachError> {
-        ShmBox::from_segment(seg, &OpenOptions::new())
-    }
-}
-
-impl<T: Pod> Handoff for ShmArray<T> {
-    fn segment(&self) -> &Segment {
-        ShmArray::segment(self)
-    }
-    fn from_segment(seg: Segment) -> Result<Self, AttachError> {
-        ShmArray::from_segment(seg, &OpenOptions::new())
+    fn from_handoff(seg: Segment) -> Result<Self, AttachError> {
+        T::from_segment(seg, &OpenOptions::new())
     }
 }
 
@@ -113,7 +120,12 @@ impl<H: Handoff> Shared<H> {
     /// or duplicates the memfd of an anonymous one (close-on-exec; only a
     /// spawn that serialises this value makes it inheritable).
     pub fn new(handle: &H) -> std::io::Result<Self> {
-        let seg = handle.segment();
+        let seg = handle.handoff_segment().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an in-process object has no segment to hand to another process",
+            )
+        })?;
         let source = match seg.name() {
             Some(name) => Source::Named(name.to_owned()),
             None => Source::Fd(seg.file().try_clone()?.into()),
@@ -143,7 +155,7 @@ impl<H: Handoff> Shared<H> {
                 Segment::from_file(File::from(fd), None)?
             }
         };
-        H::from_segment(seg)
+        H::from_handoff(seg)
     }
 }
 

@@ -27,12 +27,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::mpmc::MpmcQueue;
-use super::typed::{Codec, GetError, PodCodec, Postcard, Queue};
+use super::mpmc::{MpmcQueue, QueueConfig};
+use super::typed::{Codec, GetError, PodCodec, Postcard, Queue, Sizing};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::primitives::{AtomicU64, Ordering};
-use crate::segment::{ObjectKind, OpenOptions};
+use crate::segment::{ObjectKind, OpenOptions, Segment, SegmentObject};
 use crate::sync::Notifier;
 
 /// `task_done()` was called more times than values were put.
@@ -79,6 +79,29 @@ impl<T, C> Clone for JoinableQueue<T, C> {
     }
 }
 
+impl<T, C: Sizing<T>> SegmentObject for JoinableQueue<T, C> {
+    type Config = C::Config;
+
+    fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
+        let QueueConfig {
+            slot_size,
+            capacity,
+        } = C::queue_config(config);
+        Self::make(name, slot_size, capacity)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let q = MpmcQueue::attach_kind(seg, ObjectKind::JOINABLE_QUEUE, opts)?;
+        Ok(JoinableQueue {
+            queue: Queue::from_mpmc(q)?,
+        })
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.as_mpmc().segment()
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) holding encodings of at most `max_encoded_size` bytes.
@@ -86,9 +109,20 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
         Self::make(Some(name), max_encoded_size, capacity)
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
         Self::make(None, max_encoded_size, capacity)
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(
+        name: &str,
+        max_encoded_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, QueueConfig::new(max_encoded_size, capacity))
     }
 
     /// A queue for threads of one process (heap memory).
@@ -101,12 +135,12 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
 impl<T: bytemuck::Pod + Send + Sync> JoinableQueue<T, PodCodec> {
     /// Creates a named queue of `capacity` `Pod` values.
     pub fn create_pod(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::make(Some(name), std::mem::size_of::<T>().max(1), capacity)
+        <Self as SegmentObject>::create(name, capacity)
     }
 
     /// Creates an anonymous queue of `capacity` `Pod` values.
     pub fn anonymous_pod(capacity: usize) -> Result<Self, Error> {
-        Self::make(None, std::mem::size_of::<T>().max(1), capacity)
+        <Self as SegmentObject>::anonymous(capacity)
     }
 }
 
@@ -206,15 +240,11 @@ impl<T, C> JoinableQueue<T, C> {
     }
 }
 
-impl<T, C: Codec<T>> JoinableQueue<T, C> {
-    /// Attaches to a named queue created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        let q = MpmcQueue::open_kind(name, ObjectKind::JOINABLE_QUEUE, &OpenOptions::new())?;
-        Ok(JoinableQueue {
-            queue: Queue::from_mpmc(q)?,
-        })
-    }
+impl<T, C: Sizing<T>> JoinableQueue<T, C> {
+    crate::segment::inherent_opens!("joinable queue");
+}
 
+impl<T, C: Codec<T>> JoinableQueue<T, C> {
     /// Puts `value` (waiting while full) and counts it as a task.
     pub fn put(&self, value: T) -> Result<(), SendError<T>> {
         self.counter().0.fetch_add(1, Ordering::SeqCst);

@@ -25,10 +25,10 @@ pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use joinable::{JoinableQueue, TaskDoneError};
-pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
+pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 pub use peers::PeersFull;
 pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
 pub use spsc::{
     Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
 };
-pub use typed::{Codec, DecodeError, GetError, PodCodec, PodQueue, Postcard, Queue};
+pub use typed::{Codec, DecodeError, GetError, PodCodec, PodQueue, Postcard, Queue, Sizing};

@@ -45,10 +45,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender};
+use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
-use crate::segment::{OpenOptions, Segment};
+use crate::segment::{OpenOptions, Segment, SegmentObject};
 
 /// A message could not be turned back into a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +74,42 @@ pub struct Postcard;
 /// Raw bytes of a `bytemuck::Pod` value (zero-copy by value).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PodCodec;
+
+/// What creating a typed queue with this codec needs, as the
+/// [`SegmentObject::Config`] of [`Queue`] and
+/// [`JoinableQueue`](super::JoinableQueue): a [`QueueConfig`] (largest
+/// encoding, capacity) for [`Postcard`], a capacity for [`PodCodec`]
+/// (slots are `size_of::<T>()` bytes).
+///
+/// ```
+/// use shmkit::queue::{PodQueue, Queue, QueueConfig};
+/// use shmkit::SegmentObject;
+///
+/// let words = <Queue<String> as SegmentObject>::anonymous(QueueConfig::new(32, 4))?;
+/// let points = <PodQueue<[f32; 2]> as SegmentObject>::anonymous(4)?;
+/// assert_eq!((words.capacity(), points.capacity()), (4, 4));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub trait Sizing<T>: Codec<T> {
+    /// The creation parameters.
+    type Config;
+    /// The byte queue they make.
+    fn queue_config(config: Self::Config) -> QueueConfig;
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Sizing<T> for Postcard {
+    type Config = QueueConfig;
+    fn queue_config(config: QueueConfig) -> QueueConfig {
+        config
+    }
+}
+
+impl<T: Pod + Send + Sync> Sizing<T> for PodCodec {
+    type Config = usize;
+    fn queue_config(capacity: usize) -> QueueConfig {
+        QueueConfig::new(std::mem::size_of::<T>().max(1), capacity)
+    }
+}
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -238,17 +274,45 @@ impl<T, C> Clone for Queue<T, C> {
     }
 }
 
+impl<T, C: Sizing<T>> SegmentObject for Queue<T, C> {
+    type Config = C::Config;
+
+    fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
+        MpmcQueue::create_in(name, C::queue_config(config)).map(Self::from_new_mpmc)
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        self.queue.segment()
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24: it holds exactly that many values) holding encodings of at
     /// most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, max_encoded_size, capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::create(name, QueueConfig::new(max_encoded_size, capacity))
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(max_encoded_size, capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::anonymous(QueueConfig::new(max_encoded_size, capacity))
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(
+        name: &str,
+        max_encoded_size: usize,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        let config = QueueConfig::new(max_encoded_size, capacity);
+        <Self as SegmentObject>::open_or_create(name, config)
     }
 
     /// A queue for threads of one process (heap memory).
@@ -261,12 +325,19 @@ impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) of `size_of::<T>()` bytes.
     pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::create(name, Self::pod_slot(), capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::create(name, capacity)
     }
 
-    /// Creates an anonymous queue (shared with children forked afterwards).
+    /// Creates an anonymous queue (shared with children forked or spawned
+    /// with it afterwards).
     pub fn anonymous(capacity: usize) -> Result<Self, Error> {
-        MpmcQueue::anonymous(Self::pod_slot(), capacity).map(Self::from_new_mpmc)
+        <Self as SegmentObject>::anonymous(capacity)
+    }
+
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, capacity)
     }
 
     /// A queue for threads of one process (heap memory).
@@ -279,18 +350,11 @@ impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
     }
 }
 
+impl<T, C: Sizing<T>> Queue<T, C> {
+    crate::segment::inherent_opens!("queue");
+}
+
 impl<T, C: Codec<T>> Queue<T, C> {
-    /// Attaches to a named queue created by another process (for
-    /// [`PodCodec`] the slot size must equal `size_of::<T>()`).
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::open(name)?)
-    }
-
-    /// Attaches to a queue in an already-mapped segment.
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
-    }
-
     /// Wraps an existing byte queue.
     pub fn from_mpmc(queue: MpmcQueue) -> Result<Self, AttachError> {
         if let Some(n) = C::natural_slot_size() {

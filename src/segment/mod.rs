@@ -11,6 +11,8 @@
 //! * [`layout`]: offset-based placement of several objects in one segment.
 //! * [`ShmBox`]: a typed handle to one fixed-size object in its own segment,
 //!   for every type that implements [`ShmObject`].
+//! * [`SegmentObject`]: the create/open/anonymous/open_or_create set
+//!   every object in its own segment shares, written once.
 //! * [`open_or_create`], [`OpenOptions::wait`]: meeting by name, whoever
 //!   comes first; [`gc()`] and [`inspect()`]/[`list`]: cleaning and looking.
 //!
@@ -33,6 +35,7 @@ pub mod inspect;
 pub mod layout;
 mod object;
 mod raw;
+mod segment_object;
 
 pub use gc::{gc, gc_dry_run, GcEntry, GcReport, Verdict};
 pub use header::HeaderInfo;
@@ -47,3 +50,5 @@ pub use object::{
     ShmObject,
 };
 pub use raw::{validate_name, validate_os_name, Segment, MAX_NAME_LEN};
+pub(crate) use segment_object::inherent_opens;
+pub use segment_object::SegmentObject;

@@ -11,6 +11,7 @@ use super::header::{
 };
 use super::layout::Region;
 use super::raw::Segment;
+use super::segment_object::SegmentObject;
 use crate::error::{AttachError, Error};
 use crate::os::shm_names::NameWatch;
 use crate::os::Deadline;
@@ -118,6 +119,13 @@ pub fn open_object(
     kind: ObjectKind,
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
+    attach_object(open_object_segment(name, opts)?, kind, opts)
+}
+
+/// Opens the named segment of an object, waiting (bounded by `opts`) for
+/// the name to appear if asked to ([`OpenOptions::wait`]) and for its
+/// creator to size it; the header is checked by [`attach_object`].
+pub(crate) fn open_object_segment(name: &str, opts: &OpenOptions) -> Result<Segment, AttachError> {
     let deadline = Deadline::after(opts.get_ready_timeout());
     let appear = opts.get_wait().map(Deadline::after);
     let mut watch: Option<NameWatch> = None;
@@ -125,7 +133,7 @@ pub fn open_object(
         // A creator sizes the segment right after creating it; an opener
         // racing it may see a short file. Retry until the deadline.
         match Segment::open_with(name, opts) {
-            Ok(seg) if seg.len() >= HEADER_SIZE => return attach_object(seg, kind, opts),
+            Ok(seg) if seg.len() >= HEADER_SIZE => return Ok(seg),
             Ok(seg) if deadline.has_passed() => {
                 return Err(AttachError::TooSmall {
                     actual: seg.len() as u64,
@@ -323,37 +331,15 @@ impl<T: ShmObject> ShmBox<T> {
         ]
     }
 
-    fn create_in(name: Option<&str>, init: T::Init) -> Result<Self, Error> {
-        if std::mem::align_of::<T>() > HEADER_SIZE {
-            return Err(Error::InvalidArgument("object alignment above 128 bytes"));
-        }
-        let (seg, body) = create_object(
-            name,
-            T::KIND,
-            &Self::params(),
-            std::mem::size_of::<T>(),
-            |body| {
-                let ptr = body.ptr_at::<T>(0)?;
-                // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
-                // segment is fresh and unpublished, so nobody else uses it.
-                unsafe { T::init_in_place(ptr, init) };
-                Ok(())
-            },
-        )?;
-        let ptr =
-            NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
-        Ok(Self { ptr, seg })
-    }
-
     /// Creates a named segment holding a new `T`.
     pub fn create(name: &str, init: T::Init) -> Result<Self, Error> {
-        Self::create_in(Some(name), init)
+        <Self as SegmentObject>::create(name, init)
     }
 
     /// Creates an anonymous segment holding a new `T` (shared with children
     /// forked afterwards).
     pub fn anonymous(init: T::Init) -> Result<Self, Error> {
-        Self::create_in(None, init)
+        <Self as SegmentObject>::anonymous(init)
     }
 
     /// Opens the named `T`, or creates it with `init` if there is none
@@ -381,31 +367,10 @@ impl<T: ShmObject> ShmBox<T> {
     where
         T::Init: Clone,
     {
-        open_or_create(
-            name,
-            Lifetime::Holders,
-            &OpenOptions::new(),
-            || Self::create(name, init.clone()),
-            |o| Self::open_with(name, o),
-        )
+        <Self as SegmentObject>::open_or_create(name, init)
     }
 
-    /// Attaches to the named `T` created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
-
-    /// [`open`](ShmBox::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, T::KIND, opts)?;
-        Self::finish_attach(seg, info, body)
-    }
-
-    /// Attaches to a `T` in an already-mapped segment (e.g. inherited fd).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = attach_object(seg, T::KIND, opts)?;
-        Self::finish_attach(seg, info, body)
-    }
+    crate::segment::inherent_opens!("object");
 
     fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
         let [size, align, code] = Self::params();
@@ -447,6 +412,41 @@ impl<T: ShmObject> ShmBox<T> {
     /// persistent; see [`Segment::keep`]).
     pub fn keep(&mut self) {
         self.seg.keep();
+    }
+}
+
+impl<T: ShmObject> SegmentObject for ShmBox<T> {
+    type Config = T::Init;
+
+    fn create_in(name: Option<&str>, init: T::Init) -> Result<Self, Error> {
+        if std::mem::align_of::<T>() > HEADER_SIZE {
+            return Err(Error::InvalidArgument("object alignment above 128 bytes"));
+        }
+        let (seg, body) = create_object(
+            name,
+            T::KIND,
+            &Self::params(),
+            std::mem::size_of::<T>(),
+            |body| {
+                let ptr = body.ptr_at::<T>(0)?;
+                // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
+                // segment is fresh and unpublished, so nobody else uses it.
+                unsafe { T::init_in_place(ptr, init) };
+                Ok(())
+            },
+        )?;
+        let ptr =
+            NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
+        Ok(Self { ptr, seg })
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, T::KIND, opts)?;
+        Self::finish_attach(seg, info, body)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        Some(&self.seg)
     }
 }
 

@@ -189,9 +189,14 @@ impl PendingSegment {
     }
 }
 
+impl Segment {
     /// Maps `len` bytes of `file` as a handle that has not created,
     /// opened or claimed anything yet (the callers set that up).
-    fn mapped(file: File, len: usize, name: Option<String>) -> Result<Segment, AttachError> {
+    fn mapped<E: From<io::Error>>(
+        file: File,
+        len: usize,
+        name: Option<String>,
+    ) -> Result<Segment, E> {
         let id = shm_names::file_id(&file)?;
         let map = shm::map(&file, len)?;
         Ok(Segment {
@@ -208,7 +213,6 @@ impl PendingSegment {
         })
     }
 
-impl Segment {
     /// Creates a new named segment of `size` bytes with mode 0600 and its
     /// pages reserved (a full `/dev/shm` is [`Error::NoSpace`] now, not a
     /// `SIGBUS` later). The name appears only once the file is complete.
@@ -243,7 +247,7 @@ impl Segment {
         // A brand-new file: nobody else can hold it yet.
         shm_names::try_hold_shared(&file)?;
         Ok(PendingSegment {
-            seg: Self::mapped(file, size, None)?,
+            seg: Self::mapped::<Error>(file, size, None)?,
             temp,
             name: Some(name.to_owned()),
         })

@@ -12,8 +12,8 @@ use super::raw_mutex::RawMutex;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::segment::{
-    attach_object, create_object, open_object, LayoutBuilder, ObjectKind, OpenOptions, Region,
-    Segment,
+    attach_object, create_object, LayoutBuilder, ObjectKind, OpenOptions, Region, Segment,
+    SegmentObject,
 };
 
 /// Offsets inside an array body: lock at 0, elements after it.
@@ -97,7 +97,7 @@ impl<T: Pod> ShmArray<T> {
         ]
     }
 
-    fn create_in(name: Option<&str>, contents: Contents<'_, T>) -> Result<Self, Error> {
+    fn create_with(name: Option<&str>, contents: Contents<'_, T>) -> Result<Self, Error> {
         if std::mem::align_of::<T>() > 64 {
             return Err(Error::InvalidArgument("element alignment above 64 bytes"));
         }
@@ -178,41 +178,26 @@ impl<T: Pod> ShmArray<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create(name: &str, len: usize) -> Result<Self, Error> {
-        Self::create_in(Some(name), Contents::Zeroed(len))
+        <Self as SegmentObject>::create(name, len)
     }
 
     /// Creates a named array holding a copy of `values`.
     pub fn create_from(name: &str, values: &[T]) -> Result<Self, Error> {
-        Self::create_in(Some(name), Contents::Copy(values))
+        Self::create_with(Some(name), Contents::Copy(values))
     }
 
     /// An anonymous array of `len` zeroed elements (shared over `fork`);
     /// sizes as for [`create`](Self::create).
     pub fn anonymous(len: usize) -> Result<Self, Error> {
-        Self::create_in(None, Contents::Zeroed(len))
+        <Self as SegmentObject>::anonymous(len)
     }
 
     /// An anonymous array holding a copy of `values`.
     pub fn anonymous_from(values: &[T]) -> Result<Self, Error> {
-        Self::create_in(None, Contents::Copy(values))
+        Self::create_with(None, Contents::Copy(values))
     }
 
-    /// Attaches to a named array created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
-
-    /// [`open`](Self::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, ObjectKind::ARRAY, opts)?;
-        Self::attach(seg, info.params, body)
-    }
-
-    /// Attaches to an array in an already-mapped segment.
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = attach_object(seg, ObjectKind::ARRAY, opts)?;
-        Self::attach(seg, info.params, body)
-    }
+    crate::segment::inherent_opens!("array");
 
     fn attach(seg: Segment, params: [u64; 8], body: Region) -> Result<Self, AttachError> {
         let want = Self::params(0);
@@ -392,6 +377,24 @@ impl<T: Pod> ShmArray<T> {
     /// The segment holding the array.
     pub fn segment(&self) -> &Segment {
         &self.seg
+    }
+}
+
+impl<T: Pod> SegmentObject for ShmArray<T> {
+    /// The number of (zeroed) elements.
+    type Config = usize;
+
+    fn create_in(name: Option<&str>, len: usize) -> Result<Self, Error> {
+        Self::create_with(name, Contents::Zeroed(len))
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, ObjectKind::ARRAY, opts)?;
+        Self::attach(seg, info.params, body)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        Some(&self.seg)
     }
 }
 

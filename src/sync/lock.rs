@@ -105,6 +105,13 @@ impl Lock {
         ShmBox::open_with(name, opts)
     }
 
+    /// Opens the lock called `name`, or creates it if there is none
+    /// (race-free between processes; see
+    /// [`SegmentObject::open_or_create`](crate::SegmentObject::open_or_create)).
+    pub fn open_or_create(name: &str) -> Result<ShmBox<Lock>, Error> {
+        ShmBox::open_or_create(name, ())
+    }
+
     /// Attaches to a lock in an already-mapped segment (e.g. one inherited
     /// as a file descriptor).
     pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<ShmBox<Lock>, AttachError> {

@@ -152,6 +152,13 @@ impl RLock {
         ShmBox::open_with(name, opts)
     }
 
+    /// Opens the lock called `name`, or creates it if there is none
+    /// (race-free between processes; see
+    /// [`SegmentObject::open_or_create`](crate::SegmentObject::open_or_create)).
+    pub fn open_or_create(name: &str) -> Result<ShmBox<RLock>, Error> {
+        ShmBox::open_or_create(name, ())
+    }
+
     /// Attaches to a re-entrant lock in an already-mapped segment.
     pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<ShmBox<RLock>, AttachError> {
         ShmBox::from_segment(seg, opts)

@@ -15,7 +15,8 @@ use crate::os;
 use crate::primitives::AtomicU64;
 use crate::queue::peers::{LivenessGate, PeerSlot, PeerTable, PeersFull, Registration};
 use crate::segment::{
-    attach_object, create_object, open_object, HeaderInfo, ObjectKind, OpenOptions, Region, Segment,
+    attach_object, create_object, HeaderInfo, ObjectKind, OpenOptions, Region, Segment,
+    SegmentObject,
 };
 use crate::sync::Notifier;
 
@@ -169,28 +170,84 @@ impl std::fmt::Debug for MpmcQueue {
     }
 }
 
+/// What creating a queue of byte messages needs: how large a message may
+/// be and how many the queue holds. Named fields, so the two numbers
+/// cannot be swapped by accident.
+///
+/// ```
+/// use shmkit::queue::{MpmcQueue, QueueConfig};
+/// use shmkit::SegmentObject;
+///
+/// let cfg = QueueConfig::new(64, 3); // 3 messages of up to 64 bytes
+/// assert_eq!((cfg.slot_size, cfg.capacity), (64, 3));
+/// let q = <MpmcQueue as SegmentObject>::anonymous(cfg)?;
+/// assert_eq!(q.capacity(), 3);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The largest message, in bytes (for a typed queue: the largest
+    /// encoding of a value).
+    pub slot_size: usize,
+    /// How many messages the queue holds (1 to 2^24).
+    pub capacity: usize,
+}
+
+impl QueueConfig {
+    /// `capacity` messages of up to `slot_size` bytes each.
+    pub fn new(slot_size: usize, capacity: usize) -> Self {
+        Self {
+            slot_size,
+            capacity,
+        }
+    }
+}
+
+impl SegmentObject for MpmcQueue {
+    type Config = QueueConfig;
+
+    fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
+        Self::create_kind(
+            name,
+            ObjectKind::MPMC_QUEUE,
+            config.slot_size,
+            config.capacity,
+        )
+    }
+
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        Self::attach_kind(seg, ObjectKind::MPMC_QUEUE, opts)
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        match &self.shared.storage {
+            Storage::Segment(s) => Some(s),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
 impl MpmcQueue {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24; it holds exactly that many messages) of up to `slot_size`
     /// bytes each.
     pub fn create(name: &str, slot_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::create_kind(Some(name), ObjectKind::MPMC_QUEUE, slot_size, capacity)
+        <Self as SegmentObject>::create(name, QueueConfig::new(slot_size, capacity))
     }
 
     /// Creates an anonymous queue, shared with children forked afterwards.
     pub fn anonymous(slot_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::create_kind(None, ObjectKind::MPMC_QUEUE, slot_size, capacity)
+        <Self as SegmentObject>::anonymous(QueueConfig::new(slot_size, capacity))
     }
 
-    /// Attaches to a named queue created by another process.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_kind(name, ObjectKind::MPMC_QUEUE, &OpenOptions::new())
+    /// Opens the named queue, or creates it if there is none (race-free
+    /// between processes; see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(name: &str, slot_size: usize, capacity: usize) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, QueueConfig::new(slot_size, capacity))
     }
 
-    /// Attaches to a queue in an already-mapped segment (e.g. inherited).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::attach_kind(seg, ObjectKind::MPMC_QUEUE, opts)
-    }
+    crate::segment::inherent_opens!("queue");
 
     /// A queue in ordinary heap memory, for threads of one process (no
     /// segment, no syscalls beyond futex; runs under Miri and loom).
@@ -256,15 +313,6 @@ impl MpmcQueue {
                 }),
             }
         }
-    }
-
-    pub(crate) fn open_kind(
-        name: &str,
-        kind: ObjectKind,
-        opts: &OpenOptions,
-    ) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, kind, opts)?;
-        Self::finish_attach(seg, info, body)
     }
 
     pub(crate) fn attach_kind(
@@ -425,11 +473,7 @@ impl MpmcQueue {
 
     /// The segment backing the queue (`None` for [`in_process`](Self::in_process)).
     pub fn segment(&self) -> Option<&Segment> {
-        match &self.shared.storage {
-            Storage::Segment(s) => Some(s),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
+        <Self as SegmentObject>::segment(self)
     }
 
     /// Closes both sides for good: blocked and future senders get

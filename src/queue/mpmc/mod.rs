@@ -27,7 +27,7 @@ mod raw;
 mod receiver;
 mod sender;
 
-pub use handle::MpmcQueue;
+pub use handle::{MpmcQueue, QueueConfig};
 pub use raw::{LAYOUT_TAG, MAX_CAPACITY, MAX_PEERS, MAX_SLOT_SIZE, SKIPPED};
 pub use receiver::MpmcReceiver;
 pub use sender::MpmcSender;

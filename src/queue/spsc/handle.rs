@@ -9,7 +9,9 @@ use super::{Consumer, Producer};
 use crate::error::{AttachError, Error};
 use crate::primitives::Ordering;
 use crate::queue::peers::{PeerTable, Registration};
-use crate::segment::{attach_object, create_object, open_object, ObjectKind, OpenOptions, Segment};
+use crate::segment::{
+    attach_object, create_object, ObjectKind, OpenOptions, Segment, SegmentObject,
+};
 use crate::sync::Notifier;
 
 /// Why a producer or consumer handle could not be created.
@@ -67,7 +69,10 @@ fn check_capacity(capacity: usize) -> Result<(), Error> {
     Ok(())
 }
 
-impl SpscRing {
+impl SegmentObject for SpscRing {
+    /// The ring's capacity in bytes (a power of two, 16 B to 2 GiB).
+    type Config = usize;
+
     fn create_in(name: Option<&str>, capacity: usize) -> Result<Self, Error> {
         check_capacity(capacity)?;
         let params = [
@@ -93,40 +98,42 @@ impl SpscRing {
         })
     }
 
+    fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
+        let (seg, info, body) = attach_object(seg, ObjectKind::SPSC_RING, opts)?;
+        Ok(Self {
+            ring: Arc::new(RawRing::from_segment_parts(seg, &info, body)?),
+        })
+    }
+
+    fn segment(&self) -> Option<&Segment> {
+        match &self.ring.backing {
+            super::ring::Backing::Segment(s) => Some(s),
+            super::ring::Backing::Heap { .. } => None,
+        }
+    }
+}
+
+impl SpscRing {
     /// Creates a named ring of `capacity_bytes` (a power of two, 16 B to
     /// 2 GiB). This handle owns the name: dropping it in this process
     /// unlinks it (mappings elsewhere stay valid).
     pub fn create(name: &str, capacity_bytes: usize) -> Result<Self, Error> {
-        Self::create_in(Some(name), capacity_bytes)
+        <Self as SegmentObject>::create(name, capacity_bytes)
     }
 
     /// Creates an anonymous ring (a memfd), shared with children forked
     /// afterwards.
     pub fn anonymous(capacity_bytes: usize) -> Result<Self, Error> {
-        Self::create_in(None, capacity_bytes)
+        <Self as SegmentObject>::anonymous(capacity_bytes)
     }
 
-    /// Attaches to the named ring created by another process; validates the
-    /// header, the parameters and the shared indices.
-    pub fn open(name: &str) -> Result<Self, AttachError> {
-        Self::open_with(name, &OpenOptions::new())
-    }
+    crate::segment::inherent_opens!("ring");
 
-    /// [`open`](SpscRing::open) with explicit options.
-    pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = open_object(name, ObjectKind::SPSC_RING, opts)?;
-        Ok(Self {
-            ring: Arc::new(RawRing::from_segment_parts(seg, &info, body)?),
-        })
-    }
-
-    /// Attaches to a ring in an already-mapped segment (e.g. an inherited
-    /// memfd).
-    pub fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        let (seg, info, body) = attach_object(seg, ObjectKind::SPSC_RING, opts)?;
-        Ok(Self {
-            ring: Arc::new(RawRing::from_segment_parts(seg, &info, body)?),
-        })
+    /// Opens the named ring, or creates it with `capacity_bytes` if there
+    /// is none (race-free between processes; see
+    /// [`SegmentObject::open_or_create`]).
+    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self, Error> {
+        <Self as SegmentObject>::open_or_create(name, capacity_bytes)
     }
 
     /// A ring in this process's heap, for threads only (it cannot be
@@ -141,10 +148,7 @@ impl SpscRing {
 
     /// The segment holding the ring (`None` for an in-process ring).
     pub fn segment(&self) -> Option<&Segment> {
-        match &self.ring.backing {
-            super::ring::Backing::Segment(s) => Some(s),
-            super::ring::Backing::Heap { .. } => None,
-        }
+        <Self as SegmentObject>::segment(self)
     }
 
     /// Takes the producer side. Fails if a live producer (in this or
