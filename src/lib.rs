@@ -58,7 +58,7 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`os`] | the only code that calls the OS: shm/memfd/mmap, futex, pidfd, clocks |
-//! | [`segment`] | named and anonymous segments, the header handshake, names and lifetimes, [`ShmBox`], [`gc`] |
+//! | [`segment`] | named and anonymous segments, the header handshake, names and lifetimes, [`ShmBox`], [`gc()`](fn@gc) |
 //! | [`sync`] | robust [`Mutex`], [`Lock`], [`RLock`], [`Condvar`], [`Semaphore`], [`Event`], [`Barrier`], [`ShmValue`], [`ShmArray`] |
 //! | [`queue`] | SPSC byte-frame ring, MPMC queue, typed [`Queue`], [`JoinableQueue`], [`Pipe`] |
 //! | [`dict`] | [`ShmDict`], a shared hash map, and its typed [`ShmMap`] |
