@@ -120,6 +120,22 @@ pub enum UntrustedSegment {
     },
 }
 
+impl UntrustedSegment {
+    /// For tools that look at what sits at a name (`gc`, `inspect`): why
+    /// it is not a segment of ours to judge as shmkit's, or `None` when it
+    /// belongs to another user (a permission matter, not a foreign file).
+    pub(crate) fn foreign_reason(self) -> Option<&'static str> {
+        match self {
+            UntrustedSegment::SymbolicLink => Some("a symbolic link"),
+            UntrustedSegment::NotRegularFile { .. } => Some("not a regular file"),
+            UntrustedSegment::GroupOrOtherAccess { .. } => {
+                Some("open to group or others (shmkit creates segments 0600)")
+            }
+            UntrustedSegment::ForeignOwner { .. } => None,
+        }
+    }
+}
+
 /// The crate-wide error for creating and attaching shared objects.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

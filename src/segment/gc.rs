@@ -65,6 +65,11 @@ fn judge(name: &str, dry_run: bool) -> Result<Verdict, Error> {
         Err(AttachError::PermissionDenied(_)) => return Ok(Verdict::PermissionDenied),
         Err(AttachError::TooSmall { .. }) => return Ok(Verdict::Foreign("empty file")),
         Err(AttachError::Corrupt(why)) => return Ok(Verdict::Foreign(why)),
+        Err(AttachError::Untrusted { reason, .. }) => {
+            return Ok(reason
+                .foreign_reason()
+                .map_or(Verdict::PermissionDenied, Verdict::Foreign))
+        }
         Err(e) => return Err(e.into()),
     };
     let Some(h) = seg.header_unchecked().filter(|_| seg.has_magic()) else {

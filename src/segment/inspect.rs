@@ -195,6 +195,15 @@ pub fn inspect(name: &str) -> Result<Inspection, InspectError> {
                 reason,
             })
         }
+        Err(AttachError::Untrusted { reason, .. }) => {
+            return Err(match reason.foreign_reason() {
+                Some(reason) => InspectError::Foreign {
+                    name: name.to_owned(),
+                    reason,
+                },
+                None => InspectError::PermissionDenied(name.to_owned()),
+            })
+        }
         Err(AttachError::Io(source)) => {
             return Err(InspectError::Io {
                 name: name.to_owned(),
