@@ -17,6 +17,15 @@ use serde_json::Value;
 use shmkit::segment::{Lifetime, LAYOUT_VERSION};
 use shmkit::{Event, Mutex, Segment, ShmBox};
 
+/// `shmkit gc` is global: the tests that run it (and check what it
+/// removed) take turns, or one test's gc removes another's stale segment
+/// before that test's own gc can report it.
+static GC_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn gc_turn() -> std::sync::MutexGuard<'static, ()> {
+    GC_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const ROLE_ENV: &str = "SHMKIT_CLI_TEST_ROLE";
 
 fn shmkit(args: &[&str]) -> Output {
@@ -164,6 +173,7 @@ fn ls_and_stat_show_a_live_segment() {
 
 #[test]
 fn dead_holder_is_stale_and_gc_removes_it() {
+    let _turn = gc_turn();
     let name = unique_name("cli-stale");
     let mut holder = Holder::start(&name);
     let pid = holder.pid().to_string();
@@ -209,6 +219,7 @@ fn dead_holder_is_stale_and_gc_removes_it() {
 
 #[test]
 fn gc_leaves_live_and_kept_segments() {
+    let _turn = gc_turn();
     let live = unique_name("cli-gc-live");
     let kept = unique_name("cli-gc-kept");
     let l = ShmBox::<Event>::create(&live, ()).unwrap();
@@ -260,6 +271,7 @@ fn rm_removes_and_reports_missing_names() {
 
 #[test]
 fn foreign_files_are_refused_and_left_alone() {
+    let _turn = gc_turn();
     let name = unique_name("cli-foreign");
     std::fs::write(format!("/dev/shm/{name}"), b"some other program's data").unwrap();
     for args in [vec!["stat", &name], vec!["rm", &name]] {
