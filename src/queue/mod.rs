@@ -31,4 +31,6 @@ pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
 pub use spsc::{
     Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
 };
-pub use typed::{Codec, DecodeError, GetError, PodCodec, PodQueue, Postcard, Queue, Sizing};
+pub use typed::{
+    Codec, DecodeError, GetError, Iter, PodCodec, PodQueue, Postcard, Queue, Sizing, TryIter,
+};

@@ -567,6 +567,80 @@ impl<T, C: Codec<T>> Queue<T, C> {
     pub fn get_nowait(&self) -> Result<T, GetError> {
         self.try_recv()
     }
+
+    /// A blocking iterator over received values, like std's and
+    /// crossbeam's `Receiver::iter`: each `next` waits for a value and the
+    /// iteration ends once the queue is disconnected (every sender closed
+    /// or died, see the module docs) and drained. It also ends at the first
+    /// other error (a corrupt queue, a message that did not decode): use
+    /// [`get`](Self::get) where those must be told apart.
+    ///
+    /// ```
+    /// use shmkit::queue::Queue;
+    ///
+    /// let q = Queue::<u32>::anonymous(16, 4)?;
+    /// let tx = q.clone();
+    /// tx.put(1).unwrap();
+    /// tx.put(2).unwrap();
+    /// tx.close(); // no more senders: the iteration ends after the drain
+    /// assert_eq!(q.iter().collect::<Vec<_>>(), vec![1, 2]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T, C> {
+        Iter { queue: self }
+    }
+
+    /// A non-blocking iterator: yields what is queued now and ends at the
+    /// first empty poll (or any error, as [`iter`](Self::iter) does).
+    ///
+    /// ```
+    /// use shmkit::queue::Queue;
+    ///
+    /// let q = Queue::<u32>::anonymous(16, 4)?;
+    /// q.put(7).unwrap();
+    /// q.put(8).unwrap();
+    /// assert_eq!(q.try_iter().collect::<Vec<_>>(), vec![7, 8]);
+    /// assert_eq!(q.try_iter().next(), None); // empty now, but still open
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> TryIter<'_, T, C> {
+        TryIter { queue: self }
+    }
+}
+
+/// Blocking iterator over a [`Queue`]'s values; see [`Queue::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T, C> {
+    queue: &'a Queue<T, C>,
+}
+
+impl<T, C: Codec<T>> Iterator for Iter<'_, T, C> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.queue.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over a [`Queue`]'s values; see
+/// [`Queue::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T, C> {
+    queue: &'a Queue<T, C>,
+}
+
+impl<T, C: Codec<T>> Iterator for TryIter<'_, T, C> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.queue.try_recv().ok()
+    }
+}
+
+impl<'a, T, C: Codec<T>> IntoIterator for &'a Queue<T, C> {
+    type Item = T;
+    type IntoIter = Iter<'a, T, C>;
+    fn into_iter(self) -> Iter<'a, T, C> {
+        self.iter()
+    }
 }
 
 fn strip_try<X>(e: TrySendError<X>) -> TrySendError<()> {
@@ -707,5 +781,22 @@ mod tests {
         drop(q);
         assert_eq!(reader.get(), Ok(1));
         assert_eq!(reader.get(), Err(GetError::Disconnected));
+    }
+
+    #[test]
+    fn iterators_drain_then_stop() {
+        let q = Queue::<u64>::in_process(16, 8).unwrap();
+        for i in 0..5 {
+            q.put(i).unwrap();
+        }
+        let first_two: Vec<u64> = q.try_iter().take(2).collect();
+        assert_eq!(first_two, vec![0, 1]);
+        q.close();
+        let mut rest = Vec::new();
+        for v in &q {
+            rest.push(v);
+        }
+        assert_eq!(rest, vec![2, 3, 4]);
+        assert_eq!(q.try_iter().next(), None);
     }
 }
