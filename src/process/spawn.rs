@@ -317,10 +317,9 @@ impl Builder {
             .env(ENV_PARENT, os::current_pid().to_string());
         let daemon = self.daemon;
         let parent = os::current_pid();
-        // SAFETY: the hook runs in the forked child before exec and only
-        // makes async-signal-safe calls (`clear_cloexec_raw`: fcntl;
-        // `die_with_parent`: prctl, getppid, _exit) on integers captured by
-        // value; it allocates nothing.
+        // The hook runs in the forked child before exec and allocates nothing.
+        // SAFETY: only async-signal-safe calls (`clear_cloexec_raw`: fcntl;
+        // `die_with_parent`: prctl, getppid, _exit) on integers captured by value.
         unsafe {
             cmd.pre_exec(move || {
                 for &fd in &inherit {
