@@ -163,6 +163,27 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     }
 }
 
+/// Inode of this process's pid namespace (`/proc/self/ns/pid`), which
+/// names the namespace in which pids stored in a segment are meaningful.
+/// `None` where `/proc` is not mounted (or under Miri).
+///
+/// ```
+/// let ns = shmkit::os::process::pid_namespace();
+/// assert_eq!(ns, shmkit::os::process::pid_namespace());
+/// ```
+pub fn pid_namespace() -> Option<u64> {
+    #[cfg(not(miri))]
+    {
+        std::fs::metadata("/proc/self/ns/pid")
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    }
+    #[cfg(miri)]
+    {
+        None
+    }
+}
+
 /// Simulated processes for loom models (`cfg(loom)` only).
 ///
 /// Under loom every participant is a thread of one real process, so

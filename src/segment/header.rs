@@ -23,7 +23,9 @@
 //! | 48 | `creator_start: u64` | creator's start time (clock ticks) |
 //! | 56 | `attach_slots: u32` | slots in the attach table at offset 128 (0 = no table, at most [`ATTACH_SLOTS`]) |
 //! | 60 | `state: u32` | [`Lifetime`] in bits 0–7; bit 8 persistent, bit 9 handed over, bit 10 kept |
-//! | 64 | `params: [u64; 8]` | kind-specific layout parameters |
+//! | 64 | `params: [u64; 6]` | kind-specific layout parameters |
+//! | 112 | `type_tag: u64` | fingerprint of the element type of a typed object (0 = untyped) |
+//! | 120 | `pid_ns: u64` | inode of the creator's pid namespace (0 = unknown) |
 //!
 //! The **attach table** follows at offset 128: a 16-byte counter block
 //! (`untracked: u32`, `generation: u32`, `holders: u32`, reserved `u32`)
@@ -52,14 +54,16 @@ pub const HEADER_SIZE: usize = 128;
 /// Version of the header and of every object layout in this crate. Bumped
 /// on any change to a `#[repr(C)]` type that lives in a segment.
 ///
-/// Version 2 added the attach table, the lifetime/state word and holds.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Version 2 added the attach table, the lifetime/state word and holds;
+/// version 3 the type tag and the creator's pid namespace (taking two of
+/// the eight parameter words).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Header magic: `b"SHMKIT\0\x01"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\0\x01");
 /// Value of the ready word once the creator has published the segment.
 pub const READY: u32 = 0x5245_4459;
 /// Number of kind-specific parameter words in the header.
-pub const PARAM_WORDS: usize = 8;
+pub const PARAM_WORDS: usize = 6;
 /// Slots in the attach table of segments made by this crate (and the most
 /// a header may declare).
 pub const ATTACH_SLOTS: usize = 63;
@@ -224,6 +228,8 @@ pub struct SegmentHeader {
     attach_slots: AtomicU32,
     state: AtomicU32,
     params: [AtomicU64; PARAM_WORDS],
+    type_tag: AtomicU64,
+    pid_ns: AtomicU64,
 }
 
 /// What a validated header says about the object in the segment.
@@ -247,6 +253,11 @@ pub struct HeaderInfo {
     pub attach_slots: usize,
     /// The lifetime state word.
     pub state: SegmentState,
+    /// Fingerprint of a typed object's element type (0 when untyped or not
+    /// yet set).
+    pub type_tag: u64,
+    /// Inode of the creator's pid namespace (0 if unknown).
+    pub pid_ns: u64,
 }
 
 /// How to attach to a named object.
@@ -369,6 +380,9 @@ impl SegmentHeader {
         h.body_len.store(body_len as u64, Ordering::Relaxed);
         let start = os::process::process_start_time(pid).unwrap_or(0);
         h.creator_start.store(start, Ordering::Relaxed);
+        h.type_tag.store(0, Ordering::Relaxed);
+        h.pid_ns
+            .store(os::process::pid_namespace().unwrap_or(0), Ordering::Relaxed);
         let slots = attach_slots.min(ATTACH_SLOTS);
         h.attach_slots.store(slots as u32, Ordering::Relaxed);
         h.state.store(lifetime.code(), Ordering::Relaxed);
@@ -498,7 +512,25 @@ impl SegmentHeader {
             creator_start: self.creator_start.load(Ordering::Relaxed),
             attach_slots: slots as usize,
             state,
+            type_tag: self.type_tag.load(Ordering::Relaxed),
+            pid_ns: self.pid_ns.load(Ordering::Relaxed),
         })
+    }
+
+    /// Records the fingerprint of a typed object's element type. Called by
+    /// the creator before [`publish`](Self::publish).
+    pub fn set_type_tag(&self, tag: u64) {
+        self.type_tag.store(tag, Ordering::Relaxed);
+    }
+
+    /// The type fingerprint as stored (0 = untyped).
+    pub fn type_tag(&self) -> u64 {
+        self.type_tag.load(Ordering::Relaxed)
+    }
+
+    /// The inode of the creator's pid namespace as stored (0 = unknown).
+    pub fn pid_namespace(&self) -> u64 {
+        self.pid_ns.load(Ordering::Relaxed)
     }
 
     /// The magic word as stored (equal to [`MAGIC`] in a shmkit segment).
@@ -846,7 +878,9 @@ mod tests {
         assert_eq!(offset_of!(SegmentHeader, attach_slots), 56);
         assert_eq!(offset_of!(SegmentHeader, state), 60);
         assert_eq!(offset_of!(SegmentHeader, params), 64);
-        assert_eq!(LAYOUT_VERSION, 2);
+        assert_eq!(offset_of!(SegmentHeader, type_tag), 112);
+        assert_eq!(offset_of!(SegmentHeader, pid_ns), 120);
+        assert_eq!(LAYOUT_VERSION, 3);
     }
 
     #[test]

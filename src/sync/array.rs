@@ -199,7 +199,11 @@ impl<T: Pod> ShmArray<T> {
 
     crate::segment::inherent_opens!("array");
 
-    fn attach(seg: Segment, params: [u64; 8], body: Region) -> Result<Self, AttachError> {
+    fn attach(
+        seg: Segment,
+        params: [u64; crate::segment::header::PARAM_WORDS],
+        body: Region,
+    ) -> Result<Self, AttachError> {
         let want = Self::params(0);
         for (i, what) in [(0, "element size"), (1, "element alignment")] {
             if params[i] != want[i] {
