@@ -172,6 +172,57 @@ fn ls_and_stat_show_a_live_segment() {
 }
 
 #[test]
+fn stat_shows_queue_and_dict_state() {
+    let qname = unique_name("cli-queue");
+    let q = shmkit::queue::MpmcQueue::create(&qname, 16, 5).unwrap();
+    let tx = q.sender().unwrap();
+    for i in 0..3u8 {
+        tx.send(&[i]).unwrap();
+    }
+    let attached_before = shmkit::segment::inspect(&qname)
+        .unwrap()
+        .report()
+        .attached
+        .len();
+    let o = shmkit(&["stat", &qname]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in [
+        "length:      3",
+        "capacity:    5",
+        "slot size:   16 bytes",
+        "senders:     1",
+        "receivers:   0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let v = json(&shmkit(&["--json", "stat", &qname]));
+    assert_eq!(v["object"]["length"], "3");
+    assert_eq!(v["object"]["senders"], "1");
+    let after = shmkit::segment::inspect(&qname).unwrap();
+    assert_eq!(
+        after.report().attached.len(),
+        attached_before,
+        "stat does not make the CLI a holder"
+    );
+    assert!(!after.report().state.handed_over, "stat is not a hand-over");
+    drop(tx);
+    let rx = q.receiver().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Ok(1));
+    assert_eq!(buf, [0u8]);
+
+    let dname = unique_name("cli-dict");
+    let d = shmkit::ShmDict::create(&dname, shmkit::DictConfig::for_entries(64, 8, 8).unwrap())
+        .unwrap();
+    d.insert(b"a", b"1").unwrap();
+    d.insert(b"b", b"2").unwrap();
+    let o = shmkit(&["stat", &dname]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("entries:     2"), "{}", stdout(&o));
+}
+
+#[test]
 fn dead_holder_is_stale_and_gc_removes_it() {
     let _turn = gc_turn();
     let name = unique_name("cli-stale");

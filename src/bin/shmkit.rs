@@ -21,11 +21,8 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde_json::{json, Value};
 use shmkit::segment::{
-    self, GcReport, InspectError, Inspection, Lifetime, ObjectKind, ProcessInfo, SegmentReport,
-    Verdict,
+    self, GcReport, InspectError, Lifetime, ProcessInfo, SegmentReport, Verdict,
 };
-use shmkit::sync::RawMutex;
-use shmkit::{Event, Semaphore};
 
 const EXIT_OTHER: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -282,55 +279,6 @@ fn ls(json: bool) -> u8 {
     0
 }
 
-/// Object-specific lines for `stat`: what the segment layer can read
-/// generically from kinds whose layout starts with a known shmkit type.
-/// (Other layers' kinds — queue length, dict entries — plug in here.)
-fn describe_object(seen: &Inspection) -> Vec<(&'static str, String)> {
-    let r = seen.report();
-    let Some(body) = seen.body() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    match r.kind {
-        ObjectKind::MUTEX | ObjectKind::RAW_MUTEX => {
-            // A `Mutex<T>` starts with its `RawMutex` (repr(C)).
-            if let Ok(p) = body.ptr_at::<RawMutex>(0) {
-                // SAFETY: in bounds and aligned (ptr_at); RawMutex is two
-                // atomics, valid for any bytes another process wrote; the
-                // mapping lives as long as `seen`, which outlives `m`.
-                let m = unsafe { &*p };
-                let holder = match m.owner() {
-                    None => "none (unlocked)".to_owned(),
-                    Some(pid) => {
-                        let alive = shmkit::os::process_alive(pid);
-                        format!("pid {pid} ({})", if alive { "alive" } else { "dead" })
-                    }
-                };
-                out.push(("lock holder", holder));
-                out.push(("consistent", yes_no(m.is_consistent()).to_owned()));
-            }
-        }
-        ObjectKind::EVENT => {
-            if let Ok(p) = body.ptr_at::<Event>(0) {
-                // SAFETY: in bounds and aligned; Event is a ShmObject (any
-                // bit pattern valid); the mapping outlives `e`.
-                let e = unsafe { &*p };
-                out.push(("event set", yes_no(e.is_set()).to_owned()));
-            }
-        }
-        ObjectKind::SEMAPHORE => {
-            if let Ok(p) = body.ptr_at::<Semaphore>(0) {
-                // SAFETY: in bounds and aligned; Semaphore is a ShmObject
-                // (any bit pattern valid); the mapping outlives `s`.
-                let s = unsafe { &*p };
-                out.push(("semaphore value", s.value().to_string()));
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
 fn stat(m: &ArgMatches, json: bool) -> u8 {
     let Some(raw) = m.get_one::<std::ffi::OsString>("name") else {
         return EXIT_USAGE;
@@ -344,7 +292,10 @@ fn stat(m: &ArgMatches, json: bool) -> u8 {
         Err(e) => return fail(&e, inspect_error_code(&e)),
     };
     let r = seen.report();
-    let object = describe_object(&seen);
+    let object = match seen.object_state() {
+        Ok(lines) => lines,
+        Err(e) => vec![("object", format!("unreadable: {e}"))],
+    };
     if json {
         let mut v = report_json(r);
         if let Value::Object(map) = &mut v {

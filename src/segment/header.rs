@@ -278,6 +278,9 @@ pub struct OpenOptions {
     ready_timeout: Duration,
     allow_other_users: bool,
     wait: Option<Duration>,
+    /// Inspection only (the CLI's `stat`): attach without entering the
+    /// attach table or marking a hand-over.
+    pub(crate) inspect: bool,
 }
 
 impl Default for OpenOptions {
@@ -286,6 +289,7 @@ impl Default for OpenOptions {
             ready_timeout: Duration::from_secs(2),
             allow_other_users: false,
             wait: None,
+            inspect: false,
         }
     }
 }

@@ -8,11 +8,14 @@
 
 use std::fmt;
 
-use super::header::{identity_alive, HeaderInfo, ObjectKind, SegmentState, LAYOUT_VERSION};
+use super::header::{
+    identity_alive, HeaderInfo, ObjectKind, OpenOptions, SegmentState, LAYOUT_VERSION,
+};
 use super::layout::Region;
 use super::raw::{validate_os_name, Segment};
 use crate::error::{AttachError, Error};
 use crate::os::shm_names;
+use crate::primitives::Ordering;
 
 /// A process named in a segment: its creator or an attached process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +158,110 @@ impl Inspection {
         // is only dereferenced through further unsafe code by the caller).
         let whole = unsafe { Region::new(self.seg.as_ptr(), self.seg.len()) };
         whole.sub(info.body_offset, info.body_len).ok()
+    }
+
+    /// The object's own state as `(label, value)` lines: queue length,
+    /// capacity and which processes hold its ends; dict entries; lock
+    /// holder and whether it is alive; event and semaphore state. Empty for
+    /// kinds it does not know. Queues and dicts are attached for this
+    /// without entering the attach table (so looking does not make the
+    /// looker a holder), and their layout is validated as on any attach;
+    /// a live-holder count sweeps the slots of dead holders, as every
+    /// attach does.
+    ///
+    /// ```
+    /// use shmkit::segment::inspect;
+    ///
+    /// let name = format!("doc-objstate-{}", std::process::id());
+    /// let q = shmkit::queue::MpmcQueue::create(&name, 32, 4)?;
+    /// q.sender()?.send(b"hi")?;
+    /// let state = inspect(&name)?.object_state()?;
+    /// assert!(state.contains(&("length", "1".to_owned())));
+    /// assert!(state.contains(&("capacity", "4".to_owned())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn object_state(&self) -> Result<Vec<(&'static str, String)>, AttachError> {
+        let Some(info) = self.report.info.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let Some(body) = self.body() else {
+            return Ok(Vec::new());
+        };
+        let attach = || -> Result<Segment, AttachError> { Segment::open_unheld(&self.report.name) };
+        let mut opts = OpenOptions::new();
+        opts.inspect = true;
+        let alive = |pid: u32| {
+            if crate::os::process_alive(pid) {
+                "alive"
+            } else {
+                "dead"
+            }
+        };
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let mut out = Vec::new();
+        match info.kind {
+            ObjectKind::SPSC_RING => {
+                let ring = crate::queue::SpscRing::from_segment(attach()?, &opts)?;
+                let (producer, consumer) = ring.endpoints_held();
+                out.push(("length", ring.len().to_string()));
+                out.push(("capacity", format!("{} bytes", ring.capacity())));
+                out.push(("producer", yes_no(producer)));
+                out.push(("consumer", yes_no(consumer)));
+            }
+            ObjectKind::MPMC_QUEUE | ObjectKind::JOINABLE_QUEUE => {
+                let q = crate::queue::MpmcQueue::attach_kind(attach()?, info.kind, &opts)?;
+                let (senders, receivers) = q.endpoints_held();
+                out.push(("length", q.len().to_string()));
+                out.push(("capacity", q.capacity().to_string()));
+                out.push(("slot size", format!("{} bytes", q.slot_size())));
+                out.push(("senders", senders.to_string()));
+                out.push(("receivers", receivers.to_string()));
+                if info.kind == ObjectKind::JOINABLE_QUEUE {
+                    out.push((
+                        "unfinished",
+                        q.joinable().0.load(Ordering::Relaxed).to_string(),
+                    ));
+                }
+            }
+            ObjectKind::DICT => {
+                let d = crate::ShmDict::from_segment(attach()?, &opts)?;
+                let cfg = d.config();
+                out.push(("entries", d.len().to_string()));
+                out.push(("max entries", cfg.max_entries.to_string()));
+                out.push(("arena", format!("{} bytes", cfg.arena_bytes)));
+                out.push(("repairs", d.repairs().to_string()));
+            }
+            ObjectKind::MUTEX | ObjectKind::RAW_MUTEX => {
+                // A `Mutex<T>` starts with its `RawMutex` (repr(C)).
+                let p = body.ptr_at::<crate::sync::RawMutex>(0)?;
+                // SAFETY: in bounds and aligned (ptr_at); a RawMutex is
+                // atomics only, valid for any bytes another process wrote;
+                // the mapping lives as long as `self`, which outlives `m`.
+                let m = unsafe { &*p };
+                let holder = match m.owner() {
+                    None => "none (unlocked)".to_owned(),
+                    Some(pid) => format!("pid {pid} ({})", alive(pid)),
+                };
+                out.push(("lock holder", holder));
+                out.push(("consistent", yes_no(m.is_consistent())));
+            }
+            ObjectKind::EVENT => {
+                let p = body.ptr_at::<crate::Event>(0)?;
+                // SAFETY: in bounds and aligned; an Event is a ShmObject
+                // (any bit pattern valid); the mapping outlives `e`.
+                let e = unsafe { &*p };
+                out.push(("event set", yes_no(e.is_set())));
+            }
+            ObjectKind::SEMAPHORE => {
+                let p = body.ptr_at::<crate::Semaphore>(0)?;
+                // SAFETY: in bounds and aligned; a Semaphore is a ShmObject
+                // (any bit pattern valid); the mapping outlives `s`.
+                let s = unsafe { &*p };
+                out.push(("semaphore value", s.value().to_string()));
+            }
+            _ => {}
+        }
+        Ok(out)
     }
 }
 

@@ -167,7 +167,9 @@ pub fn attach_object(
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
     let info = header(&seg)?.wait_and_validate(seg.len(), kind, opts)?;
-    seg.track(false);
+    if !opts.inspect {
+        seg.track(false);
+    }
     // SAFETY: the mapping covers [0, len) and lives as long as `seg`.
     let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
     let body = whole.sub(info.body_offset, info.body_len)?;

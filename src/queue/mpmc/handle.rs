@@ -471,6 +471,25 @@ impl MpmcQueue {
         self.shared.raw.slot_size
     }
 
+    /// How many live processes hold a sender, and how many a receiver (a
+    /// snapshot, for tools such as `shmkit stat`; a process counts once
+    /// however many endpoints it holds).
+    ///
+    /// ```
+    /// let q = shmkit::queue::MpmcQueue::anonymous(64, 8)?;
+    /// assert_eq!(q.endpoints_held(), (0, 0));
+    /// let _tx = q.sender()?;
+    /// let _rx = q.receiver()?;
+    /// assert_eq!(q.endpoints_held(), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn endpoints_held(&self) -> (usize, usize) {
+        (
+            self.shared.raw.senders().live_count(),
+            self.shared.raw.receivers().live_count(),
+        )
+    }
+
     /// The segment backing the queue (`None` for [`in_process`](Self::in_process)).
     pub fn segment(&self) -> Option<&Segment> {
         <Self as SegmentObject>::segment(self)

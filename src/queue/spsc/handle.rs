@@ -180,6 +180,23 @@ impl SpscRing {
         self.ring.len()
     }
 
+    /// Whether a live process holds the producer side, and whether one
+    /// holds the consumer side (a snapshot, for tools such as `shmkit stat`).
+    ///
+    /// ```
+    /// let ring = shmkit::queue::SpscRing::anonymous(1024)?;
+    /// assert_eq!(ring.endpoints_held(), (false, false));
+    /// let _tx = ring.producer()?;
+    /// assert_eq!(ring.endpoints_held(), (true, false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn endpoints_held(&self) -> (bool, bool) {
+        (
+            self.ring.producers().live_count() > 0,
+            self.ring.consumers().live_count() > 0,
+        )
+    }
+
     /// Whether no committed bytes are waiting.
     pub fn is_empty(&self) -> bool {
         let h = self.ring.hdr();
