@@ -146,6 +146,49 @@ fn open_or_create_race_replaces_a_stale_name() {
     race_rounds("ooc-stale", true);
 }
 
+/// Two processes released together call `Pipe::open_or_create` on one
+/// name: each gets one end (never the same one), they exchange a message
+/// each way, and the names are gone once both dropped their ends.
+fn pipe_open_or_create_race_pairs_two_processes() {
+    use shmkit::queue::Pipe;
+    for round in 0..ROUNDS {
+        let name = unique_name("ooc-pipe");
+        let start = ShmBox::<Barrier>::anonymous(2).unwrap();
+        let got = ShmArray::<u64>::anonymous(2).unwrap();
+        let mut kids: Vec<Child> = (0..2u64)
+            .map(|i| {
+                let (name, start, got) = (name.clone(), &start, &got);
+                fork(move || {
+                    start.wait().expect("start barrier");
+                    let mut end = match Pipe::open_or_create(&name, 4096) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!("pipe racer {i}: {e}");
+                            return 1;
+                        }
+                    };
+                    end.send(&(i + 1).to_le_bytes()).expect("send");
+                    let m = end.recv().expect("the other end's message");
+                    got.set(i as usize, u64::from_le_bytes(m.try_into().unwrap()));
+                    0
+                })
+            })
+            .collect();
+        for k in &mut kids {
+            k.join_ok("pipe racer");
+        }
+        assert_eq!(
+            got.to_vec(),
+            vec![2, 1],
+            "round {round}: each end got the other's message"
+        );
+        assert!(
+            !exists(&format!("{name}.ab")) && !exists(&format!("{name}.ba")),
+            "round {round}: holders lifetime unlinks both rings at the last drop"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------
 // Stale names
 
@@ -343,6 +386,65 @@ fn rendezvous_producer_exits_before_consumer() {
     };
     consumer.join_ok("consumer got all 50 in order");
     assert!(!exists(&name), "handed over, last holder gone: unlinked");
+}
+
+/// A producer whose name dies with it (`Lifetime::Creator`, the `create`
+/// default) waits with `wait_drained` until a consumer that arrives later
+/// took everything; only then does it exit and unlink the name.
+fn producer_waits_until_drained_before_exiting() {
+    let name = unique_name("drain");
+    let ready = ShmBox::<Event>::anonymous(()).unwrap();
+    let mut producer = {
+        let (name, ready) = (name.clone(), &ready);
+        fork(move || {
+            let q = Queue::<u64>::create(&name, 16, 8).expect("create");
+            for i in 0..8u64 {
+                q.send(i).expect("send");
+            }
+            ready.set();
+            match q.wait_drained(Some(Duration::from_secs(60))) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("producer: {e}");
+                    1
+                }
+            }
+        })
+    };
+    ready.wait_timeout(Duration::from_secs(30));
+    // The producer is still there (waiting), so the name is too.
+    let q = Queue::<u64>::open(&name).expect("the name outlives the send");
+    let got: Vec<u64> = (0..8).map(|_| q.recv().expect("recv")).collect();
+    assert_eq!(got, (0..8).collect::<Vec<u64>>());
+    producer.join_ok("producer saw the queue drained");
+}
+
+/// `wait_drained` on a queue whose only receiver died with messages still
+/// queued ends with `Disconnected`, not a hang.
+fn wait_drained_reports_a_dead_receiver() {
+    let q = shmkit::queue::MpmcQueue::anonymous(8, 8).unwrap();
+    let tx = q.sender().unwrap();
+    for i in 0..4u64 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let got_one = ShmBox::<Event>::anonymous(()).unwrap();
+    let mut consumer = {
+        let (q, got_one) = (&q, &got_one);
+        fork(move || {
+            let rx = q.receiver().expect("receiver");
+            let mut buf = Vec::new();
+            rx.recv(&mut buf).expect("recv");
+            got_one.set();
+            park_forever()
+        })
+    };
+    assert!(got_one.wait_timeout(Duration::from_secs(30)));
+    consumer.kill();
+    assert_eq!(
+        q.wait_drained(Some(Duration::from_secs(60))),
+        Err(shmkit::queue::DrainError::Disconnected)
+    );
+    assert_eq!(q.len(), 3, "the three unreceived messages are still queued");
 }
 
 fn creator_lifetime_unlinks_at_creator_drop() {
@@ -780,6 +882,10 @@ fn main() {
                 open_or_create_race_replaces_a_stale_name,
             ),
             (
+                "pipe_open_or_create_race_pairs_two_processes",
+                pipe_open_or_create_race_pairs_two_processes,
+            ),
+            (
                 "stale_name_is_replaced_by_create",
                 stale_name_is_replaced_by_create,
             ),
@@ -798,6 +904,14 @@ fn main() {
             (
                 "rendezvous_producer_exits_before_consumer",
                 rendezvous_producer_exits_before_consumer,
+            ),
+            (
+                "producer_waits_until_drained_before_exiting",
+                producer_waits_until_drained_before_exiting,
+            ),
+            (
+                "wait_drained_reports_a_dead_receiver",
+                wait_drained_reports_a_dead_receiver,
             ),
             (
                 "creator_lifetime_unlinks_at_creator_drop",

@@ -12,6 +12,7 @@
 //! had one and the process that created the queue is dead; the same with
 //! the sides swapped for a blocked send.
 
+mod drain;
 pub mod error;
 pub mod joinable;
 pub mod mpmc;
@@ -21,6 +22,7 @@ pub mod pipe;
 pub mod spsc;
 pub mod typed;
 
+pub use drain::DrainError;
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };

@@ -146,6 +146,41 @@ impl Pipe {
         ))
     }
 
+    /// Opens the named pipe, or creates it if there is none, and returns
+    /// whichever of its two ends is free: of two processes calling this
+    /// with the same name (in any order, or at the same moment), one gets
+    /// each end. Race-free: both rings are made with
+    /// [`SpscRing::open_or_create`]
+    /// (the names live while any process holds them), and each end is
+    /// taken by claiming its two ring roles, which only one live process
+    /// can hold. A third process gets an error while both ends are held
+    /// by live processes; an end whose holder dropped it or died is free
+    /// again.
+    ///
+    /// ```
+    /// use shmkit::queue::Pipe;
+    ///
+    /// let name = format!("doc-pipe-ooc-{}", std::process::id());
+    /// let mut a = Pipe::open_or_create(&name, 4096)?; // made it: one end
+    /// let mut b = Pipe::open_or_create(&name, 4096)?; // found it: the other
+    /// a.send(b"hello")?;
+    /// assert_eq!(b.recv()?, b"hello");
+    /// assert!(Pipe::open_or_create(&name, 4096).is_err()); // both ends taken
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Connection, Error> {
+        let (n_ab, n_ba) = names(name);
+        let ab = SpscRing::open_or_create(&n_ab, capacity)?;
+        let ba = SpscRing::open_or_create(&n_ba, capacity)?;
+        // End A sends on `ab` and receives on `ba`; end B the opposite.
+        // The first role of each end decides which end a caller gets.
+        if let Ok(tx) = ab.producer() {
+            return Ok(Connection::new(tx, ba.consumer().map_err(endpoint_err)?));
+        }
+        let tx = ba.producer().map_err(endpoint_err)?;
+        Ok(Connection::new(tx, ab.consumer().map_err(endpoint_err)?))
+    }
+
     /// Opens the other end of the named pipe made by [`Pipe::create`].
     pub fn open(name: &str) -> Result<Connection, Error> {
         let (n_ab, n_ba) = names(name);

@@ -46,6 +46,7 @@ use serde::Serialize;
 
 use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
+use super::DrainError;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::segment::{OpenOptions, Segment, SegmentObject};
@@ -394,6 +395,29 @@ impl<T, C> Queue<T, C> {
             _t: PhantomData,
             _c: PhantomData,
         }
+    }
+
+    /// Waits until receivers have taken every queued value, or `timeout`
+    /// passes (`None`: no limit), or every receiver is gone with values
+    /// still queued: the sending half of a rendezvous, see
+    /// [`MpmcQueue::wait_drained`]. (The process that created the queue
+    /// counts as a receiver while it holds a handle; see "Who keeps a
+    /// queue connected" in the module docs.)
+    ///
+    /// ```
+    /// use shmkit::Queue;
+    /// use std::time::Duration;
+    ///
+    /// let q = Queue::<String>::anonymous(64, 8)?;
+    /// q.put("done".to_string())?;
+    /// let rx = q.clone();
+    /// let consumer = std::thread::spawn(move || rx.get());
+    /// q.wait_drained(Some(Duration::from_secs(5)))?;
+    /// assert_eq!(consumer.join().unwrap()?, "done");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_drained(&self, timeout: Option<std::time::Duration>) -> Result<(), DrainError> {
+        self.queue.wait_drained(timeout)
     }
 
     /// The underlying byte queue.

@@ -445,6 +445,43 @@ impl MpmcQueue {
         })
     }
 
+    /// Waits until receivers have taken every queued message (the queue is
+    /// empty), for a producer that must not exit before its messages are
+    /// delivered — e.g. with a [`Lifetime::Creator`](crate::segment::Lifetime)
+    /// name, whose creator's exit unlinks it. `None` waits without a
+    /// limit. Returns [`DrainError::Disconnected`](crate::queue::DrainError)
+    /// if messages remain and every receiver closed or died, and
+    /// [`DrainError::Timeout`](crate::queue::DrainError) at the timeout.
+    /// It polls with a sleep of 50 µs growing to 5 ms and adds nothing to
+    /// the send or receive path.
+    ///
+    /// ```
+    /// use shmkit::queue::{DrainError, MpmcQueue};
+    /// use std::time::Duration;
+    ///
+    /// let q = MpmcQueue::anonymous(16, 4)?;
+    /// let (tx, rx) = (q.sender()?, q.receiver()?);
+    /// tx.send(b"job")?;
+    /// assert_eq!(q.wait_drained(Some(Duration::from_millis(1))), Err(DrainError::Timeout));
+    /// let consumer = std::thread::spawn(move || {
+    ///     let mut buf = Vec::new();
+    ///     rx.recv_timeout(&mut buf, Duration::from_secs(5)).map(|_| buf)
+    /// });
+    /// q.wait_drained(Some(Duration::from_secs(5)))?;
+    /// assert_eq!(consumer.join().unwrap()?, b"job");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_drained(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), crate::queue::DrainError> {
+        crate::queue::drain::wait_drained(
+            timeout,
+            || self.is_empty(),
+            || self.shared.raw.receivers().is_disconnected(),
+        )
+    }
+
     /// Messages currently queued (exact when no operation is in flight;
     /// a message being written or read counts as queued).
     pub fn len(&self) -> usize {

@@ -255,6 +255,37 @@ impl Producer {
     pub fn is_disconnected(&self) -> bool {
         self.ring.consumers().is_disconnected()
     }
+
+    /// Waits until the consumer has taken every committed frame, or
+    /// `timeout` passes (`None`: no limit), or the consumer is gone with
+    /// frames left ([`DrainError`](crate::queue::DrainError)); see
+    /// [`MpmcQueue::wait_drained`](crate::queue::MpmcQueue::wait_drained).
+    ///
+    /// ```
+    /// use shmkit::queue::{DrainError, SpscRing};
+    /// use std::time::Duration;
+    ///
+    /// let ring = SpscRing::anonymous(1024)?;
+    /// let mut tx = ring.producer()?;
+    /// tx.push(b"frame")?;
+    /// assert_eq!(tx.wait_drained(Some(Duration::from_millis(1))), Err(DrainError::Timeout));
+    /// let mut rx = ring.consumer()?;
+    /// let mut buf = Vec::new();
+    /// rx.pop(&mut buf)?;
+    /// assert_eq!(buf, b"frame");
+    /// assert_eq!(tx.wait_drained(None), Ok(()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_drained(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), crate::queue::DrainError> {
+        crate::queue::drain::wait_drained(
+            timeout,
+            || self.is_empty(),
+            || self.ring.consumers().is_disconnected(),
+        )
+    }
 }
 
 impl Drop for Producer {
