@@ -37,3 +37,22 @@ fn throughput_example_reports_both_transports() {
         }
     }
 }
+
+/// Not a seed program: rings and queues embedded in a memmap2 file
+/// mapping by "another crate", produced in one process and consumed in
+/// another, every message in order.
+#[test]
+fn embedded_queues_in_a_file_mapping_cross_processes() {
+    let r = run_example("embed_memmap", &[]);
+    let lines = r.lines();
+    assert!(
+        lines.contains(&"child: received 1000 frames and 1000 jobs in order"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("parent: sent 1000 frames and 1000 jobs; child exit status: 0")),
+        "{lines:?}"
+    );
+}

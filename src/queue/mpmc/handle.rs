@@ -26,6 +26,9 @@ const BODY_ALIGN: usize = std::mem::align_of::<QueueHeader>();
 /// Backing memory of a queue.
 enum Storage {
     Segment(Segment),
+    /// Memory another crate manages (`MpmcQueue::from_raw`).
+    #[cfg(not(loom))]
+    Borrowed,
     #[cfg(not(loom))]
     Heap(#[allow(dead_code)] HeapBlock),
     #[cfg(loom)]
@@ -225,6 +228,142 @@ impl SegmentObject for MpmcQueue {
             #[allow(unreachable_patterns)]
             _ => None,
         }
+    }
+}
+
+#[cfg(not(loom))]
+impl MpmcQueue {
+    /// Version of the queue's body layout and position encoding. A crate
+    /// that embeds queues ([`init_in`](Self::init_in)) records it in its
+    /// own header and refuses memory written under another version.
+    pub const LAYOUT_VERSION: u32 = LAYOUT_TAG as u32;
+
+    /// Alignment the memory for an embedded queue needs.
+    pub const EMBED_ALIGN: usize = BODY_ALIGN;
+
+    /// Bytes of caller-managed memory a queue of `capacity` slots of
+    /// `slot_size` bytes needs ([`init_in`](Self::init_in)); the same
+    /// limits as [`create`](Self::create).
+    ///
+    /// The layout (`#[repr(C)]`, little-endian, offsets from the start of
+    /// the memory): 0 `tail: u64` (a 128-byte line); 128 `head: u64` (a
+    /// line); 256 the control line (`not_empty`, `not_full`, `all_done`
+    /// notifiers of 8 bytes each, a departure counter, the unfinished-task
+    /// counter, the sender and receiver registry headers); 384 64 sender
+    /// registry slots of 8 bytes, then 64 receiver slots; then `capacity`
+    /// slots of `16 + slot_size` rounded up to 8 bytes (`stamp: u64`,
+    /// `len: u32`, padding, payload); the total is rounded up to
+    /// [`EMBED_ALIGN`](Self::EMBED_ALIGN). The module docs describe the
+    /// algorithm, SAFETY.md who writes what.
+    ///
+    /// ```
+    /// use shmkit::queue::MpmcQueue;
+    /// assert_eq!(MpmcQueue::embedded_size(10, 3)?, 1536);
+    /// assert!(MpmcQueue::embedded_size(10, 0).is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn embedded_size(slot_size: usize, capacity: usize) -> Result<usize, Error> {
+        Ok(layout(slot_size, capacity, MAX_PEERS)?.size)
+    }
+
+    /// Initialises an empty queue in memory another crate manages, for
+    /// [`from_raw`](Self::from_raw) to view from any process mapping it.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes and not in use by
+    /// anyone (no process has a queue view of it) during the call. Size
+    /// and alignment are checked: `len` at least
+    /// [`embedded_size`](Self::embedded_size), `ptr` aligned to
+    /// [`EMBED_ALIGN`](Self::EMBED_ALIGN).
+    pub unsafe fn init_in(
+        ptr: *mut u8,
+        len: usize,
+        slot_size: usize,
+        capacity: usize,
+    ) -> Result<(), Error> {
+        let l = layout(slot_size, capacity, MAX_PEERS)?;
+        if len < l.size || ptr.is_null() || ptr as usize % BODY_ALIGN != 0 {
+            return Err(Error::InvalidArgument(
+                "embedded queue memory too small or misaligned",
+            ));
+        }
+        // SAFETY: the caller guarantees `ptr` is valid for `len >= l.size`
+        // bytes and unused; it is BODY_ALIGN-aligned (checked). Zeroed
+        // first, as `init_body` expects.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, l.size);
+            Shared::init_body(ptr, &l, capacity);
+        }
+        Ok(())
+    }
+
+    /// Views a queue that [`init_in`](Self::init_in) initialised (in this
+    /// or another process) in caller-managed memory; take senders and
+    /// receivers from it as from a segment's queue.
+    ///
+    /// Everything read from the memory is checked as on any attach (bad
+    /// registry words here, bad stamps or lengths as `Corrupt` from a
+    /// receive), never out-of-bounds access. The embedding crate owns the
+    /// memory's lifetime; no creator is recorded, so the registry rule
+    /// "nobody ever joined and the creator is dead" does not apply.
+    ///
+    /// # Safety
+    /// `ptr` must stay mapped, readable and writable for `len` bytes for
+    /// as long as the returned queue and every endpoint taken from it are
+    /// used, and hold a queue of these parameters made by `init_in` (any
+    /// bytes are memory-safe to view; wrong ones give `Corrupt`).
+    ///
+    /// ```
+    /// use shmkit::queue::MpmcQueue;
+    ///
+    /// let len = MpmcQueue::embedded_size(16, 4)?;
+    /// let layout = std::alloc::Layout::from_size_align(len, MpmcQueue::EMBED_ALIGN)?;
+    /// // SAFETY: a fresh allocation of `len` bytes, freed after the last use.
+    /// let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    /// // SAFETY: `ptr` is ours, aligned and `len` bytes long.
+    /// unsafe { MpmcQueue::init_in(ptr, len, 16, 4)? };
+    /// {
+    ///     // SAFETY: as above; the queue is dropped before the memory.
+    ///     let q = unsafe { MpmcQueue::from_raw(ptr, len, 16, 4)? };
+    ///     let (tx, rx) = (q.sender()?, q.receiver()?);
+    ///     tx.send(b"embedded")?;
+    ///     let mut buf = Vec::new();
+    ///     rx.recv(&mut buf)?;
+    ///     assert_eq!(buf, b"embedded");
+    /// }
+    /// // SAFETY: allocated above with this layout; no view is left.
+    /// unsafe { std::alloc::dealloc(ptr, layout) };
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_raw(
+        ptr: *mut u8,
+        len: usize,
+        slot_size: usize,
+        capacity: usize,
+    ) -> Result<Self, AttachError> {
+        let l = layout(slot_size, capacity, MAX_PEERS)
+            .map_err(|_| AttachError::Corrupt("embedded queue parameters out of range"))?;
+        if len < l.size {
+            return Err(AttachError::TooSmall {
+                actual: len as u64,
+                required: l.size as u64,
+            });
+        }
+        if ptr.is_null() || ptr as usize % BODY_ALIGN != 0 {
+            return Err(AttachError::Corrupt("embedded queue memory misaligned"));
+        }
+        // SAFETY: the caller guarantees a body laid out by `l` that
+        // outlives the view; everything but payload is atomics.
+        let raw = unsafe { Shared::view(ptr, &l, slot_size, capacity, 0) };
+        let q = MpmcQueue {
+            shared: Arc::new(Shared {
+                raw,
+                storage: Storage::Borrowed,
+            }),
+        };
+        q.shared.raw.senders().validate()?;
+        q.shared.raw.receivers().validate()?;
+        Ok(q)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::raw::{pack, MAX_CAPACITY, MAX_SLOT_SIZE};
 use super::*;
+use crate::error::AttachError;
 use crate::os;
 use crate::primitives::Ordering;
 use crate::queue::error::{
@@ -331,4 +332,61 @@ fn layout_is_pinned() {
     assert_eq!(l.stride, 16 + 16);
     assert_eq!(l.slots + 3 * l.stride, 1504);
     assert_eq!(l.size, 1536, "rounded up to the header's alignment");
+    // The embedded layout documented at `MpmcQueue::embedded_size`.
+    assert_eq!(MpmcQueue::LAYOUT_VERSION, 2);
+    assert_eq!(MpmcQueue::EMBED_ALIGN, 128);
+    assert_eq!(MpmcQueue::embedded_size(10, 3).unwrap(), l.size);
+}
+
+#[cfg(not(loom))]
+#[test]
+fn embedded_queue_refuses_bad_memory_and_parameters() {
+    let len = MpmcQueue::embedded_size(8, 4).unwrap();
+    let layout = std::alloc::Layout::from_size_align(len + 128, 128).unwrap();
+    // SAFETY: nonzero size; freed at the end of the test.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!ptr.is_null());
+    // SAFETY: for every call below, `ptr` is ours for `len + 128` bytes
+    // and outlives every view; sizes and alignment are checked.
+    unsafe {
+        assert!(MpmcQueue::init_in(ptr, len - 1, 8, 4).is_err(), "too small");
+        assert!(
+            MpmcQueue::init_in(ptr.add(64), len, 8, 4).is_err(),
+            "misaligned"
+        );
+        assert!(MpmcQueue::init_in(ptr, len, 8, 0).is_err(), "no capacity");
+        MpmcQueue::init_in(ptr, len, 8, 4).unwrap();
+        assert!(matches!(
+            MpmcQueue::from_raw(ptr, len - 1, 8, 4),
+            Err(AttachError::TooSmall { .. })
+        ));
+        {
+            let q = MpmcQueue::from_raw(ptr, len, 8, 4).unwrap();
+            let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
+            for i in 0..4u8 {
+                tx.send(&[i]).unwrap();
+            }
+            assert_eq!(q.len(), 4);
+            let mut buf = Vec::new();
+            for i in 0..4u8 {
+                rx.recv(&mut buf).unwrap();
+                assert_eq!(buf, [i]);
+            }
+        }
+        // A hostile registry word (a pid above the kernel's limit) is
+        // cleared on view, not trusted; a hostile slot length is Corrupt.
+        let q = MpmcQueue::from_raw(ptr, len, 8, 4).unwrap();
+        let tx = q.sender().unwrap();
+        tx.send(b"x").unwrap();
+        let slot0_len = ptr.add(384 + 16 * 64 + 8) as *mut u32;
+        slot0_len.write(1 << 20);
+        let rx = q.receiver().unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(
+            rx.try_recv(&mut buf),
+            Err(TryRecvError::Corrupt(_))
+        ));
+        drop((tx, rx, q));
+        std::alloc::dealloc(ptr, layout);
+    }
 }

@@ -108,7 +108,7 @@ impl SegmentObject for SpscRing {
     fn segment(&self) -> Option<&Segment> {
         match &self.ring.backing {
             super::ring::Backing::Segment(s) => Some(s),
-            super::ring::Backing::Heap { .. } => None,
+            super::ring::Backing::Heap { .. } | super::ring::Backing::Borrowed => None,
         }
     }
 }
@@ -143,6 +143,125 @@ impl SpscRing {
         check_capacity(capacity_bytes)?;
         Ok(Self {
             ring: Arc::new(RawRing::on_heap(capacity_bytes)),
+        })
+    }
+
+    /// Version of the ring's body layout and frame format. A crate that
+    /// embeds rings ([`init_in`](Self::init_in)) records it in its own
+    /// header and refuses memory written under another version.
+    pub const LAYOUT_VERSION: u32 = super::ring::FRAME_FORMAT as u32;
+
+    /// Alignment the memory for an embedded ring needs (its index lines
+    /// are 128-byte cache-line pairs).
+    pub const EMBED_ALIGN: usize = std::mem::align_of::<super::ring::RingHeader>();
+
+    /// Bytes of caller-managed memory a ring of `capacity_bytes` needs
+    /// ([`init_in`](Self::init_in)): a 512-byte control block, then the
+    /// frame buffer. `capacity_bytes` follows the same rules as
+    /// [`create`](Self::create) (a power of two, 16 B to 2 GiB).
+    ///
+    /// The control block (`#[repr(C)]`, little-endian, offsets from the
+    /// start of the memory): 0 `tail: u64`, 8 `pushed: u64` (producer
+    /// line, 128 bytes); 128 `head: u64`, 136 `popped: u64` (consumer
+    /// line); 256 `data` and 264 `space` notifiers (8 bytes each: a `u32`
+    /// futex sequence word, a `u32` waiter count); 384 the producer's
+    /// registry header (`ever: u32`, `closed: u32`) and 392 its one slot
+    /// (`u64`: pid | handles << 32), 400 and 408 the consumer's; 512 the
+    /// frames (a `u32` length, the payload, padding to 8 bytes). Which
+    /// process may write which word, and what a reader checks, is in
+    /// SAFETY.md.
+    ///
+    /// ```
+    /// use shmkit::queue::SpscRing;
+    /// assert_eq!(SpscRing::embedded_size(4096)?, 512 + 4096);
+    /// assert!(SpscRing::embedded_size(1000).is_err()); // not a power of two
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn embedded_size(capacity_bytes: usize) -> Result<usize, Error> {
+        check_capacity(capacity_bytes)?;
+        Ok(RING_HEADER_SIZE + capacity_bytes)
+    }
+
+    /// Initialises an empty ring of `capacity_bytes` in memory another
+    /// crate manages (a file mapping, its own shared segment), for
+    /// [`from_raw`](Self::from_raw) to view from any process that maps it.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes and not in use by
+    /// anyone (no other process has a ring view of it) during the call.
+    /// Size and alignment are checked: `len` must be at least
+    /// [`embedded_size`](Self::embedded_size) and `ptr` aligned to
+    /// [`EMBED_ALIGN`](Self::EMBED_ALIGN).
+    pub unsafe fn init_in(ptr: *mut u8, len: usize, capacity_bytes: usize) -> Result<(), Error> {
+        let need = Self::embedded_size(capacity_bytes)?;
+        if len < need || ptr.is_null() || ptr as usize % Self::EMBED_ALIGN != 0 {
+            return Err(Error::InvalidArgument(
+                "embedded ring memory too small or misaligned",
+            ));
+        }
+        // SAFETY: the caller guarantees `ptr` is valid for `len >= need`
+        // bytes and unused; it is aligned for a RingHeader (checked).
+        unsafe { (ptr as *mut super::ring::RingHeader).write(super::ring::RingHeader::new()) };
+        Ok(())
+    }
+
+    /// Views a ring that [`init_in`](Self::init_in) initialised (in this
+    /// or any other process) in caller-managed memory. Take its
+    /// [`producer`](Self::producer) in one process and its
+    /// [`consumer`](Self::consumer) in another, as with a segment.
+    ///
+    /// Everything read from the memory is checked as on any attach: bad
+    /// indices or registry words give [`AttachError::Corrupt`] here, or
+    /// `Corrupt` from a later receive, never out-of-bounds access. The
+    /// embedding crate owns the memory's lifetime, and the registry rule
+    /// "nobody ever joined and the creator is dead" does not apply (no
+    /// creator is recorded): a consumer waiting on a ring no producer ever
+    /// took blocks until one does, or until its timeout.
+    ///
+    /// # Safety
+    /// `ptr` must stay mapped, readable and writable for `len` bytes for
+    /// as long as the returned ring and every endpoint taken from it are
+    /// used, and must hold a ring of `capacity_bytes` made by `init_in`
+    /// (any bytes are memory-safe to view; wrong ones give `Corrupt`).
+    ///
+    /// ```
+    /// use shmkit::queue::SpscRing;
+    ///
+    /// #[repr(C, align(128))]
+    /// struct Block([u8; 512 + 1024]);
+    /// let mut mem = Box::new(Block([0; 512 + 1024]));
+    /// let (ptr, len) = (mem.0.as_mut_ptr(), mem.0.len());
+    /// // SAFETY: `mem` is ours, aligned, and outlives the ring below.
+    /// unsafe { SpscRing::init_in(ptr, len, 1024)? };
+    /// // SAFETY: as above; `init_in` made a 1024-byte ring there.
+    /// let ring = unsafe { SpscRing::from_raw(ptr, len, 1024)? };
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.push(b"embedded")?;
+    /// let mut buf = Vec::new();
+    /// rx.pop(&mut buf)?;
+    /// assert_eq!(buf, b"embedded");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn from_raw(
+        ptr: *mut u8,
+        len: usize,
+        capacity_bytes: usize,
+    ) -> Result<Self, AttachError> {
+        let need = Self::embedded_size(capacity_bytes)
+            .map_err(|_| AttachError::Corrupt("embedded ring capacity out of range"))?;
+        if len < need {
+            return Err(AttachError::TooSmall {
+                actual: len as u64,
+                required: need as u64,
+            });
+        }
+        if ptr.is_null() || ptr as usize % Self::EMBED_ALIGN != 0 {
+            return Err(AttachError::Corrupt("embedded ring memory misaligned"));
+        }
+        Ok(Self {
+            // SAFETY: the caller guarantees `ptr` is valid for `len >= need`
+            // bytes for the ring's whole use.
+            ring: Arc::new(unsafe { RawRing::from_raw(ptr, capacity_bytes) }?),
         })
     }
 

@@ -156,6 +156,11 @@ pub(super) fn check_indices(head: u64, tail: u64, cap: usize) -> Result<(), &'st
 pub(super) enum Backing {
     /// A mapped segment (named or anonymous); the header lives inside it.
     Segment(Segment),
+    /// Memory another crate manages ([`SpscRing::from_raw`]); nothing to
+    /// free here.
+    ///
+    /// [`SpscRing::from_raw`]: super::SpscRing::from_raw
+    Borrowed,
     /// Process-local heap memory (threads only; used by Miri and loom).
     Heap {
         header: *mut RingHeader,
@@ -229,6 +234,32 @@ impl RawRing {
             creator: crate::os::current_pid(),
             backing: Backing::Heap { header, data },
         }
+    }
+
+    /// Views caller-managed memory holding a ring body (a `RingHeader`
+    /// then `cap` frame bytes), after checking its shared state.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `RING_HEADER_SIZE + cap`
+    /// bytes for as long as the returned ring (and every endpoint made
+    /// from it) is used.
+    pub(super) unsafe fn from_raw(ptr: *mut u8, cap: usize) -> Result<Self, AttachError> {
+        // SAFETY: the caller guarantees the range; `Region` only bounds-
+        // checks offsets inside it.
+        let body = unsafe { Region::new(ptr, RING_HEADER_SIZE + cap) };
+        let hdr = body.ptr_at::<RingHeader>(0)?;
+        let data = body.sub(RING_HEADER_SIZE, cap)?.as_ptr();
+        let ring = RawRing {
+            hdr: NonNull::new(hdr).ok_or(AttachError::Corrupt("null pointer"))?,
+            data: NonNull::new(data).ok_or(AttachError::Corrupt("null pointer"))?,
+            cap,
+            // No creator known: the registry's rule 3 (never had a member
+            // and the creator is dead) is off for embedded rings.
+            creator: 0,
+            backing: Backing::Borrowed,
+        };
+        ring.validate()?;
+        Ok(ring)
     }
 
     /// Views an attached segment body after checking its parameters and

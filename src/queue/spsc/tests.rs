@@ -1,8 +1,9 @@
 //! Unit tests of the SPSC ring (threads and the heap backing; Miri runs
 //! these).
 
-use super::ring::RingHeader;
+use super::ring::{self, RingHeader};
 use super::*;
+use crate::error::AttachError;
 use crate::primitives::Ordering;
 use crate::queue::error::{
     RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
@@ -22,6 +23,59 @@ fn layout_is_pinned() {
     assert_eq!(std::mem::offset_of!(RingHeader, cons), 128);
     assert_eq!(std::mem::offset_of!(RingHeader, notify), 256);
     assert_eq!(std::mem::offset_of!(RingHeader, peers), 384);
+    // The embedded layout documented at `SpscRing::embedded_size`.
+    assert_eq!(SpscRing::LAYOUT_VERSION, 1);
+    assert_eq!(SpscRing::EMBED_ALIGN, 128);
+    assert_eq!(SpscRing::embedded_size(1024).unwrap(), 512 + 1024);
+    let h = RingHeader::new();
+    let base = &h as *const RingHeader as usize;
+    let at = |p: *const u8| p as usize - base;
+    assert_eq!(at(&h.prod.pos as *const _ as *const u8), 0);
+    assert_eq!(at(&h.prod.frames as *const _ as *const u8), 8);
+    assert_eq!(at(&h.cons.pos as *const _ as *const u8), 128);
+    assert_eq!(at(&h.cons.frames as *const _ as *const u8), 136);
+    assert_eq!(at(&h.notify.data as *const _ as *const u8), 256);
+    assert_eq!(at(&h.notify.space as *const _ as *const u8), 264);
+    assert_eq!(std::mem::size_of::<ring::PeerLine>(), 32);
+}
+
+#[test]
+fn embedded_ring_refuses_bad_memory_and_corrupt_indices() {
+    #[repr(C, align(128))]
+    struct Block([u8; 512 + 64]);
+    let mut mem = Box::new(Block([0; 512 + 64]));
+    let (ptr, len) = (mem.0.as_mut_ptr(), mem.0.len());
+    // SAFETY: for every call below, `mem` is owned here, 128-aligned, and
+    // outlives every ring made from it; sizes and alignment are checked.
+    unsafe {
+        assert!(SpscRing::init_in(ptr, len - 1, 64).is_err(), "too small");
+        assert!(
+            SpscRing::init_in(ptr.add(8), len - 8, 32).is_err(),
+            "misaligned"
+        );
+        assert!(
+            SpscRing::init_in(ptr, len, 48).is_err(),
+            "not a power of two"
+        );
+        SpscRing::init_in(ptr, len, 64).unwrap();
+        assert!(matches!(
+            SpscRing::from_raw(ptr, len - 1, 64),
+            Err(AttachError::TooSmall { .. })
+        ));
+        let ring = SpscRing::from_raw(ptr, len, 64).unwrap();
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        tx.push(b"abc").unwrap();
+        let mut buf = Vec::new();
+        rx.pop(&mut buf).unwrap();
+        assert_eq!(buf, b"abc");
+        drop((tx, rx, ring));
+        // A hostile tail (more committed bytes than the capacity).
+        (ptr as *mut u64).write(4096);
+        assert!(matches!(
+            SpscRing::from_raw(ptr, len, 64),
+            Err(AttachError::Corrupt(_))
+        ));
+    }
 }
 
 #[test]
