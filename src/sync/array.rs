@@ -12,8 +12,8 @@ use super::raw_mutex::RawMutex;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::segment::{
-    attach_object, create_object, LayoutBuilder, ObjectKind, OpenOptions, Region, Segment,
-    SegmentObject,
+    attach_object, create_object, type_tag, LayoutBuilder, ObjectKind, OpenOptions, Region,
+    Segment, SegmentObject, TypeTag,
 };
 
 /// Offsets inside an array body: lock at 0, elements after it.
@@ -57,7 +57,10 @@ enum Contents<'a, T> {
 ///
 /// Body layout (after the 128-byte segment header): `RawMutex` (8 bytes)
 /// at 0, then `len` elements at the next multiple of `align_of::<T>()`.
-/// Header params: `[size_of::<T>(), align_of::<T>(), len]`.
+/// Header params: `[size_of::<T>(), align_of::<T>(), len]`; the header's
+/// type tag is `T`'s [`TypeTag::of_pod`], so an `ShmArray<f32>` opened as
+/// an `ShmArray<u32>` is refused with
+/// [`AttachError::TypeMismatch`](crate::AttachError::TypeMismatch).
 ///
 /// ```
 /// use shmkit::ShmArray;
@@ -114,12 +117,9 @@ impl<T: Pod> ShmArray<T> {
                 "array larger than the address space",
             ));
         }
-        let (seg, body) = create_object(
-            name,
-            ObjectKind::ARRAY,
-            &Self::params(len),
-            body_len,
-            |body| {
+        let tag = type_tag::creation_tag(TypeTag::of_pod::<T>());
+        let (seg, body) = type_tag::create_tagged(tag, || {
+            create_object(name, ObjectKind::ARRAY, &Self::params(len), body_len, |body| {
                 let lock = body.ptr_at::<RawMutex>(0)?;
                 // SAFETY: the body is fresh, zeroed and unpublished, and
                 // `ptr_at` checked bounds and alignment.
@@ -135,8 +135,8 @@ impl<T: Pod> ShmArray<T> {
                     };
                 }
                 Ok(())
-            },
-        )?;
+            })
+        })?;
         Ok(Self::from_parts(seg, body, data_off, len)?)
     }
 
@@ -394,6 +394,12 @@ impl<T: Pod> SegmentObject for ShmArray<T> {
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
         let (seg, info, body) = attach_object(seg, ObjectKind::ARRAY, opts)?;
+        type_tag::check(
+            info.type_tag,
+            TypeTag::of_pod::<T>(),
+            opts,
+            std::any::type_name::<T>(),
+        )?;
         Self::attach(seg, info.params, body)
     }
 
