@@ -173,7 +173,11 @@ fn explicit_tag_matches_across_rust_types() {
         .unwrap();
     assert_eq!((s.capacity(), t.capacity()), (4, 4));
     // The explicit tag replaced the derived one: even Trade itself needs it.
-    assert_mismatch(Queue::<Trade>::open(&name), v1, TypeTag::of_serde::<Trade>());
+    assert_mismatch(
+        Queue::<Trade>::open(&name),
+        v1,
+        TypeTag::of_serde::<Trade>(),
+    );
     let v2 = TypeTag::named("trade-v2");
     assert_mismatch(
         Queue::<(u64, f64)>::open_with(&name, &OpenOptions::new().type_tag(v2)),

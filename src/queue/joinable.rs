@@ -156,7 +156,6 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
 }
 
 impl<T, C> JoinableQueue<T, C> {
-
     /// Wraps a queue this process just created (registered on both sides
     /// now, as a typed [`Queue`]'s creator handle is).
     fn wrap(q: MpmcQueue) -> Self {

@@ -300,10 +300,8 @@ impl<T, C: Sizing<T>> SegmentObject for Queue<T, C> {
 
     fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
         let tag = type_tag::creation_tag(C::type_tag());
-        type_tag::create_tagged(tag, || {
-            MpmcQueue::create_in(name, C::queue_config(config))
-        })
-        .map(Self::from_new_mpmc)
+        type_tag::create_tagged(tag, || MpmcQueue::create_in(name, C::queue_config(config)))
+            .map(Self::from_new_mpmc)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
@@ -387,7 +385,10 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     /// [`from_mpmc`](Self::from_mpmc), checking the type tag as `opts` say.
-    pub(crate) fn from_mpmc_with(queue: MpmcQueue, opts: &OpenOptions) -> Result<Self, AttachError> {
+    pub(crate) fn from_mpmc_with(
+        queue: MpmcQueue,
+        opts: &OpenOptions,
+    ) -> Result<Self, AttachError> {
         if let Some(h) = queue.segment().and_then(Segment::header_unchecked) {
             type_tag::check(
                 h.type_tag(),

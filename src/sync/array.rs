@@ -119,23 +119,29 @@ impl<T: Pod> ShmArray<T> {
         }
         let tag = type_tag::creation_tag(TypeTag::of_pod::<T>());
         let (seg, body) = type_tag::create_tagged(tag, || {
-            create_object(name, ObjectKind::ARRAY, &Self::params(len), body_len, |body| {
-                let lock = body.ptr_at::<RawMutex>(0)?;
-                // SAFETY: the body is fresh, zeroed and unpublished, and
-                // `ptr_at` checked bounds and alignment.
-                unsafe { RawMutex::init_in(lock) };
-                if let Contents::Copy(init) = contents {
-                    let bytes = std::mem::size_of_val(init);
-                    let dst = body.sub(data_off, bytes)?.as_ptr();
-                    // SAFETY: `dst..dst + bytes` is inside the body (checked
-                    // by `sub`), unpublished, and cannot overlap `init`
-                    // (a fresh mapping).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, bytes)
-                    };
-                }
-                Ok(())
-            })
+            create_object(
+                name,
+                ObjectKind::ARRAY,
+                &Self::params(len),
+                body_len,
+                |body| {
+                    let lock = body.ptr_at::<RawMutex>(0)?;
+                    // SAFETY: the body is fresh, zeroed and unpublished, and
+                    // `ptr_at` checked bounds and alignment.
+                    unsafe { RawMutex::init_in(lock) };
+                    if let Contents::Copy(init) = contents {
+                        let bytes = std::mem::size_of_val(init);
+                        let dst = body.sub(data_off, bytes)?.as_ptr();
+                        // SAFETY: `dst..dst + bytes` is inside the body (checked
+                        // by `sub`), unpublished, and cannot overlap `init`
+                        // (a fresh mapping).
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, bytes)
+                        };
+                    }
+                    Ok(())
+                },
+            )
         })?;
         Ok(Self::from_parts(seg, body, data_off, len)?)
     }
