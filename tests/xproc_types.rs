@@ -72,7 +72,7 @@ fn attach_as_own_trade(seg: Shared<Segment>) -> i32 {
     };
     match <Queue<consumer::Trade> as Handoff>::from_handoff(seg) {
         Ok(q) => match q.get_timeout(LONG) {
-            Ok(consumer::Trade { id: 7, px }) if px == 1.5 => RIGHT_VALUE,
+            Ok(consumer::Trade { id: 7, px: 1.5 }) => RIGHT_VALUE,
             _ => WRONG_VALUE,
         },
         Err(e) => verdict::<()>(Err(e)),
@@ -132,7 +132,7 @@ fn forked_child_opening_the_wrong_type_is_refused() {
     let n = name.clone();
     let mut right = fork(move || match Queue::<consumer::Trade>::open(&n) {
         Ok(q) => match q.get_timeout(LONG) {
-            Ok(consumer::Trade { id: 7, px }) if px == 1.5 => RIGHT_VALUE,
+            Ok(consumer::Trade { id: 7, px: 1.5 }) => RIGHT_VALUE,
             _ => WRONG_VALUE,
         },
         Err(e) => verdict::<()>(Err(e)),
