@@ -73,7 +73,7 @@ pub trait Codec<T>: Send + Sync + 'static {
     /// Decodes one message.
     fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
     /// The fingerprint of `T` under this codec, recorded by a creator and
-    /// checked by an opener (see [`type_tag`](crate::segment::type_tag)).
+    /// checked by an opener (see [`type_tag`]).
     /// The default, [`TypeTag::ANY`], records and checks nothing.
     fn type_tag() -> TypeTag {
         TypeTag::ANY
@@ -379,7 +379,7 @@ impl<T, C: Sizing<T>> Queue<T, C> {
 
 impl<T, C: Codec<T>> Queue<T, C> {
     /// Wraps an existing byte queue. A queue in a segment must carry `T`'s
-    /// type tag (or none; see [`type_tag`](crate::segment::type_tag)).
+    /// type tag (or none; see [`type_tag`]).
     pub fn from_mpmc(queue: MpmcQueue) -> Result<Self, AttachError> {
         Self::from_mpmc_with(queue, &OpenOptions::new())
     }

@@ -209,8 +209,9 @@ impl TypeTag {
 
     /// Runs `f` with this tag replacing the derived one of every typed
     /// object that `f` creates or opens on this thread (`create`,
-    /// `anonymous`, `open`, `open_or_create`, [`Shared::attach`]
-    /// (crate::process::Shared::attach), …). Scopes nest; the innermost
+    /// `anonymous`, `open`, `open_or_create`,
+    /// [`Shared::attach`](crate::process::Shared::attach), …). Scopes
+    /// nest; the innermost
     /// wins; the tag is restored when `f` returns or panics. An
     /// [`OpenOptions::type_tag`] passed to an open takes precedence.
     ///
