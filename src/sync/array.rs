@@ -400,13 +400,15 @@ impl<T: Pod> SegmentObject for ShmArray<T> {
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
         let (seg, info, body) = attach_object(seg, ObjectKind::ARRAY, opts)?;
+        // Sizes first (the more specific error), then the element type.
+        let array = Self::attach(seg, info.params, body)?;
         type_tag::check(
             info.type_tag,
             TypeTag::of_pod::<T>(),
             opts,
             std::any::type_name::<T>(),
         )?;
-        Self::attach(seg, info.params, body)
+        Ok(array)
     }
 
     fn segment(&self) -> Option<&Segment> {
