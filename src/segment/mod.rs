@@ -38,6 +38,7 @@ pub mod layout;
 mod object;
 mod raw;
 mod segment_object;
+mod trace_depth;
 pub mod type_tag;
 
 pub use gc::{gc, gc_dry_run, GcEntry, GcReport, Verdict};

@@ -29,8 +29,10 @@
 //!   renaming a field, changing its type, or adding one changes the tag;
 //!   the Rust module path does not. A type the tracer cannot describe (a
 //!   hand-written `Deserialize` that needs real samples or
-//!   `deserialize_any`, such as `serde_json::Value`, or a value type that
-//!   refuses the tracer's zero values) falls back to `name:` + its
+//!   `deserialize_any`, such as `serde_json::Value`, a value type that
+//!   refuses the tracer's zero values, an enum whose first variant
+//!   contains the enum itself, or nesting deeper than 64 levels) falls
+//!   back to `name:` + its
 //!   [`std::any::type_name`] with every path stripped to its last segment
 //!   (`alloc::vec::Vec<producer::Trade>` → `Vec<Trade>`).
 //! * **`Pod` and in-place types** ([`PodQueue<T>`](crate::queue::PodQueue),
@@ -67,7 +69,11 @@
 use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
-use serde_reflection::{ContainerFormat, Format, FormatHolder, Named, Tracer, TracerConfig};
+use serde_reflection::{
+    ContainerFormat, Format, FormatHolder, Named, Samples, Tracer, TracerConfig,
+};
+
+use super::trace_depth;
 
 use super::header::OpenOptions;
 use crate::error::AttachError;
@@ -370,7 +376,12 @@ pub fn describe_serde<T: DeserializeOwned>() -> String {
 
 fn trace<T: DeserializeOwned>() -> Option<String> {
     let mut tracer = Tracer::new(TracerConfig::default());
-    let (mut root, _) = tracer.trace_simple_type::<T>().ok()?;
+    let samples = Samples::new();
+    // Through a depth limit: the tracer recurses forever on an enum whose
+    // first variant contains the enum itself.
+    let (mut root, _) = tracer
+        .trace_type_with_seed(&samples, trace_depth::Root::<T>::new())
+        .ok()?;
     root.normalize().ok()?;
     let registry = tracer.registry().ok()?;
     let mut out = String::from("serde:");
@@ -557,6 +568,22 @@ mod tests {
         Cons(u32, Box<List>),
     }
 
+    /// The tracer takes the first variant of an enum it is already inside:
+    /// without the depth limit this overflows the stack (an abort).
+    #[derive(Serialize, Deserialize)]
+    enum FirstVariantRecurses {
+        Cons(u32, Box<FirstVariantRecurses>),
+        Nil,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Outer(Box<Inner>);
+    #[derive(Serialize, Deserialize)]
+    enum Inner {
+        Again(Outer),
+        End,
+    }
+
     #[test]
     fn same_shape_in_two_modules_matches_and_a_change_does_not() {
         assert_eq!(
@@ -606,6 +633,18 @@ mod tests {
         );
         assert_eq!(describe_serde::<std::num::NonZeroU32>(), want);
         assert!(!want.contains("::"));
+    }
+
+    #[test]
+    fn recursion_through_a_first_variant_falls_back_instead_of_overflowing() {
+        assert_eq!(
+            describe_serde::<FirstVariantRecurses>(),
+            "name:FirstVariantRecurses"
+        );
+        assert_eq!(describe_serde::<Outer>(), "name:Outer");
+        assert_eq!(describe_serde::<Vec<Outer>>(), "name:Vec<Outer>");
+        // The limit is per nesting, not per call: tracing still works after.
+        assert_eq!(describe_serde::<(u8, bool)>(), "serde:tup(u8,bool)");
     }
 
     #[test]
