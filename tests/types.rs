@@ -219,6 +219,15 @@ fn pod_queue_of_same_size_other_type_is_refused() {
         TypeTag::of_pod::<[f32; 2]>(),
         TypeTag::of_pod::<consumer::Tick>(),
     );
+    // Another size is still the more specific parameter mismatch.
+    assert!(matches!(
+        PodQueue::<u32>::open(&name),
+        Err(AttachError::ParamMismatch {
+            found: 8,
+            expected: 4,
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -389,14 +389,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         queue: MpmcQueue,
         opts: &OpenOptions,
     ) -> Result<Self, AttachError> {
-        if let Some(h) = queue.segment().and_then(Segment::header_unchecked) {
-            type_tag::check(
-                h.type_tag(),
-                C::type_tag(),
-                opts,
-                std::any::type_name::<T>(),
-            )?;
-        }
+        // Sizes first (the more specific error), then the element type.
         if let Some(n) = C::natural_slot_size() {
             if queue.slot_size() != n {
                 return Err(AttachError::ParamMismatch {
@@ -405,6 +398,14 @@ impl<T, C: Codec<T>> Queue<T, C> {
                     expected: n as u64,
                 });
             }
+        }
+        if let Some(h) = queue.segment().and_then(Segment::header_unchecked) {
+            type_tag::check(
+                h.type_tag(),
+                C::type_tag(),
+                opts,
+                std::any::type_name::<T>(),
+            )?;
         }
         Ok(Self::from_mpmc_unchecked(queue))
     }
