@@ -25,16 +25,14 @@
 //!   `map(K,V)`, `tup(F,…)`, `arr(F;N)` and `@Name` (a named container);
 //!   containers `unit`, `newtype(F)`, `tuple(F,…)`, `{field:F,…}`, and
 //!   `enum{index:Variant=…,…}` with each variant's body written like a
-//!   container. So
-//!   renaming a field, changing its type, or adding one changes the tag;
-//!   the Rust module path does not. A type the tracer cannot describe (a
-//!   hand-written `Deserialize` that needs real samples or
-//!   `deserialize_any`, such as `serde_json::Value`, a value type that
-//!   refuses the tracer's zero values, an enum whose first variant
-//!   contains the enum itself, or nesting deeper than 64 levels) falls
-//!   back to `name:` + its
-//!   [`std::any::type_name`] with every path stripped to its last segment
-//!   (`alloc::vec::Vec<producer::Trade>` → `Vec<Trade>`).
+//!   container. So renaming a field, changing its type, or adding one
+//!   changes the tag; the Rust module path does not. A type the tracer
+//!   cannot describe (a hand-written `Deserialize` that needs real samples
+//!   or `deserialize_any`, such as `serde_json::Value`; a value type that
+//!   refuses the tracer's zero values; an enum whose first variant
+//!   contains the enum itself; nesting deeper than 64 levels) falls back
+//!   to `name:` + its [`std::any::type_name`] with every path stripped to
+//!   its last segment (`alloc::vec::Vec<producer::Trade>` → `Vec<Trade>`).
 //! * **`Pod` and in-place types** ([`PodQueue<T>`](crate::queue::PodQueue),
 //!   [`ShmArray<T>`](crate::ShmArray), every [`ShmBox<T>`](crate::ShmBox):
 //!   `Mutex<T>`, `ShmValue<T>`, …): `pod:` + the path-stripped type name +
@@ -73,9 +71,8 @@ use serde_reflection::{
     ContainerFormat, Format, FormatHolder, Named, Samples, Tracer, TracerConfig,
 };
 
-use super::trace_depth;
-
 use super::header::OpenOptions;
+use super::trace_depth;
 use crate::error::AttachError;
 
 /// The fingerprint of a typed object's element type (see the
@@ -217,9 +214,14 @@ impl TypeTag {
     /// object that `f` creates or opens on this thread (`create`,
     /// `anonymous`, `open`, `open_or_create`,
     /// [`Shared::attach`](crate::process::Shared::attach), …). Scopes
-    /// nest; the innermost
-    /// wins; the tag is restored when `f` returns or panics. An
-    /// [`OpenOptions::type_tag`] passed to an open takes precedence.
+    /// nest; the innermost wins; the tag is restored when `f` returns or
+    /// panics. An [`OpenOptions::type_tag`] passed to an open takes
+    /// precedence.
+    ///
+    /// The scope covers *every* typed object made or opened inside `f`,
+    /// including those a library makes there for itself (a `Pool`'s
+    /// internal arrays, say): keep `f` to the one constructor or open the
+    /// tag is meant for.
     ///
     /// ```
     /// use shmkit::queue::Queue;
