@@ -64,6 +64,19 @@ pub enum AttachError {
         /// Value the caller expects.
         expected: u64,
     },
+    /// The object was created for another element type than the one it is
+    /// opened as: the fingerprints in the header and of the opener's type
+    /// (or explicit tag) differ. See
+    /// [`segment::type_tag`](crate::segment::type_tag).
+    #[error("type mismatch: the segment's element type tag is {found:#018x}, but {type_name} expects {expected:#018x}; open it as the type its creator used, or give both sides the same explicit tag (TypeTag::named(..).scope(..) to create, OpenOptions::type_tag to open), or accept any type with TypeTag::ANY")]
+    TypeMismatch {
+        /// Tag recorded by the creator.
+        found: u64,
+        /// Tag this opener expects.
+        expected: u64,
+        /// The Rust type the opener used (`std::any::type_name`).
+        type_name: &'static str,
+    },
     /// The name exists, but what it names is not a segment this process
     /// may trust: a symbolic link, not a regular file, owned by another
     /// user, or open to group/other. Anyone who could create or change

@@ -83,7 +83,7 @@ pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error, UntrustedSegment};
 pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Process, SpawnError};
 pub use queue::{JoinableQueue, Pipe, Queue};
-pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject};
+pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject, TypeTag};
 pub use sync::{
     Barrier, BarrierWaitError, BrokenBarrierError, Condvar, Event, Lock, LockGuard, LockTimedOut,
     Mutex, MutexGuard, OwnerDied, RLock, RLockGuard, RawMutex, Semaphore, ShmArray, ShmValue,
@@ -106,7 +106,7 @@ pub mod prelude {
         self, current_process, fork, init, Executor, Pool, Process, Run, Shared,
     };
     pub use crate::queue::{JoinableQueue, Pipe, Queue, QueueConfig};
-    pub use crate::segment::{OpenOptions, SegmentObject, ShmBox};
+    pub use crate::segment::{OpenOptions, SegmentObject, ShmBox, TypeTag};
     pub use crate::sync::{
         Barrier, Condvar, Event, Lock, Mutex, OwnerDied, RLock, Semaphore, ShmArray, ShmValue,
     };

@@ -426,8 +426,15 @@ fn param_mismatch_is_refused() {
         }
         other => panic!("{other:?}"),
     }
+    // Same size, other type: refused by the type tag (issue 10, item 4),
+    // unless the opener accepts any type.
     assert!(matches!(
-        ShmArray::<i64>::open(&name).map(|a| a.len()),
+        ShmArray::<i64>::open(&name),
+        Err(AttachError::TypeMismatch { .. })
+    ));
+    let any = OpenOptions::new().type_tag(shmkit::TypeTag::ANY);
+    assert!(matches!(
+        ShmArray::<i64>::open_with(&name, &any).map(|a| a.len()),
         Ok(4)
     ));
 }

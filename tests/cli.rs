@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use common::unique_name;
 use serde_json::Value;
 use shmkit::segment::{Lifetime, LAYOUT_VERSION};
-use shmkit::{Event, Mutex, Segment, ShmBox};
+use shmkit::{Event, Mutex, Segment, ShmBox, TypeTag};
 
 /// `shmkit gc` is global: the tests that run it (and check what it
 /// removed) take turns, or one test's gc removes another's stale segment
@@ -140,6 +140,7 @@ fn ls_and_stat_show_a_live_segment() {
     let text = stdout(&o);
     for want in [
         "kind:        mutex (0x101)".to_owned(),
+        format!("type tag:    {}", TypeTag::of_pod::<Mutex<u64>>()),
         format!("creator:     pid {me} (alive"),
         "status:      live".to_owned(),
         "lifetime:    creator".to_owned(),

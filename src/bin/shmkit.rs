@@ -160,6 +160,15 @@ fn attached_text(r: &SegmentReport) -> String {
     s
 }
 
+/// The element-type fingerprint in hex, or "none" for an untyped object.
+fn type_tag_text(tag: u64) -> String {
+    if tag == 0 {
+        "none".to_owned()
+    } else {
+        format!("{tag:#018x}")
+    }
+}
+
 fn process_json(p: &ProcessInfo) -> Value {
     json!({ "pid": p.pid, "start_time": p.start, "alive": p.alive })
 }
@@ -169,6 +178,7 @@ fn report_json(r: &SegmentReport) -> Value {
         "name": r.name,
         "kind": r.kind.to_string(),
         "kind_code": r.kind.0,
+        "type_tag": type_tag_text(r.type_tag),
         "size": r.size,
         "version": r.version,
         "ready": r.ready,
@@ -310,6 +320,7 @@ fn stat(m: &ArgMatches, json: bool) -> u8 {
         let mut lines: Vec<(&str, String)> = vec![
             ("name", r.name.clone()),
             ("kind", format!("{} ({:#x})", r.kind, r.kind.0)),
+            ("type tag", type_tag_text(r.type_tag)),
             ("size", format!("{} bytes ({})", r.size, human_size(r.size))),
             ("layout", format!("v{}", r.version)),
             ("ready", yes_no(r.ready).to_owned()),

@@ -9,13 +9,16 @@ use serde::Serialize;
 
 use super::{DictConfig, DictError, ShmDict};
 use crate::error::{AttachError, Error};
-use crate::segment::{OpenOptions, Segment, SegmentObject};
+use crate::segment::{type_tag, OpenOptions, Segment, SegmentObject, TypeTag};
 
 /// A typed map over a [`ShmDict`]: keys and values are any serde types,
 /// stored as their postcard encoding (so a key's encoding, not its `Eq`,
 /// decides identity — fine for integers, strings, tuples and plain
 /// structs). Bytes that do not decode as `V` (written by a process using
-/// another type) give [`DictError::Decode`], never a panic.
+/// another type) give [`DictError::Decode`], never a panic; and a map
+/// opened with other `K`/`V` than its creator used is refused up front with
+/// [`AttachError::TypeMismatch`] (the header records both types' traced
+/// serde shapes; see [`type_tag`](crate::segment::type_tag)).
 ///
 /// **Borrowed keys and values.** Lookups take any `&Q` where `K:
 /// Borrow<Q>` — `&str` for `String` keys, `&[T]` for `Vec<T>`, `&T` for
@@ -59,11 +62,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> SegmentOb
     type Config = DictConfig;
 
     fn create_in(name: Option<&str>, config: DictConfig) -> Result<Self, Error> {
-        ShmDict::create_in(name, config).map(Self::new)
+        let tag = type_tag::creation_tag(TypeTag::of_map::<K, V>());
+        type_tag::create_tagged(tag, || ShmDict::create_in(name, config)).map(Self::new)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        <ShmDict as SegmentObject>::from_segment(seg, opts).map(Self::new)
+        let dict = <ShmDict as SegmentObject>::from_segment(seg, opts)?;
+        Self::check_type(&dict, opts)?;
+        Ok(Self::new(dict))
     }
 
     fn segment(&self) -> Option<&Segment> {
@@ -72,11 +78,44 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> SegmentOb
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> ShmMap<K, V> {
-    /// Wraps a dict (every process must use the same `K` and `V`).
+    /// Wraps a dict (every process must use the same `K` and `V`). No
+    /// type check: [`open`](Self::open), [`from_segment`](Self::from_segment)
+    /// and [`from_dict`](Self::from_dict) check the segment's type tag.
     pub fn new(dict: ShmDict) -> Self {
         Self {
             dict,
             _types: PhantomData,
+        }
+    }
+
+    /// Wraps a dict after checking that a dict in a segment was created for
+    /// these `K` and `V` (or untyped; see
+    /// [`type_tag`](crate::segment::type_tag)).
+    ///
+    /// ```
+    /// use shmkit::{AttachError, DictConfig, ShmDict, ShmMap};
+    ///
+    /// let cfg = DictConfig::for_entries(8, 8, 8)?;
+    /// let map = ShmMap::<String, u32>::anonymous(cfg)?;
+    /// let bytes: ShmDict = map.into_inner();
+    /// let again = ShmMap::<String, String>::from_dict(bytes);
+    /// assert!(matches!(again, Err(AttachError::TypeMismatch { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_dict(dict: ShmDict) -> Result<Self, AttachError> {
+        Self::check_type(&dict, &OpenOptions::new())?;
+        Ok(Self::new(dict))
+    }
+
+    fn check_type(dict: &ShmDict, opts: &OpenOptions) -> Result<(), AttachError> {
+        match dict.segment().and_then(Segment::header_unchecked) {
+            Some(h) => type_tag::check(
+                h.type_tag(),
+                TypeTag::of_map::<K, V>(),
+                opts,
+                std::any::type_name::<(K, V)>(),
+            ),
+            None => Ok(()),
         }
     }
 

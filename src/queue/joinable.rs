@@ -32,7 +32,7 @@ use super::typed::{Codec, GetError, PodCodec, Postcard, Queue, Sizing};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::primitives::{AtomicU64, Ordering};
-use crate::segment::{ObjectKind, OpenOptions, Segment, SegmentObject};
+use crate::segment::{type_tag, ObjectKind, OpenOptions, Segment, SegmentObject};
 use crate::sync::Notifier;
 
 /// `task_done()` was called more times than values were put.
@@ -93,7 +93,7 @@ impl<T, C: Sizing<T>> SegmentObject for JoinableQueue<T, C> {
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
         let q = MpmcQueue::attach_kind(seg, ObjectKind::JOINABLE_QUEUE, opts)?;
         Ok(JoinableQueue {
-            queue: Queue::from_mpmc(q)?,
+            queue: Queue::from_mpmc_with(q, opts)?,
         })
     }
 
@@ -144,12 +144,18 @@ impl<T: bytemuck::Pod + Send + Sync> JoinableQueue<T, PodCodec> {
     }
 }
 
-impl<T, C> JoinableQueue<T, C> {
+impl<T, C: Codec<T>> JoinableQueue<T, C> {
+    /// Creates the queue, recording `T`'s type tag (or the scoped one).
     fn make(name: Option<&str>, slot_size: usize, capacity: usize) -> Result<Self, Error> {
-        let q = MpmcQueue::create_kind(name, ObjectKind::JOINABLE_QUEUE, slot_size, capacity)?;
+        let tag = type_tag::creation_tag(C::type_tag());
+        let q = type_tag::create_tagged(tag, || {
+            MpmcQueue::create_kind(name, ObjectKind::JOINABLE_QUEUE, slot_size, capacity)
+        })?;
         Ok(Self::wrap(q))
     }
+}
 
+impl<T, C> JoinableQueue<T, C> {
     /// Wraps a queue this process just created (registered on both sides
     /// now, as a typed [`Queue`]'s creator handle is).
     fn wrap(q: MpmcQueue) -> Self {

@@ -15,6 +15,13 @@
 //!   message (slot size = `size_of::<T>()`), no serialisation at all.
 //!   [`PodQueue<T>`] names this form.
 //!
+//! The creator records `T`'s [`TypeTag`] in the segment header (the traced
+//! serde shape for [`Postcard`], name, size and alignment for
+//! [`PodCodec`]); opening the queue as another type is refused with
+//! [`AttachError::TypeMismatch`] rather than decoding garbage. The same
+//! type defined in two binaries matches; [`TypeTag::named`] with
+//! [`TypeTag::scope`] or [`OpenOptions::type_tag`] sets an explicit tag.
+//!
 //! # Who keeps a queue connected
 //!
 //! Python's `get()` blocks while anyone could still `put()`. Here the
@@ -49,7 +56,7 @@ use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 use super::DrainError;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
-use crate::segment::{OpenOptions, Segment, SegmentObject};
+use crate::segment::{type_tag, OpenOptions, Segment, SegmentObject, TypeTag};
 
 /// A message could not be turned back into a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +73,12 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
     /// Decodes one message.
     fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
+    /// The fingerprint of `T` under this codec, recorded by a creator and
+    /// checked by an opener (see [`type_tag`]).
+    /// The default, [`TypeTag::ANY`], records and checks nothing.
+    fn type_tag() -> TypeTag {
+        TypeTag::ANY
+    }
 }
 
 /// postcard encoding for `Serialize + DeserializeOwned` values.
@@ -145,6 +158,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Postcard {
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
         postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
     }
+
+    fn type_tag() -> TypeTag {
+        TypeTag::of_serde::<T>()
+    }
 }
 
 impl<T: Pod + Send + Sync> Codec<T> for PodCodec {
@@ -166,6 +183,10 @@ impl<T: Pod + Send + Sync> Codec<T> for PodCodec {
             )));
         }
         Ok(bytemuck::pod_read_unaligned(bytes))
+    }
+
+    fn type_tag() -> TypeTag {
+        TypeTag::of_pod::<T>()
     }
 }
 
@@ -279,11 +300,13 @@ impl<T, C: Sizing<T>> SegmentObject for Queue<T, C> {
     type Config = C::Config;
 
     fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
-        MpmcQueue::create_in(name, C::queue_config(config)).map(Self::from_new_mpmc)
+        let tag = type_tag::creation_tag(C::type_tag());
+        type_tag::create_tagged(tag, || MpmcQueue::create_in(name, C::queue_config(config)))
+            .map(Self::from_new_mpmc)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
-        Self::from_mpmc(MpmcQueue::from_segment(seg, opts)?)
+        Self::from_mpmc_with(MpmcQueue::from_segment(seg, opts)?, opts)
     }
 
     fn segment(&self) -> Option<&Segment> {
@@ -356,8 +379,18 @@ impl<T, C: Sizing<T>> Queue<T, C> {
 }
 
 impl<T, C: Codec<T>> Queue<T, C> {
-    /// Wraps an existing byte queue.
+    /// Wraps an existing byte queue. A queue in a segment must carry `T`'s
+    /// type tag (or none; see [`type_tag`]).
     pub fn from_mpmc(queue: MpmcQueue) -> Result<Self, AttachError> {
+        Self::from_mpmc_with(queue, &OpenOptions::new())
+    }
+
+    /// [`from_mpmc`](Self::from_mpmc), checking the type tag as `opts` say.
+    pub(crate) fn from_mpmc_with(
+        queue: MpmcQueue,
+        opts: &OpenOptions,
+    ) -> Result<Self, AttachError> {
+        // Sizes first (the more specific error), then the element type.
         if let Some(n) = C::natural_slot_size() {
             if queue.slot_size() != n {
                 return Err(AttachError::ParamMismatch {
@@ -366,6 +399,14 @@ impl<T, C: Codec<T>> Queue<T, C> {
                     expected: n as u64,
                 });
             }
+        }
+        if let Some(h) = queue.segment().and_then(Segment::header_unchecked) {
+            type_tag::check(
+                h.type_tag(),
+                C::type_tag(),
+                opts,
+                std::any::type_name::<T>(),
+            )?;
         }
         Ok(Self::from_mpmc_unchecked(queue))
     }

@@ -281,6 +281,7 @@ pub struct OpenOptions {
     /// Inspection only (the CLI's `stat`): attach without entering the
     /// attach table or marking a hand-over.
     pub(crate) inspect: bool,
+    type_tag: Option<super::TypeTag>,
 }
 
 impl Default for OpenOptions {
@@ -290,6 +291,7 @@ impl Default for OpenOptions {
             allow_other_users: false,
             wait: None,
             inspect: false,
+            type_tag: None,
         }
     }
 }
@@ -347,6 +349,28 @@ impl OpenOptions {
     /// The configured wait for the name to appear (`None`: do not wait).
     pub fn get_wait(&self) -> Option<Duration> {
         self.wait
+    }
+
+    /// The element-type tag a typed object opened with these options must
+    /// carry, instead of the one derived from the Rust type: an explicit
+    /// [`TypeTag::named`](super::TypeTag::named) its creator also used, or
+    /// [`TypeTag::ANY`](super::TypeTag::ANY) to accept any type. See
+    /// [`type_tag`](super::type_tag).
+    ///
+    /// ```
+    /// use shmkit::segment::{OpenOptions, TypeTag};
+    /// let o = OpenOptions::new().type_tag(TypeTag::named("trade-v1"));
+    /// assert_eq!(o.get_type_tag(), Some(TypeTag::named("trade-v1")));
+    /// assert_eq!(OpenOptions::new().get_type_tag(), None);
+    /// ```
+    pub fn type_tag(mut self, tag: super::TypeTag) -> Self {
+        self.type_tag = Some(tag);
+        self
+    }
+
+    /// The explicit type tag expected (`None`: the type's derived tag).
+    pub fn get_type_tag(&self) -> Option<super::TypeTag> {
+        self.type_tag
     }
 }
 

@@ -50,6 +50,9 @@ pub struct SegmentReport {
     pub version: u32,
     /// Object kind recorded in the header.
     pub kind: ObjectKind,
+    /// Element-type fingerprint recorded in the header (0: untyped; see
+    /// [`TypeTag`](super::TypeTag)).
+    pub type_tag: u64,
     /// Whether the creator published it.
     pub ready: bool,
     /// The creating process.
@@ -357,6 +360,7 @@ pub fn inspect(name: &str) -> Result<Inspection, InspectError> {
         size: seg.len() as u64,
         version: h.version(),
         kind: h.kind(),
+        type_tag: h.type_tag(),
         ready: h.is_ready(),
         creator: ProcessInfo::new(h.creator_pid(), h.creator_start()),
         attached,

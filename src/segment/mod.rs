@@ -13,6 +13,8 @@
 //!   for every type that implements [`ShmObject`].
 //! * [`SegmentObject`]: the create/open/anonymous/open_or_create set
 //!   every object in its own segment shares, written once.
+//! * [`TypeTag`]: the element-type fingerprint a typed object records in
+//!   its header, refusing an open as another type.
 //! * [`open_or_create`], [`OpenOptions::wait`]: meeting by name, whoever
 //!   comes first; [`gc()`] and [`inspect()`]/[`list`]: cleaning and looking.
 //!
@@ -36,6 +38,8 @@ pub mod layout;
 mod object;
 mod raw;
 mod segment_object;
+mod trace_depth;
+pub mod type_tag;
 
 pub use gc::{gc, gc_dry_run, GcEntry, GcReport, Verdict};
 pub use header::HeaderInfo;
@@ -52,3 +56,4 @@ pub use object::{
 pub use raw::{validate_name, validate_os_name, Segment, MAX_NAME_LEN};
 pub(crate) use segment_object::inherent_opens;
 pub use segment_object::SegmentObject;
+pub use type_tag::TypeTag;

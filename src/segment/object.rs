@@ -12,6 +12,7 @@ use super::header::{
 use super::layout::Region;
 use super::raw::Segment;
 use super::segment_object::SegmentObject;
+use super::type_tag::{self, TypeTag};
 use crate::error::{AttachError, Error};
 use crate::os::shm_names::NameWatch;
 use crate::os::Deadline;
@@ -82,6 +83,9 @@ pub fn create_object_with(
     let total = BODY_OFFSET
         .checked_add(body_len)
         .ok_or(Error::InvalidArgument("object size overflows"))?;
+    // Taken before anything can fail, so a failed create leaves nothing
+    // behind for the next one.
+    let type_tag = super::type_tag::take_creating_tag();
     let mut pending = Segment::create_pending(name, total)?;
     let seg = pending.segment();
     // SAFETY: the mapping is `total` bytes (≥ BODY_OFFSET: header and
@@ -104,7 +108,9 @@ pub fn create_object_with(
     let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };
     let body = whole.sub(BODY_OFFSET, body_len)?;
     init(body)?;
-    header(seg)?.publish();
+    let h = header(seg)?;
+    h.set_type_tag(type_tag);
+    h.publish();
     let seg = pending.finish()?;
     Ok((seg, body))
 }
@@ -303,6 +309,11 @@ pub unsafe trait ShmObject: Sync + Sized {
 /// A typed handle to one [`ShmObject`] in its own segment, like a `Box` in
 /// shared memory. Dereferences to the object.
 ///
+/// The header records `T`'s [`TypeTag`] (its path-stripped name, size and
+/// alignment), so opening a `ShmBox<Mutex<Trade>>` as a
+/// `ShmBox<Mutex<Quote>>` of the same size is refused with
+/// [`AttachError::TypeMismatch`].
+///
 /// ```
 /// use shmkit::{ShmBox, Event};
 ///
@@ -374,7 +385,12 @@ impl<T: ShmObject> ShmBox<T> {
 
     crate::segment::inherent_opens!("object");
 
-    fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
+    fn finish_attach(
+        seg: Segment,
+        info: HeaderInfo,
+        body: Region,
+        opts: &OpenOptions,
+    ) -> Result<Self, AttachError> {
         let [size, align, code] = Self::params();
         if info.params[0] != size {
             return Err(AttachError::ParamMismatch {
@@ -397,6 +413,12 @@ impl<T: ShmObject> ShmBox<T> {
                 expected: code,
             });
         }
+        type_tag::check(
+            info.type_tag,
+            TypeTag::of_pod::<T>(),
+            opts,
+            std::any::type_name::<T>(),
+        )?;
         let ptr = NonNull::new(body.ptr_at::<T>(0)?).ok_or(AttachError::Corrupt("null mapping"))?;
         // SAFETY: in bounds and aligned (ptr_at); any bit pattern is a valid
         // T (ShmObject contract); the mapping lives as long as `seg`, which
@@ -424,19 +446,22 @@ impl<T: ShmObject> SegmentObject for ShmBox<T> {
         if std::mem::align_of::<T>() > HEADER_SIZE {
             return Err(Error::InvalidArgument("object alignment above 128 bytes"));
         }
-        let (seg, body) = create_object(
-            name,
-            T::KIND,
-            &Self::params(),
-            std::mem::size_of::<T>(),
-            |body| {
-                let ptr = body.ptr_at::<T>(0)?;
-                // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
-                // segment is fresh and unpublished, so nobody else uses it.
-                unsafe { T::init_in_place(ptr, init) };
-                Ok(())
-            },
-        )?;
+        let tag = type_tag::creation_tag(TypeTag::of_pod::<T>());
+        let (seg, body) = type_tag::create_tagged(tag, || {
+            create_object(
+                name,
+                T::KIND,
+                &Self::params(),
+                std::mem::size_of::<T>(),
+                |body| {
+                    let ptr = body.ptr_at::<T>(0)?;
+                    // SAFETY: `ptr` is in bounds and aligned (checked by ptr_at), the
+                    // segment is fresh and unpublished, so nobody else uses it.
+                    unsafe { T::init_in_place(ptr, init) };
+                    Ok(())
+                },
+            )
+        })?;
         let ptr =
             NonNull::new(body.ptr_at::<T>(0)?).ok_or(Error::InvalidArgument("null mapping"))?;
         Ok(Self { ptr, seg })
@@ -444,7 +469,7 @@ impl<T: ShmObject> SegmentObject for ShmBox<T> {
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
         let (seg, info, body) = attach_object(seg, T::KIND, opts)?;
-        Self::finish_attach(seg, info, body)
+        Self::finish_attach(seg, info, body, opts)
     }
 
     fn segment(&self) -> Option<&Segment> {

@@ -12,8 +12,8 @@ use super::raw_mutex::RawMutex;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::segment::{
-    attach_object, create_object, LayoutBuilder, ObjectKind, OpenOptions, Region, Segment,
-    SegmentObject,
+    attach_object, create_object, type_tag, LayoutBuilder, ObjectKind, OpenOptions, Region,
+    Segment, SegmentObject, TypeTag,
 };
 
 /// Offsets inside an array body: lock at 0, elements after it.
@@ -57,7 +57,10 @@ enum Contents<'a, T> {
 ///
 /// Body layout (after the 128-byte segment header): `RawMutex` (8 bytes)
 /// at 0, then `len` elements at the next multiple of `align_of::<T>()`.
-/// Header params: `[size_of::<T>(), align_of::<T>(), len]`.
+/// Header params: `[size_of::<T>(), align_of::<T>(), len]`; the header's
+/// type tag is `T`'s [`TypeTag::of_pod`], so an `ShmArray<f32>` opened as
+/// an `ShmArray<u32>` is refused with
+/// [`AttachError::TypeMismatch`](crate::AttachError::TypeMismatch).
 ///
 /// ```
 /// use shmkit::ShmArray;
@@ -114,29 +117,32 @@ impl<T: Pod> ShmArray<T> {
                 "array larger than the address space",
             ));
         }
-        let (seg, body) = create_object(
-            name,
-            ObjectKind::ARRAY,
-            &Self::params(len),
-            body_len,
-            |body| {
-                let lock = body.ptr_at::<RawMutex>(0)?;
-                // SAFETY: the body is fresh, zeroed and unpublished, and
-                // `ptr_at` checked bounds and alignment.
-                unsafe { RawMutex::init_in(lock) };
-                if let Contents::Copy(init) = contents {
-                    let bytes = std::mem::size_of_val(init);
-                    let dst = body.sub(data_off, bytes)?.as_ptr();
-                    // SAFETY: `dst..dst + bytes` is inside the body (checked
-                    // by `sub`), unpublished, and cannot overlap `init`
-                    // (a fresh mapping).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, bytes)
-                    };
-                }
-                Ok(())
-            },
-        )?;
+        let tag = type_tag::creation_tag(TypeTag::of_pod::<T>());
+        let (seg, body) = type_tag::create_tagged(tag, || {
+            create_object(
+                name,
+                ObjectKind::ARRAY,
+                &Self::params(len),
+                body_len,
+                |body| {
+                    let lock = body.ptr_at::<RawMutex>(0)?;
+                    // SAFETY: the body is fresh, zeroed and unpublished, and
+                    // `ptr_at` checked bounds and alignment.
+                    unsafe { RawMutex::init_in(lock) };
+                    if let Contents::Copy(init) = contents {
+                        let bytes = std::mem::size_of_val(init);
+                        let dst = body.sub(data_off, bytes)?.as_ptr();
+                        // SAFETY: `dst..dst + bytes` is inside the body (checked
+                        // by `sub`), unpublished, and cannot overlap `init`
+                        // (a fresh mapping).
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(init.as_ptr().cast::<u8>(), dst, bytes)
+                        };
+                    }
+                    Ok(())
+                },
+            )
+        })?;
         Ok(Self::from_parts(seg, body, data_off, len)?)
     }
 
@@ -394,7 +400,15 @@ impl<T: Pod> SegmentObject for ShmArray<T> {
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
         let (seg, info, body) = attach_object(seg, ObjectKind::ARRAY, opts)?;
-        Self::attach(seg, info.params, body)
+        // Sizes first (the more specific error), then the element type.
+        let array = Self::attach(seg, info.params, body)?;
+        type_tag::check(
+            info.type_tag,
+            TypeTag::of_pod::<T>(),
+            opts,
+            std::any::type_name::<T>(),
+        )?;
+        Ok(array)
     }
 
     fn segment(&self) -> Option<&Segment> {
