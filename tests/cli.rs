@@ -213,6 +213,18 @@ fn stat_shows_queue_and_dict_state() {
     assert_eq!(rx.try_recv(&mut buf), Ok(1));
     assert_eq!(buf, [0u8]);
 
+    // A typed queue (its segment carries a type tag) reads the same way.
+    let tname = unique_name("cli-typed");
+    let typed = shmkit::Queue::<String>::create(&tname, 64, 7).unwrap();
+    typed.put("x".to_owned()).unwrap();
+    let o = shmkit(&["stat", &tname]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("length:      1") && text.contains("capacity:    7"),
+        "{text}"
+    );
+
     let dname = unique_name("cli-dict");
     let d = shmkit::ShmDict::create(&dname, shmkit::DictConfig::for_entries(64, 8, 8).unwrap())
         .unwrap();
