@@ -154,6 +154,17 @@ impl<'a> PeerTable<'a> {
         self
     }
 
+    /// The table's address, for the pid-namespace guard.
+    fn at(&self) -> *const u8 {
+        self.header as *const PeerTableHeader as *const u8
+    }
+
+    /// Whether the process `pid` holding a slot must be treated as alive
+    /// (never judged across pid namespaces: [`crate::segment::pid_scope`]).
+    fn holder_alive(&self, pid: u32) -> bool {
+        crate::segment::holder_alive(self.at(), pid)
+    }
+
     fn mark_joined(&self) {
         if self.header.ever.load(Ordering::Relaxed) == 0 {
             self.header.ever.store(1, Ordering::Release);
@@ -194,7 +205,7 @@ impl<'a> PeerTable<'a> {
                 }
                 continue;
             }
-            let claimable = pid == 0 || pid == me || !os::process_alive(pid);
+            let claimable = pid == 0 || pid == me || !self.holder_alive(pid);
             if !claimable {
                 return false;
             }
@@ -238,7 +249,7 @@ impl<'a> PeerTable<'a> {
             let w = s.word.load(Ordering::Acquire);
             let pid = pid_of(w);
             let free = pid == 0 || handles_of(w) == 0;
-            if !free && (pid == me || os::process_alive(pid)) {
+            if !free && (pid == me || self.holder_alive(pid)) {
                 return Err(pid);
             }
             if s.word
@@ -333,7 +344,7 @@ impl<'a> PeerTable<'a> {
             if pid == 0 {
                 continue;
             }
-            if os::process_alive(pid) {
+            if self.holder_alive(pid) {
                 n += 1;
             } else {
                 let _ = s
@@ -353,7 +364,7 @@ impl<'a> PeerTable<'a> {
         if self.header.ever.load(Ordering::Acquire) != 0 {
             self.live_count() == 0
         } else {
-            self.creator != 0 && !os::process_alive(self.creator)
+            self.creator != 0 && !crate::segment::creator_alive(self.at(), self.creator)
         }
     }
 

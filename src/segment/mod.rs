@@ -13,6 +13,8 @@
 //!   for every type that implements [`ShmObject`].
 //! * [`SegmentObject`]: the create/open/anonymous/open_or_create set
 //!   every object in its own segment shares, written once.
+//! * [`pid_scope`](mod@pid_scope): the pid-namespace guard, which decides
+//!   whether this process may judge the pids stored in a segment.
 //! * [`open_or_create`], [`OpenOptions::wait`]: meeting by name, whoever
 //!   comes first; [`gc()`] and [`inspect()`]/[`list`]: cleaning and looking.
 //!
@@ -34,6 +36,7 @@ pub mod header;
 pub mod inspect;
 pub mod layout;
 mod object;
+pub mod pid_scope;
 mod raw;
 mod segment_object;
 
@@ -49,6 +52,7 @@ pub use object::{
     attach_object, create_object, create_object_with, open_object, open_or_create, ShmBox,
     ShmObject,
 };
+pub use pid_scope::{creator_alive, holder_alive, pid_scope, PidScope};
 pub use raw::{validate_name, validate_os_name, Segment, MAX_NAME_LEN};
 pub(crate) use segment_object::inherent_opens;
 pub use segment_object::SegmentObject;

@@ -167,6 +167,7 @@ pub fn attach_object(
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
     let info = header(&seg)?.wait_and_validate(seg.len(), kind, opts)?;
+    super::pid_scope::admit(header(&seg)?, opts)?;
     seg.track(false);
     // SAFETY: the mapping covers [0, len) and lives as long as `seg`.
     let whole = unsafe { Region::new(seg.as_ptr(), seg.len()) };

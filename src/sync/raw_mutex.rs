@@ -157,10 +157,18 @@ impl RawMutex {
                 .ok()
                 .map(|_| self.acquired());
         }
-        if os::process_alive(s & PID_MASK) {
+        if self.holder_alive(s & PID_MASK) {
             return None;
         }
         self.steal(s, me | (s & CONTENDED))
+    }
+
+    /// Whether the owner `pid` in the word must be treated as alive: asks
+    /// the kernel only where this process may judge the segment's pids
+    /// (the pid-namespace guard, [`crate::segment::pid_scope`]); elsewhere
+    /// the owner is alive until it unlocks. Slow path only.
+    fn holder_alive(&self, pid: u32) -> bool {
+        crate::segment::holder_alive(self as *const RawMutex as *const u8, pid)
     }
 
     /// Takes the lock from a dead owner: CAS its exact word to ours (only
@@ -228,7 +236,7 @@ impl RawMutex {
             let outcome = futex::wait(&self.state, word, Some(wake_at));
             if outcome == futex::WaitOutcome::TimedOut
                 && self.state.load(Ordering::Relaxed) == word
-                && !os::process_alive(word & PID_MASK)
+                && !self.holder_alive(word & PID_MASK)
             {
                 if let Some(a) = self.steal(word, me | CONTENDED) {
                     return Some(a);
