@@ -64,13 +64,7 @@ fn in_new_pid_namespace(f: impl FnOnce() -> i32) -> Child {
 
 /// Whether this machine lets us make pid namespaces; prints why not.
 fn namespaces_or_skip(case: &str) -> bool {
-    let mut probe = in_new_pid_namespace(|| {
-        if std::process::id() == 1 {
-            0
-        } else {
-            1
-        }
-    });
+    let mut probe = in_new_pid_namespace(|| if std::process::id() == 1 { 0 } else { 1 });
     match probe.wait(POLL_LIMIT, "namespace probe") {
         Exit::Code(0) => true,
         other => {
@@ -111,7 +105,10 @@ fn foreign_attach_needs_opt_in() {
     let seen = flag();
     let mut kid = in_new_pid_namespace(|| {
         match ShmBox::<Mutex<u64>>::open(&name) {
-            Err(AttachError::ForeignPidNamespace { segment, ours: theirs }) => {
+            Err(AttachError::ForeignPidNamespace {
+                segment,
+                ours: theirs,
+            }) => {
                 if segment != ours || theirs == ours || theirs != current_pid_namespace() {
                     return 2;
                 }
@@ -188,7 +185,9 @@ fn foreign_holder_not_stolen_by_creator_namespace() {
     // The holder will be the k-th process of its namespace, with pid k
     // there; pick a k that names no process here.
     let Some(k) = (2..4000u32).find(|&p| !shmkit::os::process_alive(p)) else {
-        println!("SKIP: foreign_holder_not_stolen_by_creator_namespace: pids 2..4000 all alive here");
+        println!(
+            "SKIP: foreign_holder_not_stolen_by_creator_namespace: pids 2..4000 all alive here"
+        );
         return;
     };
     let name = unique_name("ns-steal-out");
@@ -297,12 +296,13 @@ fn own_start_time_in_a_namespace_without_its_proc() {
     let mut kid = in_new_pid_namespace(|| {
         // /proc is the parent namespace's: /proc/self/stat has our pid there.
         let text = std::fs::read_to_string("/proc/self/stat").unwrap();
-        outer_pid.store(text.split(' ').next().unwrap().parse().unwrap());
-        out.store(process_start_time(std::process::id()).unwrap_or(0));
         if process_start_time(2).is_some() {
             // Another pid of ours cannot be looked up in a foreign /proc.
             return 2;
         }
+        out.store(process_start_time(std::process::id()).unwrap_or(0));
+        // Last: the parent reads `out` once it sees this.
+        outer_pid.store(text.split(' ').next().unwrap().parse().unwrap());
         while out.load() != 0 {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -266,6 +266,84 @@ pub fn creator_alive(addr: *const u8, pid: u32) -> bool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::{Mutex, ShmBox};
+
+    /// A pid above `pid_max`'s limit: never a live process.
+    const DEAD: u32 = 0x3FFF_FFFF;
+
+    /// The `pid_ns` word of the segment holding `b` (offset 120).
+    fn pid_ns_word<T: crate::segment::ShmObject>(b: &ShmBox<T>) -> &AtomicU64 {
+        // SAFETY: offset 120 of the mapped, 64-aligned header is the
+        // 8-aligned `pid_ns` word, an atomic.
+        unsafe { &*(b.segment().as_ptr().add(120) as *const AtomicU64) }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "segments and liveness call the OS")]
+    fn no_lock_steal_outside_the_local_scope() {
+        let lock = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+        let at = &*lock as *const Mutex<u64> as *const u8;
+        assert_eq!(pid_scope(at), PidScope::Local);
+        let word = pid_ns_word(&lock);
+        let ours = word.load(Ordering::Relaxed);
+        assert_eq!(ours, process::current_pid_namespace());
+
+        // As if created in another pid namespace: a dead-looking owner is
+        // not judged, the lock is not taken.
+        word.store(ours ^ 0x5a5a, Ordering::Relaxed);
+        assert_eq!(pid_scope(at), PidScope::Foreign);
+        lock.raw().force_state_for_test(DEAD);
+        assert!(lock.raw().try_lock().is_none(), "stolen across namespaces");
+        let d = crate::os::Deadline::after(std::time::Duration::from_millis(5));
+        assert!(lock.raw().lock_until(Some(d)).is_none());
+        assert!(creator_alive(at, DEAD), "a foreign creator is never dead");
+        assert!(holder_alive(at, DEAD));
+
+        // Our namespace, but a foreign process attached: the same.
+        word.store(ours, Ordering::Relaxed);
+        lock.segment().header().unwrap().mark_foreign_attached();
+        assert_eq!(pid_scope(at), PidScope::CreatorOnly);
+        assert!(lock.raw().try_lock().is_none(), "stolen in a mixed segment");
+        assert!(
+            !creator_alive(at, DEAD),
+            "the creator's pid is still judged"
+        );
+
+        // Local again: the dead owner's lock is recovered.
+        word.store(ours, Ordering::Relaxed);
+        assert_eq!(pid_scope(at), PidScope::Local);
+        let a = lock.raw().try_lock().expect("dead owner recovered");
+        assert!(a.owner_died);
+        // SAFETY: we hold it.
+        unsafe { lock.raw().unlock() };
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "segments call the OS")]
+    fn foreign_attach_is_refused_unless_opted_in() {
+        let lock = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+        let h = lock.segment().header().unwrap();
+        let ours = process::current_pid_namespace();
+        assert!(admit(h, &OpenOptions::new()).is_ok());
+        if ours == 0 {
+            return; // no /proc: every namespace counts as ours
+        }
+        pid_ns_word(&lock).store(ours + 1, Ordering::Relaxed);
+        match admit(h, &OpenOptions::new()) {
+            Err(AttachError::ForeignPidNamespace { segment, ours: o }) => {
+                assert_eq!((segment, o), (ours + 1, ours));
+            }
+            other => panic!("expected ForeignPidNamespace, got {other:?}"),
+        }
+        assert!(!h.has_foreign_attacher());
+        admit(h, &OpenOptions::new().foreign_pid_namespace(true)).unwrap();
+        assert!(h.has_foreign_attacher());
+        assert_eq!(
+            h.pid_namespace(),
+            ours + 1,
+            "the creator's namespace is kept"
+        );
+    }
 
     #[test]
     fn pack_round_trips_and_refuses_what_it_cannot_hold() {
