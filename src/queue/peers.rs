@@ -47,7 +47,11 @@
 //!    not hang.
 //!
 //! The same rule, with the sides swapped, makes a blocked send return
-//! `Disconnected`. "Alive" is [`os::process_alive`] (a pidfd poll), so
+//! `Disconnected`. "Alive" is [`os::process_alive`] (a pidfd poll), asked
+//! only where the pid-namespace guard allows
+//! ([`pid_scope`](mod@crate::segment::pid_scope): never about pids of another pid
+//! namespace, which count as alive), and for the creator also its start
+//! time (a reused pid is a dead creator); so
 //! the rule is checked only off the hot path: by blocked waiters after
 //! each park slice, and by the non-blocking calls at most once a
 //! millisecond per handle (`LivenessGate`) or as soon as an endpoint
@@ -160,7 +164,7 @@ impl<'a> PeerTable<'a> {
     }
 
     /// Whether the process `pid` holding a slot must be treated as alive
-    /// (never judged across pid namespaces: [`crate::segment::pid_scope`]).
+    /// (never judged across pid namespaces: [`pid_scope`](mod@crate::segment::pid_scope)).
     fn holder_alive(&self, pid: u32) -> bool {
         crate::segment::holder_alive(self.at(), pid)
     }

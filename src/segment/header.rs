@@ -593,11 +593,15 @@ impl SegmentHeader {
 
     /// Records (for good) that a process of another pid namespace attached:
     /// from then on no process runs pid-based recovery on this segment (see
-    /// [`pid_scope`](super::pid_scope)). Bit 63 of the `pid_ns` word (a
+    /// [`pid_scope`](mod@super::pid_scope)). Bit 63 of the `pid_ns` word (a
     /// namespace inode never uses it). `SeqCst`: stored before the
-    /// attacher can write its first pid anywhere in the segment.
+    /// attacher can write its first pid anywhere in the segment, and
+    /// followed by a `SeqCst` fence: a process that reads one of those pids
+    /// and then, after its own `SeqCst` fence, this word sees the bit
+    /// (`pid_scope` does that; SAFETY.md §3d).
     pub fn mark_foreign_attached(&self) {
         self.pid_ns.fetch_or(FOREIGN_ATTACHED, Ordering::SeqCst);
+        crate::primitives::fence(Ordering::SeqCst);
     }
 
     /// Whether a process of another pid namespace has ever attached.

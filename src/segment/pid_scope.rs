@@ -190,6 +190,10 @@ fn header_at<'a>(addr: usize) -> Option<&'a SegmentHeader> {
 }
 
 fn scope_of(h: &SegmentHeader) -> PidScope {
+    // Pairs with the fence after `mark_foreign_attached`: a pid the caller
+    // read before this point, written by a foreign attacher, implies the
+    // attacher's mark is visible below.
+    crate::primitives::fence(crate::primitives::Ordering::SeqCst);
     if !process::same_pid_namespace(h.pid_namespace(), process::current_pid_namespace()) {
         PidScope::Foreign
     } else if h.has_foreign_attacher() {

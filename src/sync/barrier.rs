@@ -491,7 +491,7 @@ impl Barrier {
     }
 
     /// This barrier's address, for the pid-namespace guard
-    /// ([`crate::segment::pid_scope`]).
+    /// ([`pid_scope`](mod@crate::segment::pid_scope)).
     fn at(&self) -> *const u8 {
         self as *const Barrier as *const u8
     }

@@ -14,6 +14,11 @@
 //! reports `owner_died`. Recovery therefore takes at most one slice after
 //! the death, and never depends on the dead process.
 //!
+//! Pids are judged only where the pid-namespace guard allows
+//! ([`pid_scope`](mod@crate::segment::pid_scope)): in a segment shared with processes of
+//! another pid namespace the owner counts as alive until it unlocks (no
+//! recovery; timed and `try_` forms return), see SAFETY.md §3d.
+//!
 //! The *inconsistent* flag stays set (and every later acquisition reports
 //! `owner_died`) until someone calls [`RawMutex::mark_consistent`], like a
 //! poisoned std mutex.
@@ -165,7 +170,7 @@ impl RawMutex {
 
     /// Whether the owner `pid` in the word must be treated as alive: asks
     /// the kernel only where this process may judge the segment's pids
-    /// (the pid-namespace guard, [`crate::segment::pid_scope`]); elsewhere
+    /// (the pid-namespace guard, [`pid_scope`](mod@crate::segment::pid_scope)); elsewhere
     /// the owner is alive until it unlocks. Slow path only.
     fn holder_alive(&self, pid: u32) -> bool {
         crate::segment::holder_alive(self as *const RawMutex as *const u8, pid)
