@@ -84,14 +84,11 @@ fn thread_token() -> u64 {
 /// it fails, a mix of the pid, its namespace and the clock.
 fn random_u64(pid: u32) -> u64 {
     let mut bytes = [0u8; 8];
-    #[cfg(not(loom))]
-    {
-        // SAFETY: `bytes` is valid for writes of its length; getrandom
-        // writes at most that many bytes.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if n == bytes.len() as isize {
-            return u64::from_le_bytes(bytes);
-        }
+    // SAFETY: `bytes` is valid for writes of its length; getrandom writes
+    // at most that many bytes.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == bytes.len() as isize {
+        return u64::from_le_bytes(bytes);
     }
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
