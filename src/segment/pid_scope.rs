@@ -53,7 +53,7 @@ use crate::os::{self, process};
 /// assert_eq!(pid_scope(&word as *const u32 as *const u8), PidScope::Local);
 ///
 /// // A segment this process created is local too.
-/// let ev = shmkit::Event::anonymous()?;
+/// let ev = shmkit::ShmBox::<shmkit::Event>::anonymous(())?;
 /// assert_eq!(pid_scope(&*ev as *const shmkit::Event as *const u8), PidScope::Local);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
