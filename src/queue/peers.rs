@@ -163,6 +163,13 @@ impl<'a> PeerTable<'a> {
         self.header as *const PeerTableHeader as *const u8
     }
 
+    /// Whether a pid in this table may be taken at face value: judged dead,
+    /// or taken as this process's own (false across pid namespaces, where
+    /// another process may have our pid).
+    pub(crate) fn judges_pids(&self) -> bool {
+        crate::segment::pid_scope(self.at()).judges_pids()
+    }
+
     /// Whether the process `pid` holding a slot must be treated as alive
     /// (never judged across pid namespaces: [`pid_scope`](mod@crate::segment::pid_scope)).
     fn holder_alive(&self, pid: u32) -> bool {
