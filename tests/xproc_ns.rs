@@ -285,6 +285,39 @@ fn equal_pids_in_two_namespaces_are_not_the_same_owner() {
     assert!(!lock.is_locked());
 }
 
+/// A receiver in another pid namespace does not take the live sender of
+/// the creator's namespace for dead: after draining, it times out instead
+/// of reporting `Disconnected`.
+fn live_sender_not_dead_to_foreign_receiver() {
+    if !namespaces_or_skip("live_sender_not_dead_to_foreign_receiver") {
+        return;
+    }
+    let name = unique_name("ns-queue");
+    let q = MpmcQueue::create(&name, 8, 4).unwrap();
+    let tx = q.sender().unwrap();
+    tx.send(b"one").unwrap();
+    let mut kid = in_new_pid_namespace(|| {
+        let Ok(q) = MpmcQueue::open_with(&name, &foreign()) else {
+            return 2;
+        };
+        let Ok(rx) = q.receiver() else {
+            return 3;
+        };
+        let mut buf = Vec::new();
+        match rx.recv_timeout(&mut buf, POLL_LIMIT) {
+            Ok(_) if buf == b"one" => {}
+            _ => return 4,
+        }
+        match rx.recv_timeout(&mut buf, Duration::from_millis(300)) {
+            Err(shmkit::queue::RecvTimeoutError::Timeout) => 0,
+            Err(shmkit::queue::RecvTimeoutError::Disconnected) => 10,
+            _ => 11,
+        }
+    });
+    kid.join_ok("foreign receiver");
+    drop(tx);
+}
+
 /// In a pid namespace whose `/proc` is the parent's, a process's own start
 /// time is its real one (so its attach-table entry names it correctly).
 fn own_start_time_in_a_namespace_without_its_proc() {
@@ -358,6 +391,10 @@ fn main() {
             (
                 "equal_pids_in_two_namespaces_are_not_the_same_owner",
                 equal_pids_in_two_namespaces_are_not_the_same_owner,
+            ),
+            (
+                "live_sender_not_dead_to_foreign_receiver",
+                live_sender_not_dead_to_foreign_receiver,
             ),
             (
                 "own_start_time_in_a_namespace_without_its_proc",
