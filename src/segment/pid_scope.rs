@@ -323,6 +323,26 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "segments and liveness call the OS")]
+    fn attach_table_sweep_judges_no_foreign_entry() {
+        let lock = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
+        let seg = lock.segment();
+        let table = seg.header().unwrap().attach_table(seg.len()).unwrap();
+        let word = pid_ns_word(&lock);
+        let ours = word.load(Ordering::Relaxed);
+        table.register(DEAD, 1);
+        word.store(ours ^ 0x5a5a, Ordering::Relaxed);
+        table.sweep();
+        assert!(
+            table.entries().iter().any(|a| a.pid == DEAD),
+            "a foreign segment's entry was judged"
+        );
+        word.store(ours, Ordering::Relaxed);
+        table.sweep();
+        assert!(table.entries().iter().all(|a| a.pid != DEAD));
+    }
+
+    #[test]
     #[cfg_attr(miri, ignore = "segments call the OS")]
     fn foreign_attach_is_refused_unless_opted_in() {
         let lock = ShmBox::<Mutex<u64>>::anonymous(0).unwrap();
