@@ -89,6 +89,20 @@ pub enum AttachError {
         /// What is wrong with it.
         reason: UntrustedSegment,
     },
+    /// The segment was created in another pid namespace (a container
+    /// sharing `/dev/shm`, `unshare --pid`). Pids stored in it mean nothing
+    /// here, so this process could not tell a dead lock holder from a live
+    /// one. Opt in with
+    /// [`OpenOptions::foreign_pid_namespace`](crate::segment::OpenOptions::foreign_pid_namespace)
+    /// to attach without dead-owner recovery (see
+    /// [`pid_scope`](mod@crate::segment::pid_scope)).
+    #[error("segment was created in pid namespace {segment}, this process is in pid namespace {ours}: pids stored in it cannot be judged here; to attach anyway without dead-owner recovery (waits on a dead holder become plain timeouts, for every process using the segment), open with OpenOptions::foreign_pid_namespace(true)")]
+    ForeignPidNamespace {
+        /// Inode of the creator's pid namespace.
+        segment: u64,
+        /// Inode of this process's pid namespace.
+        ours: u64,
+    },
     /// A header or object field holds an impossible value.
     #[error("segment is corrupt: {0}")]
     Corrupt(&'static str),

@@ -147,13 +147,31 @@ fn proc_stat_state(pid: u32) -> Option<char> {
 /// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field
 /// 22), used with the pid to name a process unambiguously.
 ///
+/// `None` when it cannot be read reliably, which includes a `/proc`
+/// mounted for another pid namespace (a process that entered a new pid
+/// namespace without remounting `/proc` would otherwise read the stat of
+/// whatever process has that number in the mount's namespace). The
+/// calling process's own start time is read through `/proc/self`, which
+/// is right in either case.
+///
 /// ```
 /// let t = shmkit::os::process::process_start_time(shmkit::os::current_pid());
 /// assert!(t.is_some());
 /// ```
 pub fn process_start_time(pid: u32) -> Option<u64> {
+    #[cfg(loom)]
+    if loom_liveness::model_pid().is_some() {
+        // Model pids have no /proc entry: unknown, as always under loom.
+        return proc_stat(pid).map(|(_, t)| t);
+    }
     #[cfg(not(miri))]
     {
+        if pid != 0 && pid == current_pid() {
+            return proc_self_stat().map(|(_, _, t)| t);
+        }
+        if !proc_is_ours() {
+            return None;
+        }
         proc_stat(pid).map(|(_, t)| t)
     }
     #[cfg(miri)]
@@ -161,6 +179,91 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
         let _ = pid;
         Some(0)
     }
+}
+
+/// `/proc/self/stat`: the pid as the `/proc` mount's namespace numbers it,
+/// the state letter and the start time.
+#[cfg(not(miri))]
+fn proc_self_stat() -> Option<(u32, char, u64)> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let pid = text.split_ascii_whitespace().next()?.parse().ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((pid, state, start))
+}
+
+/// What [`current_pid_namespace`] and [`proc_is_ours`] found, cached for
+/// the pid they were found under (a forked child, whose pid differs,
+/// looks again: it may be in a new namespace). Process-local bookkeeping,
+/// never in shared memory: std atomics.
+#[cfg(not(miri))]
+static FACTS_PID: StdAtomicU32 = StdAtomicU32::new(0);
+#[cfg(not(miri))]
+static FACTS_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+#[cfg(not(miri))]
+static FACTS_PROC_OURS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// `(pid namespace inode or 0, whether /proc numbers pids as we do)`.
+#[cfg(not(miri))]
+fn process_facts() -> (u64, bool) {
+    let pid = current_pid();
+    if FACTS_PID.load(StdOrdering::Acquire) == pid {
+        return (
+            FACTS_NS.load(StdOrdering::Relaxed),
+            FACTS_PROC_OURS.load(StdOrdering::Relaxed),
+        );
+    }
+    let ns = pid_namespace().unwrap_or(0);
+    // No readable /proc/self/stat: no start times either, so nothing is
+    // misread.
+    let ours = proc_self_stat().map_or(true, |(p, _, _)| p == pid);
+    FACTS_NS.store(ns, StdOrdering::Relaxed);
+    FACTS_PROC_OURS.store(ours, StdOrdering::Relaxed);
+    FACTS_PID.store(pid, StdOrdering::Release);
+    (ns, ours)
+}
+
+/// Whether `/proc` is mounted for this process's pid namespace, so that
+/// `/proc/<pid>` describes the process this process calls `pid`.
+#[cfg(not(miri))]
+fn proc_is_ours() -> bool {
+    process_facts().1
+}
+
+/// [`pid_namespace`] of the calling process, cached (looked up again in a
+/// forked child); `0` when unknown (no `/proc`, or under Miri). Callers
+/// treat an unknown namespace as the same as any other: without `/proc`
+/// there is no way to tell, and refusing would make shmkit unusable there.
+///
+/// ```
+/// use shmkit::os::process::{current_pid_namespace, pid_namespace};
+/// assert_eq!(current_pid_namespace(), pid_namespace().unwrap_or(0));
+/// ```
+pub fn current_pid_namespace() -> u64 {
+    #[cfg(not(miri))]
+    {
+        process_facts().0
+    }
+    #[cfg(miri)]
+    {
+        0
+    }
+}
+
+/// Whether two pid-namespace inodes (as stored in a segment header and as
+/// returned by [`current_pid_namespace`]) name the same namespace; `0`
+/// (unknown) on either side counts as the same.
+///
+/// ```
+/// use shmkit::os::process::same_pid_namespace;
+/// assert!(same_pid_namespace(7, 7));
+/// assert!(same_pid_namespace(0, 7));
+/// assert!(!same_pid_namespace(7, 8));
+/// ```
+pub fn same_pid_namespace(a: u64, b: u64) -> bool {
+    a == 0 || b == 0 || a == b
 }
 
 /// Inode of this process's pid namespace (`/proc/self/ns/pid`), which

@@ -47,7 +47,11 @@
 //!    not hang.
 //!
 //! The same rule, with the sides swapped, makes a blocked send return
-//! `Disconnected`. "Alive" is [`os::process_alive`] (a pidfd poll), so
+//! `Disconnected`. "Alive" is [`os::process_alive`] (a pidfd poll), asked
+//! only where the pid-namespace guard allows
+//! ([`pid_scope`](mod@crate::segment::pid_scope): never about pids of another pid
+//! namespace, which count as alive), and for the creator also its start
+//! time (a reused pid is a dead creator); so
 //! the rule is checked only off the hot path: by blocked waiters after
 //! each park slice, and by the non-blocking calls at most once a
 //! millisecond per handle (`LivenessGate`) or as soon as an endpoint
@@ -154,6 +158,24 @@ impl<'a> PeerTable<'a> {
         self
     }
 
+    /// The table's address, for the pid-namespace guard.
+    fn at(&self) -> *const u8 {
+        self.header as *const PeerTableHeader as *const u8
+    }
+
+    /// Whether a pid in this table may be taken at face value: judged dead,
+    /// or taken as this process's own (false across pid namespaces, where
+    /// another process may have our pid).
+    pub(crate) fn judges_pids(&self) -> bool {
+        crate::segment::pid_scope(self.at()).judges_pids()
+    }
+
+    /// Whether the process `pid` holding a slot must be treated as alive
+    /// (never judged across pid namespaces: [`pid_scope`](mod@crate::segment::pid_scope)).
+    fn holder_alive(&self, pid: u32) -> bool {
+        crate::segment::holder_alive(self.at(), pid)
+    }
+
     fn mark_joined(&self) {
         if self.header.ever.load(Ordering::Relaxed) == 0 {
             self.header.ever.store(1, Ordering::Release);
@@ -194,7 +216,7 @@ impl<'a> PeerTable<'a> {
                 }
                 continue;
             }
-            let claimable = pid == 0 || pid == me || !os::process_alive(pid);
+            let claimable = pid == 0 || pid == me || !self.holder_alive(pid);
             if !claimable {
                 return false;
             }
@@ -238,7 +260,7 @@ impl<'a> PeerTable<'a> {
             let w = s.word.load(Ordering::Acquire);
             let pid = pid_of(w);
             let free = pid == 0 || handles_of(w) == 0;
-            if !free && (pid == me || os::process_alive(pid)) {
+            if !free && (pid == me || self.holder_alive(pid)) {
                 return Err(pid);
             }
             if s.word
@@ -333,7 +355,7 @@ impl<'a> PeerTable<'a> {
             if pid == 0 {
                 continue;
             }
-            if os::process_alive(pid) {
+            if self.holder_alive(pid) {
                 n += 1;
             } else {
                 let _ = s
@@ -353,7 +375,7 @@ impl<'a> PeerTable<'a> {
         if self.header.ever.load(Ordering::Acquire) != 0 {
             self.live_count() == 0
         } else {
-            self.creator != 0 && !os::process_alive(self.creator)
+            self.creator != 0 && !crate::segment::creator_alive(self.at(), self.creator)
         }
     }
 

@@ -25,7 +25,7 @@
 //! | 60 | `state: u32` | [`Lifetime`] in bits 0–7; bit 8 persistent, bit 9 handed over, bit 10 kept |
 //! | 64 | `params: [u64; 6]` | kind-specific layout parameters |
 //! | 112 | `type_tag: u64` | fingerprint of the element type of a typed object (0 = untyped) |
-//! | 120 | `pid_ns: u64` | inode of the creator's pid namespace (0 = unknown) |
+//! | 120 | `pid_ns: u64` | inode of the creator's pid namespace (0 = unknown); bit 63 set once a process of another pid namespace attached |
 //!
 //! The **attach table** follows at offset 128: a 16-byte counter block
 //! (`untracked: u32`, `generation: u32`, `holders: u32`, reserved `u32`)
@@ -72,6 +72,10 @@ pub const ATTACH_TABLE_SIZE: usize = 16 * (1 + ATTACH_SLOTS);
 /// Where [`create_object`](super::create_object) places the object: after
 /// the header and the attach table.
 pub const BODY_OFFSET: usize = HEADER_SIZE + ATTACH_TABLE_SIZE;
+
+/// Bit 63 of the `pid_ns` word: a process of another pid namespace has
+/// attached (see [`SegmentHeader::mark_foreign_attached`]).
+const FOREIGN_ATTACHED: u64 = 1 << 63;
 
 const LIFETIME_MASK: u32 = 0xff;
 const STATE_PERSISTENT: u32 = 1 << 8;
@@ -282,7 +286,13 @@ pub struct OpenOptions {
     /// attach table or marking a hand-over.
     pub(crate) inspect: bool,
     type_tag: Option<super::TypeTag>,
+    foreign_pid_namespace: bool,
 }
+
+/// The process-wide default of [`OpenOptions::foreign_pid_namespace`]
+/// (process-local bookkeeping: a std atomic).
+static FOREIGN_PID_NAMESPACE_DEFAULT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 impl Default for OpenOptions {
     fn default() -> Self {
@@ -292,6 +302,8 @@ impl Default for OpenOptions {
             wait: None,
             inspect: false,
             type_tag: None,
+            foreign_pid_namespace: FOREIGN_PID_NAMESPACE_DEFAULT
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -371,6 +383,48 @@ impl OpenOptions {
     /// The explicit type tag expected (`None`: the type's derived tag).
     pub fn get_type_tag(&self) -> Option<super::TypeTag> {
         self.type_tag
+    }
+
+    /// Attaches to a segment created in another pid namespace (default
+    /// `false`: refused with [`AttachError::ForeignPidNamespace`]). Pids
+    /// stored there cannot be judged from here, so the segment is attached
+    /// without dead-owner recovery, and attaching marks it so that the
+    /// processes of the creator's namespace stop recovering too (they
+    /// cannot judge this process's pids either): a lock, claim or slot
+    /// held by a process that died stays held; untimed waits on it block
+    /// for good, timed and `try_` forms time out. See
+    /// [`pid_scope`](mod@super::pid_scope).
+    ///
+    /// ```
+    /// use shmkit::segment::OpenOptions;
+    /// let o = OpenOptions::new().foreign_pid_namespace(true);
+    /// assert!(o.get_foreign_pid_namespace());
+    /// ```
+    pub fn foreign_pid_namespace(mut self, allow: bool) -> Self {
+        self.foreign_pid_namespace = allow;
+        self
+    }
+
+    /// Whether segments of another pid namespace are attached.
+    pub fn get_foreign_pid_namespace(&self) -> bool {
+        self.foreign_pid_namespace
+    }
+
+    /// Sets the process-wide default of
+    /// [`foreign_pid_namespace`](Self::foreign_pid_namespace) for options
+    /// made from now on by [`OpenOptions::new`], which is what the paths
+    /// without an options argument use (`open`, `open_or_create`, handles
+    /// handed to a spawned child, pool workers).
+    ///
+    /// ```
+    /// use shmkit::segment::OpenOptions;
+    /// OpenOptions::set_foreign_pid_namespace_default(true);
+    /// assert!(OpenOptions::new().get_foreign_pid_namespace());
+    /// OpenOptions::set_foreign_pid_namespace_default(false);
+    /// assert!(!OpenOptions::new().get_foreign_pid_namespace());
+    /// ```
+    pub fn set_foreign_pid_namespace_default(allow: bool) {
+        FOREIGN_PID_NAMESPACE_DEFAULT.store(allow, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -452,7 +506,11 @@ impl SegmentHeader {
                 return Err(AttachError::Corrupt("bad magic: not a shmkit segment"));
             }
             let pid = self.creator_pid.load(Ordering::Relaxed);
-            if pid != 0 && !os::process_alive(pid) {
+            let judge = os::process::same_pid_namespace(
+                self.pid_namespace(),
+                os::process::current_pid_namespace(),
+            );
+            if pid != 0 && judge && !identity_alive(pid, self.creator_start()) {
                 return Err(AttachError::NotReady(
                     "its creator died before finishing initialisation",
                 ));
@@ -541,7 +599,7 @@ impl SegmentHeader {
             attach_slots: slots as usize,
             state,
             type_tag: self.type_tag.load(Ordering::Relaxed),
-            pid_ns: self.pid_ns.load(Ordering::Relaxed),
+            pid_ns: self.pid_namespace(),
         })
     }
 
@@ -558,7 +616,25 @@ impl SegmentHeader {
 
     /// The inode of the creator's pid namespace as stored (0 = unknown).
     pub fn pid_namespace(&self) -> u64 {
-        self.pid_ns.load(Ordering::Relaxed)
+        self.pid_ns.load(Ordering::Relaxed) & !FOREIGN_ATTACHED
+    }
+
+    /// Records (for good) that a process of another pid namespace attached:
+    /// from then on no process runs pid-based recovery on this segment (see
+    /// [`pid_scope`](mod@super::pid_scope)). Bit 63 of the `pid_ns` word (a
+    /// namespace inode never uses it). `SeqCst`: stored before the
+    /// attacher can write its first pid anywhere in the segment, and
+    /// followed by a `SeqCst` fence: a process that reads one of those pids
+    /// and then, after its own `SeqCst` fence, this word sees the bit
+    /// (`pid_scope` does that; SAFETY.md §3d).
+    pub fn mark_foreign_attached(&self) {
+        self.pid_ns.fetch_or(FOREIGN_ATTACHED, Ordering::SeqCst);
+        crate::primitives::fence(Ordering::SeqCst);
+    }
+
+    /// Whether a process of another pid namespace has ever attached.
+    pub fn has_foreign_attacher(&self) -> bool {
+        self.pid_ns.load(Ordering::SeqCst) & FOREIGN_ATTACHED != 0
     }
 
     /// The magic word as stored (equal to [`MAGIC`] in a shmkit segment).
@@ -846,6 +922,12 @@ impl<'a> AttachTable<'a> {
     /// still being registered (start time not yet written) is left alone
     /// unless its pid is dead.
     pub fn sweep(&self) {
+        let at = self.counters as *const TableCounters as *const u8;
+        if !super::pid_scope::pid_scope(at).judges_pids() {
+            // Entries of another pid namespace's processes cannot be
+            // judged: leave them (a full table only counts newcomers).
+            return;
+        }
         for slot in self.slots {
             let tag = slot.tag.load(Ordering::Acquire);
             if tag == 0 {

@@ -15,6 +15,8 @@
 //!   every object in its own segment shares, written once.
 //! * [`TypeTag`]: the element-type fingerprint a typed object records in
 //!   its header, refusing an open as another type.
+//! * [`pid_scope`](mod@pid_scope): the pid-namespace guard, which decides
+//!   whether this process may judge the pids stored in a segment.
 //! * [`open_or_create`], [`OpenOptions::wait`]: meeting by name, whoever
 //!   comes first; [`gc()`] and [`inspect()`]/[`list`]: cleaning and looking.
 //!
@@ -36,6 +38,7 @@ pub mod header;
 pub mod inspect;
 pub mod layout;
 mod object;
+pub mod pid_scope;
 mod raw;
 mod segment_object;
 mod trace_depth;
@@ -53,6 +56,7 @@ pub use object::{
     attach_object, create_object, create_object_with, open_object, open_or_create, ShmBox,
     ShmObject,
 };
+pub use pid_scope::{creator_alive, holder_alive, pid_scope, PidScope};
 pub use raw::{validate_name, validate_os_name, Segment, MAX_NAME_LEN};
 pub(crate) use segment_object::inherent_opens;
 pub use segment_object::SegmentObject;

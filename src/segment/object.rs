@@ -173,6 +173,7 @@ pub fn attach_object(
     opts: &OpenOptions,
 ) -> Result<(Segment, HeaderInfo, Region), AttachError> {
     let info = header(&seg)?.wait_and_validate(seg.len(), kind, opts)?;
+    super::pid_scope::admit(header(&seg)?, opts)?;
     if !opts.inspect {
         seg.track(false);
     }

@@ -126,6 +126,9 @@ fn my_identity() -> (u32, u64) {
 /// ```
 #[derive(Debug)]
 pub struct Segment {
+    /// This mapping's entry in the pid-scope table; declared first so it is
+    /// dropped (removed) before `map` is unmapped.
+    scope: Option<super::pid_scope::ScopeEntry>,
     map: memmap2::MmapRaw,
     file: File,
     name: Option<String>,
@@ -200,6 +203,7 @@ impl Segment {
         let id = shm_names::file_id(&file)?;
         let map = shm::map(&file, len)?;
         Ok(Segment {
+            scope: None,
             map,
             file,
             name,
@@ -459,6 +463,9 @@ impl Segment {
     pub(crate) fn track(&mut self, created: bool) {
         self.has_header = true;
         let len = self.len();
+        if self.scope.is_none() && len >= HEADER_SIZE {
+            self.scope = super::pid_scope::register(self.as_ptr(), len);
+        }
         let Some(h) = self.header() else { return };
         let (pid, start) = my_identity();
         let claim = h.attach_table(len).map(|t| t.register(pid, start));

@@ -396,7 +396,7 @@ impl Barrier {
         for m in &self.members {
             let w = m.load(Ordering::Relaxed);
             let pid = w as u32;
-            if pid != 0 && !os::process_alive(pid) {
+            if pid != 0 && !crate::segment::holder_alive(self.at(), pid) {
                 let _ = m.compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
@@ -490,12 +490,18 @@ impl Barrier {
         }
     }
 
+    /// This barrier's address, for the pid-namespace guard
+    /// ([`pid_scope`](mod@crate::segment::pid_scope)).
+    fn at(&self) -> *const u8 {
+        self as *const Barrier as *const u8
+    }
+
     /// Whether a process recorded as waiting here is dead.
     fn member_died(&self) -> bool {
         self.members.iter().any(|m| {
             let w = m.load(Ordering::Acquire);
             let pid = w as u32;
-            pid != 0 && w >> 32 != 0 && !os::process_alive(pid)
+            pid != 0 && w >> 32 != 0 && !crate::segment::holder_alive(self.at(), pid)
         })
     }
 }

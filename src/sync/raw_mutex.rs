@@ -14,6 +14,11 @@
 //! reports `owner_died`. Recovery therefore takes at most one slice after
 //! the death, and never depends on the dead process.
 //!
+//! Pids are judged only where the pid-namespace guard allows
+//! ([`pid_scope`](mod@crate::segment::pid_scope)): in a segment shared with processes of
+//! another pid namespace the owner counts as alive until it unlocks (no
+//! recovery; timed and `try_` forms return), see SAFETY.md §3d.
+//!
 //! The *inconsistent* flag stays set (and every later acquisition reports
 //! `owner_died`) until someone calls [`RawMutex::mark_consistent`], like a
 //! poisoned std mutex.
@@ -157,10 +162,18 @@ impl RawMutex {
                 .ok()
                 .map(|_| self.acquired());
         }
-        if os::process_alive(s & PID_MASK) {
+        if self.holder_alive(s & PID_MASK) {
             return None;
         }
         self.steal(s, me | (s & CONTENDED))
+    }
+
+    /// Whether the owner `pid` in the word must be treated as alive: asks
+    /// the kernel only where this process may judge the segment's pids
+    /// (the pid-namespace guard, [`pid_scope`](mod@crate::segment::pid_scope)); elsewhere
+    /// the owner is alive until it unlocks. Slow path only.
+    fn holder_alive(&self, pid: u32) -> bool {
+        crate::segment::holder_alive(self as *const RawMutex as *const u8, pid)
     }
 
     /// Takes the lock from a dead owner: CAS its exact word to ours (only
@@ -228,7 +241,7 @@ impl RawMutex {
             let outcome = futex::wait(&self.state, word, Some(wake_at));
             if outcome == futex::WaitOutcome::TimedOut
                 && self.state.load(Ordering::Relaxed) == word
-                && !os::process_alive(word & PID_MASK)
+                && !self.holder_alive(word & PID_MASK)
             {
                 if let Some(a) = self.steal(word, me | CONTENDED) {
                     return Some(a);

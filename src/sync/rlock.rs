@@ -32,27 +32,71 @@ use crate::segment::{ObjectKind, OpenOptions, Segment, ShmBox, ShmObject};
 /// `ObjectKind::RLOCK`).
 pub const RLOCK_KIND: ObjectKind = ObjectKind::RLOCK;
 
-/// A token naming the calling thread within this process (never 0).
+/// A token naming the calling thread (never 0), unique across processes
+/// and pid namespaces in practice: a per-process random base plus a
+/// counter. Processes in two pid namespaces can have equal pids, so the
+/// owner word alone cannot tell this process from another one; with equal
+/// pids, equal tokens would let a thread re-enter a lock another
+/// process's thread holds. Both the base and the thread's token are made
+/// afresh under a new pid (a forked child), so a child never shares its
+/// parent's tokens either.
 fn thread_token() -> u64 {
     // Process-local bookkeeping, never in shared memory: std atomics.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    fn fresh() -> u64 {
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    use std::sync::atomic::{AtomicU32 as StdU32, AtomicU64 as StdU64, Ordering as StdOrd};
+    static BASE: StdU64 = StdU64::new(0);
+    static BASE_PID: StdU32 = StdU32::new(0);
+    static NEXT: StdU64 = StdU64::new(0);
+    fn fresh(pid: u32) -> u64 {
+        if BASE_PID.load(StdOrd::Acquire) != pid {
+            BASE.store(random_u64(pid), StdOrd::Relaxed);
+            BASE_PID.store(pid, StdOrd::Release);
+        }
+        loop {
+            let t = BASE
+                .load(StdOrd::Relaxed)
+                .wrapping_add(NEXT.fetch_add(1, StdOrd::Relaxed));
+            if t != 0 {
+                return t;
+            }
+        }
     }
+    let pid = os::current_pid();
     #[cfg(not(loom))]
-    std::thread_local!(static TOKEN: Cell<u64> = const { Cell::new(0) });
+    std::thread_local!(static TOKEN: Cell<(u32, u64)> = const { Cell::new((0, 0)) });
     #[cfg(loom)]
-    loom::thread_local!(static TOKEN: Cell<u64> = Cell::new(0));
+    loom::thread_local!(static TOKEN: Cell<(u32, u64)> = Cell::new((0, 0)));
     TOKEN
         .try_with(|t| {
-            if t.get() == 0 {
-                t.set(fresh());
+            let (owner, token) = t.get();
+            if owner == pid && token != 0 {
+                return token;
             }
-            t.get()
+            let token = fresh(pid);
+            t.set((pid, token));
+            token
         })
         // Thread-local storage already torn down: a token nobody else has
         // (this thread then cannot re-enter, but never shares ownership).
-        .unwrap_or_else(|_| fresh())
+        .unwrap_or_else(|_| fresh(pid))
+}
+
+/// 64 random bits for the token base: the kernel's `getrandom`, or, where
+/// it fails, a mix of the pid, its namespace and the clock.
+fn random_u64(pid: u32) -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: `bytes` is valid for writes of its length; getrandom writes
+    // at most that many bytes.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == bytes.len() as isize {
+        return u64::from_le_bytes(bytes);
+    }
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    pid.hash(&mut h);
+    os::process::current_pid_namespace().hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// A re-entrant robust lock shared between processes (Python's

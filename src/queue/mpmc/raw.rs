@@ -80,7 +80,6 @@
 //! validated on attach against the body length.
 
 use crate::error::Error;
-use crate::os;
 use crate::primitives::{spin_hint, AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::queue::peers::{PeerSlot, PeerTable, PeerTableHeader};
 use crate::segment::LayoutBuilder;
@@ -527,7 +526,8 @@ impl RawQueue {
         };
         let stamp = meta.stamp.load(Ordering::Acquire);
         let (seq, pid) = unpack(stamp);
-        if pid == 0 || pid == SKIPPED || os::process_alive(pid) {
+        let at = meta as *const _ as *const u8;
+        if pid == 0 || pid == SKIPPED || crate::segment::holder_alive(at, pid) {
             return false;
         }
         let p = pos as u32;

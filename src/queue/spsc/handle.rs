@@ -446,7 +446,9 @@ impl Owner {
     fn reclaim(&mut self, ring: &RawRing) -> Result<Reclaimed, EndpointError> {
         let table = self.side.table(ring);
         let me = crate::os::current_pid();
-        if table.slot_pid(0) == me {
+        // Across pid namespaces our pid may be someone else's: then only
+        // `claim_exclusive` below (which refuses a slot holding it) decides.
+        if table.slot_pid(0) == me && table.judges_pids() {
             let moved = self.reg.pid() != me;
             self.reg = Registration::current(0);
             return Ok(if moved {
