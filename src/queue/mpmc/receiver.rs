@@ -57,7 +57,24 @@ fn attempt<R, F: FnOnce(&[u8]) -> R>(
 fn caught<R>(f: impl FnOnce(&[u8]) -> R) -> impl FnOnce(&[u8]) -> Result<R, Box<dyn Any + Send>> {
     // AssertUnwindSafe: nothing `f` may have left half-done is observed
     // here; the same panic resumes at once in the caller's frame.
-    move |m| catch_unwind(AssertUnwindSafe(|| f(m)))
+    move |m| dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m))))
+}
+
+/// Under loom, a simulated process that died in the closure frees
+/// nothing, like a killed one: its unwind goes on at once, leaving the
+/// claim for the survivors to recover. Elsewhere the identity.
+#[cfg(loom)]
+fn dead_frees_nothing<R>(r: Result<R, Box<dyn Any + Send>>) -> Result<R, Box<dyn Any + Send>> {
+    match r {
+        Err(p) if !crate::os::process::loom_liveness::current_alive() => resume_unwind(p),
+        r => r,
+    }
+}
+
+#[cfg(not(loom))]
+#[inline(always)]
+fn dead_frees_nothing<T>(r: T) -> T {
+    r
 }
 
 /// Resumes a panic `caught` stopped, now that the slot is free again: a
