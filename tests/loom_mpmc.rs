@@ -2,8 +2,8 @@
 //! both ends at capacity 2 (so positions wrap), at capacity 3 (not a power
 //! of two: positions skip from 2 to 4, the lap of 4), and the park/wake
 //! protocol (a lost wake-up shows up as a deadlock in the model), and the
-//! recovery of a slot claimed by a receiver that died (simulated processes
-//! of `shmkit::os::process::loom_liveness`).
+//! recovery of a slot claimed by a receiver or a sender that died
+//! (simulated processes of `shmkit::os::process::loom_liveness`).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --test loom_mpmc`
@@ -205,5 +205,53 @@ fn loom_dead_receiver_claim_is_recovered() {
         assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Empty));
         assert!(q.is_empty());
         drop(tx);
+    });
+}
+
+/// `recover_at` for a dead producer's claim. A sender process dies right
+/// after claiming slot 0 for message 1 (before it even moved `tail`), so
+/// the slot is claimed by a dead pid and never published. Another sender
+/// process then sends 2 and 3 (helping `tail` past the dead claim; 3
+/// needs slot 0 again, next lap) while this process receives: the dead
+/// claim is turned into a skipped slot by whichever survivor gets there
+/// first, consumers free it without returning anything, and exactly 2 and
+/// 3 arrive, in order (1 was never sent: its `try_send` never returned).
+#[test]
+fn loom_dead_sender_claim_is_skipped() {
+    quiet_crashes();
+    loom::model(|| {
+        liveness::become_process();
+        let q = MpmcQueue::in_process(1, 2).unwrap();
+        let rx = q.receiver().unwrap();
+        // A live sender, so that the sending side is not gone (by the
+        // registry's rule) between the death and the next registration.
+        let keep = q.sender().unwrap();
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let tx = q.sender().unwrap();
+                liveness::arm_crash(0);
+                let r = catch_unwind(AssertUnwindSafe(|| tx.try_send(&[1])));
+                assert!(r.is_err(), "the sender died holding its claim");
+                std::mem::forget(tx);
+            })
+        };
+        dead.join().unwrap();
+        let sender = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let tx = q.sender().unwrap();
+                tx.send(&[2]).unwrap();
+                tx.send(&[3]).unwrap();
+            })
+        };
+        assert_eq!(recv_u8(&rx), Ok(2));
+        assert_eq!(recv_u8(&rx), Ok(3));
+        sender.join().unwrap();
+        drop(keep);
+        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
+        assert!(q.is_empty());
     });
 }
