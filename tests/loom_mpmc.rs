@@ -1,13 +1,18 @@
 //! Loom models of the MPMC queue: exactly-once delivery with contention on
 //! both ends at capacity 2 (so positions wrap), at capacity 3 (not a power
 //! of two: positions skip from 2 to 4, the lap of 4), and the park/wake
-//! protocol (a lost wake-up shows up as a deadlock in the model).
+//! protocol (a lost wake-up shows up as a deadlock in the model), and the
+//! recovery of a slot claimed by a receiver or a sender that died
+//! (simulated processes of `shmkit::os::process::loom_liveness`).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --test loom_mpmc`
 #![cfg(loom)]
 
+use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
+
 use loom::thread;
+use shmkit::os::process::loom_liveness as liveness;
 use shmkit::queue::{MpmcQueue, RecvError, TryRecvError, TrySendError};
 
 fn recv_u8(rx: &shmkit::queue::MpmcReceiver) -> Result<u8, RecvError> {
@@ -129,4 +134,124 @@ fn loom_capacity_three_in_order() {
 #[test]
 fn loom_capacity_three_two_producers() {
     loom::model(|| two_producers_one_consumer(3, 2));
+}
+
+/// Silences the panic message of simulated crashes (`liveness::Crashed`);
+/// every other panic still prints.
+fn quiet_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<liveness::Crashed>().is_none() {
+                default(info)
+            }
+        }));
+    });
+}
+
+/// `recover_at` for a dead receiver's claim. A receiver process takes
+/// message 1 and dies inside its `try_recv_with` closure, so the slot
+/// stays claimed by a dead pid (its unwind frees nothing, as a SIGKILL
+/// would). Then a sender process sends 2 and 3 — the second needs the
+/// dead claim's slot for the next lap (`recover_tail`) — while this
+/// process receives both, racing to recover the same slot from the head
+/// side (`recover_head`). Exactly one recovery wins; every message
+/// arrives exactly once (1 to the dead receiver, 2 and 3 here, in order)
+/// and nothing is left behind. Without recovery the sender would block
+/// forever: a deadlock in the model.
+#[test]
+fn loom_dead_receiver_claim_is_recovered() {
+    quiet_crashes();
+    loom::model(|| {
+        liveness::become_process();
+        let q = MpmcQueue::in_process(1, 2).unwrap();
+        let tx = q.sender().unwrap();
+        let rx = q.receiver().unwrap();
+        tx.try_send(&[1]).unwrap();
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let rx = q.receiver().unwrap();
+                let mut seen = 0;
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    rx.try_recv_with(|m| {
+                        seen = m[0];
+                        liveness::die();
+                        panic_any(liveness::Crashed)
+                    })
+                }));
+                assert!(r.is_err(), "the receiver died in its closure");
+                // A dead process runs no destructors: its registration
+                // stays, naming a dead pid.
+                std::mem::forget(rx);
+                seen
+            })
+        };
+        assert_eq!(dead.join().unwrap(), 1);
+        let sender = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let tx = q.sender().unwrap();
+                tx.send(&[2]).unwrap();
+                tx.send(&[3]).unwrap();
+            })
+        };
+        assert_eq!(recv_u8(&rx), Ok(2));
+        assert_eq!(recv_u8(&rx), Ok(3));
+        sender.join().unwrap();
+        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Empty));
+        assert!(q.is_empty());
+        drop(tx);
+    });
+}
+
+/// `recover_at` for a dead producer's claim. A sender process dies right
+/// after claiming slot 0 for message 1 (before it even moved `tail`), so
+/// the slot is claimed by a dead pid and never published. Another sender
+/// process then sends 2 and 3 (helping `tail` past the dead claim; 3
+/// needs slot 0 again, next lap) while this process receives: the dead
+/// claim is turned into a skipped slot by whichever survivor gets there
+/// first, consumers free it without returning anything, and exactly 2 and
+/// 3 arrive, in order (1 was never sent: its `try_send` never returned).
+#[test]
+fn loom_dead_sender_claim_is_skipped() {
+    quiet_crashes();
+    loom::model(|| {
+        liveness::become_process();
+        let q = MpmcQueue::in_process(1, 2).unwrap();
+        let rx = q.receiver().unwrap();
+        // A live sender, so that the sending side is not gone (by the
+        // registry's rule) between the death and the next registration.
+        let keep = q.sender().unwrap();
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let tx = q.sender().unwrap();
+                liveness::arm_crash(0);
+                let r = catch_unwind(AssertUnwindSafe(|| tx.try_send(&[1])));
+                assert!(r.is_err(), "the sender died holding its claim");
+                std::mem::forget(tx);
+            })
+        };
+        dead.join().unwrap();
+        let sender = {
+            let q = q.clone();
+            thread::spawn(move || {
+                liveness::become_process();
+                let tx = q.sender().unwrap();
+                tx.send(&[2]).unwrap();
+                tx.send(&[3]).unwrap();
+            })
+        };
+        assert_eq!(recv_u8(&rx), Ok(2));
+        assert_eq!(recv_u8(&rx), Ok(3));
+        sender.join().unwrap();
+        drop(keep);
+        assert_eq!(rx.try_recv_with(|m| m[0]), Err(TryRecvError::Disconnected));
+        assert!(q.is_empty());
+    });
 }

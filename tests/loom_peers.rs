@@ -1,14 +1,18 @@
 //! Loom model of the endpoint registry (`shmkit::queue::peers`): a
 //! `register` in one thread racing the `unregister` of the last handle in
 //! another must never free the slot of an endpoint that is still held, and
-//! the handle count must come out exact.
+//! the handle count must come out exact; and peer-slot reclaim with
+//! simulated processes (`shmkit::os::process::loom_liveness`): a dead
+//! peer's slot is taken over, a live one's never.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --test loom_peers`
 #![cfg(loom)]
 
+use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use shmkit::os::process::loom_liveness as liveness;
 use shmkit::queue::peers::{PeerSlot, PeerTable, PeerTableHeader};
 
 struct Registry {
@@ -83,6 +87,63 @@ fn loom_two_registrations_balance() {
         table.unregister(mine);
         t.join().unwrap();
         assert_eq!(table.live_count(), 0);
+        assert_eq!(table.slot_pid(0), 0);
+    });
+}
+
+/// Peer-slot reclaim: a table with one slot. Process A registers and dies
+/// without unregistering; process B registers concurrently. B may take
+/// the slot only if it was free or A is dead — never while A is alive and
+/// holds it — and once both are done (A dead, B unregistered), a third
+/// registration always succeeds: the dead peer's slot is reclaimed.
+#[test]
+fn loom_dead_peer_slot_reclaimed_live_one_never() {
+    loom::model(|| {
+        liveness::become_process();
+        let reg = Registry::new(1);
+        let a_pid = Arc::new(AtomicU32::new(0));
+        let a_holds = Arc::new(AtomicBool::new(false));
+        let a = {
+            let (reg, a_pid, a_holds) = (reg.clone(), a_pid.clone(), a_holds.clone());
+            thread::spawn(move || {
+                a_pid.store(liveness::become_process(), Ordering::Release);
+                if reg.table().register().is_ok() {
+                    // Published before the death: whoever sees A dead
+                    // also sees that A held the slot.
+                    a_holds.store(true, Ordering::Release);
+                }
+                liveness::die();
+            })
+        };
+        let b = {
+            let (reg, a_pid, a_holds) = (reg.clone(), a_pid.clone(), a_holds.clone());
+            thread::spawn(move || {
+                let me = liveness::become_process();
+                let table = reg.table();
+                match table.register() {
+                    Ok(slot) => {
+                        assert_eq!(table.slot_pid(slot), me);
+                        let a = a_pid.load(Ordering::Acquire);
+                        assert!(
+                            !(a_holds.load(Ordering::Acquire) && shmkit::os::process_alive(a)),
+                            "a live peer's slot was taken"
+                        );
+                        table.unregister(slot);
+                    }
+                    // Full: the one slot names A, which was alive.
+                    Err(_) => assert_eq!(table.slot_pid(0), a_pid.load(Ordering::Acquire)),
+                }
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        let table = reg.table();
+        // `register` itself reclaims (before `live_count`, which also
+        // frees dead slots as a side effect, could do it for us).
+        let mine = table.register().expect("the dead peer's slot is reclaimed");
+        assert_eq!(table.slot_pid(mine), shmkit::os::current_pid());
+        assert_eq!(table.live_count(), 1, "only this process is alive");
+        table.unregister(mine);
         assert_eq!(table.slot_pid(0), 0);
     });
 }

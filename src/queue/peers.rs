@@ -211,6 +211,11 @@ impl<'a> PeerTable<'a> {
             let w = s.word.load(Ordering::Acquire);
             let (pid, handles) = (pid_of(w), handles_of(w));
             if pid == me && handles > 0 {
+                if handles == u32::MAX {
+                    // A saturated count (only hostile bytes get there):
+                    // not joinable, and ours, so not claimable either.
+                    return false;
+                }
                 if self.join(s, me) {
                     return true;
                 }
@@ -605,6 +610,43 @@ mod tests {
         assert_eq!(s[0].word.load(Ordering::Relaxed), 0);
         s[1].word.store(pack(dead, 1), Ordering::Relaxed);
         assert_eq!(t.claim_exclusive(1), Ok(()));
+    }
+
+    /// Hostile slot words (issue #10, item 11): a handle count at
+    /// `u32::MAX` or 0 under this process's pid, and garbage pids. Joining
+    /// a full count takes another slot instead of overflowing; leaving
+    /// such a slot counts down without wrapping; a zero count is free.
+    #[test]
+    fn hostile_handle_counts_neither_overflow_nor_wrap() {
+        let me = os::current_pid();
+        let h = PeerTableHeader::default();
+        let s: Vec<PeerSlot> = (0..2).map(|_| PeerSlot::default()).collect();
+        let t = table(&h, &s);
+        s[0].word.store(pack(me, u32::MAX), Ordering::Relaxed);
+        let slot = t.register().expect("the second slot is free");
+        assert_eq!(slot, 1, "a saturated count is not joined");
+        assert_eq!(handles_of(s[0].word.load(Ordering::Relaxed)), u32::MAX);
+        t.unregister(0);
+        assert_eq!(
+            s[0].word.load(Ordering::Relaxed),
+            pack(me, u32::MAX - 1),
+            "counts down"
+        );
+        t.unregister(slot);
+        // Our pid with a zero count: free, claimed afresh, not joined.
+        s[1].word.store(pack(me, 0), Ordering::Relaxed);
+        t.unregister(1);
+        assert_eq!(s[1].word.load(Ordering::Relaxed), pack(me, 0));
+        assert_eq!(t.claim_exclusive(1), Ok(()));
+        assert_eq!(s[1].word.load(Ordering::Relaxed), pack(me, 1));
+        // Pids no process can have read as dead: their slots are reclaimed.
+        for w in [u64::MAX, pack(u32::MAX, 1), pack(0x8000_0000, u32::MAX)] {
+            s[1].word.store(w, Ordering::Relaxed);
+            assert_eq!(t.claim_exclusive(1), Ok(()), "{w:#x}");
+            t.unregister(1);
+            assert_eq!(s[1].word.load(Ordering::Relaxed), 0);
+        }
+        let _ = t.live_count();
     }
 
     /// Regression: a registration racing the unregistration of the last

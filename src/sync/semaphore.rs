@@ -135,3 +135,29 @@ impl Semaphore {
         self.count.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Counts at the edges (issue #10, item 11): a count at `u32::MAX`, or
+    /// one a peer scribbled above the bound after attach, refuses a
+    /// release instead of wrapping; a zero count refuses an acquire.
+    #[test]
+    fn hostile_counts_refuse_instead_of_wrapping() {
+        let s = Semaphore::new(u32::MAX, None);
+        assert_eq!(s.release(), Err(SemaphoreFull(u32::MAX)));
+        assert_eq!(s.value(), u32::MAX);
+        assert!(s.try_acquire());
+        assert_eq!(s.value(), u32::MAX - 1);
+        let b = Semaphore::new(1, Some(2));
+        b.count.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(b.release(), Err(SemaphoreFull(2)));
+        assert!(b.try_acquire(), "units above the bound can still be taken");
+        assert_eq!(b.value(), u32::MAX - 1);
+        b.count.store(0, Ordering::Relaxed);
+        assert!(!b.try_acquire());
+        assert!(!b.acquire_timeout(Duration::ZERO));
+        assert_eq!(b.value(), 0);
+    }
+}

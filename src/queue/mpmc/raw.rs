@@ -368,6 +368,9 @@ impl RawQueue {
                         )
                         .is_ok()
                     {
+                        // A loom model may kill the producer here.
+                        #[cfg(loom)]
+                        os::process::loom_liveness::crash_point();
                         self.advance_from(tail, pos);
                         // SAFETY: we own the slot (our pid is in its stamp);
                         // msg.len() <= slot_size, the payload's length.

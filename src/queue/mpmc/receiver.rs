@@ -1,5 +1,7 @@
 //! [`MpmcReceiver`]: the receiving end of an [`MpmcQueue`].
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use super::handle::{close_side, Endpoint, Side};
@@ -47,6 +49,43 @@ fn attempt<R, F: FnOnce(&[u8]) -> R>(
         raw.ctl().not_full.notify_one();
     }
     r
+}
+
+/// `f` with its panic caught, so that the slot it reads is freed before
+/// the panic goes on (see [`rethrow`]).
+#[inline(always)]
+fn caught<R>(f: impl FnOnce(&[u8]) -> R) -> impl FnOnce(&[u8]) -> Result<R, Box<dyn Any + Send>> {
+    // AssertUnwindSafe: nothing `f` may have left half-done is observed
+    // here; the same panic resumes at once in the caller's frame.
+    move |m| dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m))))
+}
+
+/// Under loom, a simulated process that died in the closure frees
+/// nothing, like a killed one: its unwind goes on at once, leaving the
+/// claim for the survivors to recover. Elsewhere the identity.
+#[cfg(loom)]
+fn dead_frees_nothing<R>(r: Result<R, Box<dyn Any + Send>>) -> Result<R, Box<dyn Any + Send>> {
+    match r {
+        Err(p) if !crate::os::process::loom_liveness::current_alive() => resume_unwind(p),
+        r => r,
+    }
+}
+
+#[cfg(not(loom))]
+#[inline(always)]
+fn dead_frees_nothing<T>(r: T) -> T {
+    r
+}
+
+/// Resumes a panic `caught` stopped, now that the slot is free again: a
+/// message handed to a closure that panicked counts as received, and the
+/// queue stays usable by every process.
+#[inline(always)]
+fn rethrow<R>(r: Result<R, Box<dyn Any + Send>>) -> R {
+    match r {
+        Ok(r) => r,
+        Err(panic) => resume_unwind(panic),
+    }
 }
 
 /// What an empty queue means once a liveness check is due: a dead
@@ -98,8 +137,15 @@ impl MpmcReceiver {
     /// once a millisecond per handle, or at once after an endpoint left).
     /// A stuck slot of a dead producer is skipped as part of the same
     /// check.
+    ///
+    /// If `f` panics, the slot is freed before the panic continues: the
+    /// message counts as received and the queue stays usable.
     #[inline]
     pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        self.try_recv_caught(caught(f)).map(rethrow)
+    }
+
+    fn try_recv_caught<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
         let Ok(me) = self.ep.me() else {
             return Err(TryRecvError::Disconnected);
         };
@@ -155,8 +201,17 @@ impl MpmcReceiver {
     }
 
     /// Waits until `deadline` (`None` = forever) for a message and passes
-    /// it to `f`.
+    /// it to `f`. A panic in `f` frees the slot first, as in
+    /// [`try_recv_with`](Self::try_recv_with).
     pub fn recv_deadline_with<R>(
+        &self,
+        deadline: Option<Deadline>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_deadline_caught(deadline, caught(f)).map(rethrow)
+    }
+
+    fn recv_deadline_caught<R>(
         &self,
         deadline: Option<Deadline>,
         f: impl FnOnce(&[u8]) -> R,

@@ -14,6 +14,7 @@ use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::queue::peers::LivenessGate;
+use crate::sync::guard_count::Held;
 use crate::sync::notifier::{wait, Slices, Waited};
 
 /// `try_pop_into` could not deliver a frame.
@@ -154,12 +155,20 @@ impl Consumer {
     /// when the grant is released or dropped.
     pub fn read(&mut self) -> Result<ReadGrant<'_>, TryRecvError> {
         let f = self.next()?;
-        Ok(ReadGrant { consumer: self, f })
+        Ok(ReadGrant {
+            consumer: self,
+            f,
+            held: Held::enter(),
+        })
     }
 
     /// Calls `f` on up to `max` committed frames in order, then publishes
     /// the new head once. Returns how many were handed to `f`; `Empty` /
     /// `Disconnected` only when there was none.
+    ///
+    /// If `f` panics, the frames handed to it so far (the one it panicked
+    /// on included) count as popped and the head is published during the
+    /// unwind: the ring stays consistent and usable.
     pub fn try_pop_batch(
         &mut self,
         max: usize,
@@ -167,22 +176,28 @@ impl Consumer {
     ) -> Result<usize, TryRecvError> {
         let mut frame = self.next()?;
         let ring = &*self.ring;
-        let cur = &mut self.cur;
+        // Publishes the head when the batch ends, by return or by unwind.
+        let batch = HeadOnDrop {
+            ring,
+            cur: &mut self.cur,
+        };
         let mut n = 0;
         loop {
+            // Step past the frame first: its bytes stay unpublished (ours)
+            // until `batch` drops, after `f` returned or panicked.
+            batch.cur.advance(frame);
             f(ConsumerCursor::payload(ring, frame));
-            cur.advance(frame);
             n += 1;
-            if n >= max || cur.head == cur.tail_cache {
+            if n >= max || batch.cur.head == batch.cur.tail_cache {
                 break;
             }
             // Only frames below the cached tail: no reload mid-batch.
-            match cur.peek(ring) {
+            match batch.cur.peek(ring) {
                 Ok(Some(fr)) => frame = fr,
                 _ => break,
             }
         }
-        cur.publish_head(ring);
+        drop(batch);
         Ok(n)
     }
 
@@ -229,7 +244,11 @@ impl Consumer {
         deadline: Option<Deadline>,
     ) -> Result<ReadGrant<'_>, RecvTimeoutError> {
         let f = self.wait_frame(deadline)?;
-        Ok(ReadGrant { consumer: self, f })
+        Ok(ReadGrant {
+            consumer: self,
+            f,
+            held: Held::enter(),
+        })
     }
 
     /// Waits until a frame is committed, without consuming it (`Ok`), or
@@ -316,6 +335,18 @@ impl Consumer {
     }
 }
 
+/// Publishes a batch's head when dropped (also during an unwind).
+struct HeadOnDrop<'a> {
+    ring: &'a RawRing,
+    cur: &'a mut ConsumerCursor,
+}
+
+impl Drop for HeadOnDrop<'_> {
+    fn drop(&mut self) {
+        self.cur.publish_head(self.ring);
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.owner.release(&self.ring);
@@ -323,7 +354,12 @@ impl Drop for Consumer {
 }
 
 /// One frame borrowed in place; see [`Consumer::read`]. Dereferences to the
-/// payload. Releasing (or dropping) it consumes the frame.
+/// payload. Releasing (or dropping) it consumes the frame, also when it is
+/// dropped by a panic's unwind.
+///
+/// While a grant is alive, [`process::fork`](crate::process::fork()) refuses
+/// (a forked child must not share the borrowed bytes); a copy that reached
+/// a child some other way refuses to read and consumes nothing.
 ///
 /// The bytes live in shared memory: a misbehaving process with write
 /// access could change them while they are borrowed (never their location
@@ -331,6 +367,7 @@ impl Drop for Consumer {
 pub struct ReadGrant<'a> {
     consumer: &'a mut Consumer,
     f: Frame,
+    held: Held,
 }
 
 impl ReadGrant<'_> {
@@ -341,14 +378,18 @@ impl ReadGrant<'_> {
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        self.held.assert_owner("ReadGrant");
         self.consumer.payload(self.f)
     }
 }
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
-        let f = self.f;
-        self.consumer.consume(f);
+        // Only the process that took the grant consumes its frame.
+        if self.held.in_owner_process() {
+            let f = self.f;
+            self.consumer.consume(f);
+        }
     }
 }
 

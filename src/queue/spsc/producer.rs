@@ -13,6 +13,7 @@ use super::ring::{frame_size, max_payload, ProducerCursor, PushError, RawRing, R
 use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{SendError, SendTimeoutError, TrySendError};
+use crate::sync::guard_count::Held;
 use crate::sync::notifier::{wait, Slices, Waited};
 
 /// The producing end of an [`SpscRing`](super::SpscRing). Not `Sync`: one
@@ -210,6 +211,7 @@ impl Producer {
                 producer: self,
                 at,
                 len,
+                held: Held::enter(),
             }),
             Err(Room::Full) => Err(TrySendError::Full(len)),
             Err(_) => Err(TrySendError::Disconnected(len)),
@@ -295,18 +297,26 @@ impl Drop for Producer {
 }
 
 /// Room for one frame, written in place; see [`Producer::reserve`].
+///
+/// Dropping it without [`commit`](Self::commit) (a panic's unwind
+/// included) publishes nothing and leaves the ring as it was. While a
+/// grant is alive, [`process::fork`](crate::process::fork()) refuses; a
+/// copy that reached a child some other way refuses to write or commit.
 pub struct WriteGrant<'a> {
     producer: &'a mut Producer,
     at: u64,
     len: usize,
+    held: Held,
 }
 
 impl WriteGrant<'_> {
     /// Publishes the first `len` bytes of the grant as one frame.
     ///
     /// # Panics
-    /// If `len` exceeds the reserved length.
+    /// If `len` exceeds the reserved length, or in a process other than
+    /// the one that reserved it.
     pub fn commit(self, len: usize) {
+        self.held.assert_owner("WriteGrant");
         assert!(
             len <= self.len,
             "commit({len}) exceeds the reserved {} bytes",
@@ -323,6 +333,7 @@ impl WriteGrant<'_> {
     }
 
     fn payload_ptr(&self) -> *mut u8 {
+        self.held.assert_owner("WriteGrant");
         let ring = &*self.producer.ring;
         ring.at((self.at & ring.mask()) + LEN_BYTES)
     }
