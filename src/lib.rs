@@ -77,12 +77,18 @@ pub mod os;
 pub mod process;
 pub mod queue;
 pub mod segment;
+pub mod select;
 pub mod sync;
+#[cfg(not(loom))]
+pub mod aio;
 
 pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error, UntrustedSegment};
 pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Process, SpawnError};
 pub use queue::{JoinableQueue, Pipe, Queue};
+#[cfg(not(loom))]
+pub use select::ReadyFd;
+pub use select::{wait, Selectable, WaitSet};
 pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject};
 pub use sync::{
     Barrier, BarrierWaitError, BrokenBarrierError, Condvar, Event, Lock, LockGuard, LockTimedOut,

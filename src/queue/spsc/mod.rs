@@ -32,10 +32,12 @@ mod consumer;
 mod handle;
 mod producer;
 mod ring;
+mod watch;
 
 pub use consumer::{Consumer, ReadGrant, TryPopIntoError};
 pub use handle::{EndpointError, SpscRing};
 pub use producer::{Producer, WriteGrant};
+pub(crate) use watch::RingWatch;
 pub use ring::{MAX_CAPACITY, MIN_CAPACITY, PAD, RING_HEADER_SIZE};
 
 use crate::primitives::{SpinBudget, Spinner};
