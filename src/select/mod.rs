@@ -295,7 +295,7 @@ impl<'a> WaitSet<'a> {
 
     /// [`wait`](Self::wait) until `deadline` (`None` = no deadline).
     pub fn wait_deadline(&self, deadline: Option<Deadline>) -> Vec<Selected> {
-        select(&self.members, deadline)
+        select_loop(&self.members, deadline)
     }
 }
 
@@ -319,10 +319,34 @@ impl<'a> WaitSet<'a> {
 /// ```
 pub fn wait(objects: &[&dyn Selectable], timeout: Option<Duration>) -> Vec<usize> {
     let deadline = timeout.map(Deadline::after);
-    select(objects, deadline)
+    select_loop(objects, deadline)
         .into_iter()
         .map(|s| s.index)
         .collect()
+}
+
+/// [`wait()`] with an absolute deadline (`None` = forever), returning why
+/// each member is ready. For members whose try-calls take `&mut` (SPSC
+/// consumers, pipe [`Connection`](crate::queue::Connection)s) call this
+/// (or [`wait()`]) each round instead of keeping a [`WaitSet`], so the
+/// borrow ends before the try-call.
+///
+/// ```
+/// use shmkit::queue::SpscRing;
+/// use shmkit::select::{select, Ready, Selected};
+///
+/// let ring = SpscRing::in_process(256)?;
+/// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+/// tx.try_push(b"a").unwrap();
+/// assert_eq!(select(&[&rx], None), vec![Selected { index: 0, ready: Ready::Item }]);
+/// let mut buf = Vec::new();
+/// rx.try_pop(&mut buf).unwrap();
+/// drop(tx); // the producer is gone: end of stream
+/// assert_eq!(select(&[&rx], None)[0].ready, Ready::Closed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn select(objects: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<Selected> {
+    select_loop(objects, deadline)
 }
 
 /// Every member ready now.
@@ -419,8 +443,8 @@ fn poll_fds(fds: &[std::os::fd::BorrowedFd<'_>], until: Option<Deadline>) {
     let _ = poll(&mut pfds, timeout.as_ref());
 }
 
-/// The select loop behind [`WaitSet`] and [`wait()`].
-fn select(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<Selected> {
+/// The select loop behind [`WaitSet`], [`wait()`] and [`select()`].
+fn select_loop(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<Selected> {
     let ready = scan(members, false);
     if !ready.is_empty() || members.is_empty() {
         return finish(members, ready);
