@@ -522,9 +522,11 @@ mod tokio_fd {
         /// tokio runtime.
         pub fn new(members: &[&dyn Watchable]) -> std::io::Result<Self> {
             let fd = ReadyFd::new(members)?;
-            Ok(AsyncReadyFd {
-                inner: AsyncFd::with_interest(fd, Interest::READABLE)?,
-            })
+            // SAFETY: `ReadyFd` owns its eventfd (kept open by the
+            // registration it holds) and `as_raw_fd` always returns that
+            // one descriptor, for as long as the `AsyncFd` owns it.
+            let inner = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+            Ok(AsyncReadyFd { inner })
         }
 
         /// Waits until at least one member is ready and returns those
