@@ -40,7 +40,10 @@ fn many_senders_each_message_reported_once() {
     let qb = Queue::<u64>::anonymous(16, 8).unwrap();
     let ring = SpscRing::anonymous(256).unwrap();
     let mut rx = ring.consumer().unwrap();
-    let (mut pa, pb) = Pipe::duplex_with_capacity(256).unwrap();
+    let (mut pa, mut pb) = Pipe::duplex_with_capacity(256).unwrap();
+    // The child's end stays alive here too: dropped in the parent before
+    // the child's first use, it would read as disconnected until then.
+    let pb_child = &mut pb;
     let mut kids = Vec::new();
     for (k, q) in [&qa, &qb].into_iter().enumerate() {
         kids.push(fork(move || {
@@ -62,7 +65,7 @@ fn many_senders_each_message_reported_once() {
         0
     }));
     kids.push(fork(move || {
-        let mut pb = pb;
+        let pb = pb_child;
         let mut rng = Rng::new(4);
         for i in 0..PER {
             pb.send(&i.to_le_bytes()).unwrap();
@@ -231,7 +234,10 @@ fn process_exit_is_readiness() {
 fn ready_fd_across_processes() {
     let qa = Queue::<u64>::anonymous(16, 8).unwrap();
     let qb = Queue::<u64>::anonymous(16, 8).unwrap();
-    let (mut pa, pb) = Pipe::duplex_with_capacity(256).unwrap();
+    let (mut pa, mut pb) = Pipe::duplex_with_capacity(256).unwrap();
+    // The child's end stays alive here too: dropped in the parent before
+    // the child's first use, it would read as disconnected until then.
+    let pb_child = &mut pb;
     let mut kids = Vec::new();
     for (k, q) in [&qa, &qb].into_iter().enumerate() {
         kids.push(fork(move || {
@@ -244,7 +250,7 @@ fn ready_fd_across_processes() {
         }));
     }
     kids.push(fork(move || {
-        let mut pb = pb;
+        let pb = pb_child;
         let mut rng = Rng::new(12);
         for i in 0..PER {
             pb.send(&i.to_le_bytes()).unwrap();
@@ -319,9 +325,14 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 fn async_across_processes() {
     let q = Queue::<u64>::anonymous(16, 4).unwrap();
     let back = Queue::<u64>::anonymous(16, 2).unwrap();
-    let (mut pa, pb) = Pipe::duplex_with_capacity(256).unwrap();
-    let mut sender = fork(|| {
-        let mut pb = pb;
+    let (mut pa, mut pb) = Pipe::duplex_with_capacity(256).unwrap();
+    // The child's end stays alive here too: dropped in the parent before
+    // the child's first use, it would read as disconnected until then.
+    let pb_child = &mut pb;
+    let qr = &q;
+    let mut sender = fork(move || {
+        let pb = pb_child;
+        let q = qr;
         let mut rng = Rng::new(20);
         for i in 0..PER {
             q.send(i).unwrap();
@@ -357,7 +368,40 @@ fn async_across_processes() {
     );
 }
 
+shmkit::task! {
+    static SQUARE: Task<u64, u64> = |x| x * x;
+}
+
+/// Pool results in a select, then awaited: `AsyncResult::get_async` and
+/// the executor's `result_async`. (Runs last: the pool starts threads.)
+fn pool_results_are_selectable_and_awaitable() {
+    let pool = shmkit::Pool::new(2).unwrap();
+    let results: Vec<_> = (0..8u64)
+        .map(|i| pool.apply_async(&SQUARE, i).unwrap())
+        .collect();
+    let mut done = [false; 8];
+    while !done.iter().all(|&d| d) {
+        let open: Vec<usize> = (0..8).filter(|&i| !done[i]).collect();
+        let members: Vec<&dyn shmkit::Selectable> =
+            open.iter().map(|&i| &results[i] as &dyn shmkit::Selectable).collect();
+        for s in select(&members, None) {
+            assert_eq!(s.ready, Ready::Item);
+            assert!(results[open[s.index]].ready(), "reported ready, not ready");
+            done[open[s.index]] = true;
+        }
+    }
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(block_on(r.get_async()).unwrap(), (i * i) as u64);
+    }
+    let late = pool.apply_async(&SQUARE, 12).unwrap();
+    assert_eq!(block_on(late.get_async()).unwrap(), 144);
+    let ex = shmkit::Executor::new(1).unwrap();
+    let f = ex.submit(&SQUARE, 9).unwrap();
+    assert_eq!(block_on(f.result_async()).unwrap(), 81);
+}
+
 fn main() {
+    shmkit::init();
     run(
         &[
             (
@@ -372,6 +416,10 @@ fn main() {
             // Starts the waiter thread: shmkit::fork refuses from here on.
             ("async_across_processes", async_across_processes),
             ("ready_fd_across_processes", ready_fd_across_processes),
+            (
+                "pool_results_are_selectable_and_awaitable",
+                pool_results_are_selectable_and_awaitable,
+            ),
         ],
         120,
     );
