@@ -52,8 +52,7 @@ use crate::process::{AsyncResult, ExitStatus, TaskError};
 use crate::queue::spsc::{Consumer, Producer};
 use crate::queue::typed::{Codec, GetError};
 use crate::queue::{
-    Connection, MpmcReceiver, MpmcSender, Queue, RecvError, SendError, TryRecvError,
-    TrySendError,
+    Connection, MpmcReceiver, MpmcSender, Queue, RecvError, SendError, TryRecvError, TrySendError,
 };
 use crate::select::watcher::{Probe, WakerRegistration};
 use crate::select::{MpmcWatch, PoolFuture};
@@ -204,9 +203,7 @@ fn recv_outcome<R>(r: Result<R, TryRecvError>) -> Option<Result<R, RecvError>> {
 
 /// Maps a try-send error to the outcome of a blocking send; `Err(msg)`
 /// for "full" (wait).
-fn send_outcome(
-    r: Result<(), TrySendError<&[u8]>>,
-) -> Result<Result<(), SendError<&[u8]>>, ()> {
+fn send_outcome(r: Result<(), TrySendError<&[u8]>>) -> Result<Result<(), SendError<&[u8]>>, ()> {
     match r {
         Ok(()) => Ok(Ok(())),
         Err(TrySendError::Full(_)) => Err(()),

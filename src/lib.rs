@@ -71,6 +71,8 @@
 
 mod primitives;
 
+#[cfg(not(loom))]
+pub mod aio;
 pub mod dict;
 pub mod error;
 pub mod os;
@@ -79,17 +81,15 @@ pub mod queue;
 pub mod segment;
 pub mod select;
 pub mod sync;
-#[cfg(not(loom))]
-pub mod aio;
 
 pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
 pub use error::{AttachError, Error, UntrustedSegment};
 pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Process, SpawnError};
 pub use queue::{JoinableQueue, Pipe, Queue};
+pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject};
 #[cfg(not(loom))]
 pub use select::ReadyFd;
 pub use select::{wait, Selectable, WaitSet};
-pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject};
 pub use sync::{
     Barrier, BarrierWaitError, BrokenBarrierError, Condvar, Event, Lock, LockGuard, LockTimedOut,
     Mutex, MutexGuard, OwnerDied, RLock, RLockGuard, RawMutex, Semaphore, ShmArray, ShmValue,

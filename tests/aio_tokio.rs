@@ -13,7 +13,11 @@ use shmkit::queue::{GetError, MpmcQueue, Pipe, RecvError, SendError, SpscRing};
 use shmkit::select::Ready;
 use shmkit::Queue;
 
-const N: u64 = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+const N: u64 = if cfg!(debug_assertions) {
+    2_000
+} else {
+    20_000
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -15,14 +15,16 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::{fork, run, Rng};
-use shmkit::queue::{
-    GetError, MpmcQueue, Pipe, RecvError, SpscRing, TryRecvError,
-};
+use shmkit::queue::{GetError, MpmcQueue, Pipe, RecvError, SpscRing, TryRecvError};
 use shmkit::select::{select, Ready, ReadyFd, Selected, WaitSet};
 use shmkit::{Event, Queue, ShmBox};
 
 /// Messages per sender.
-const PER: u64 = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+const PER: u64 = if cfg!(debug_assertions) {
+    2_000
+} else {
+    20_000
+};
 
 /// Pauses now and then, so the selector also sleeps between messages.
 fn jitter(rng: &mut Rng) {
@@ -85,20 +87,30 @@ fn many_senders_each_message_reported_once() {
         let open: Vec<usize> = (0..4).filter(|&i| next[i] < PER).collect();
         let subset: Vec<&dyn shmkit::Selectable> = open.iter().map(|&i| members[i]).collect();
         let ready = select(&subset, None);
-        assert!(!ready.is_empty(), "select without a deadline returned nothing");
+        assert!(
+            !ready.is_empty(),
+            "select without a deadline returned nothing"
+        );
         for Selected { index, ready } in ready {
             let index = open[index];
             assert_eq!(ready, Ready::Item, "member {index} reported {ready:?}");
             reports += 1;
             let v = match index {
-                0 => qa.try_recv().expect("typed queue a: reported ready, try_recv failed"),
-                1 => qb.try_recv().expect("typed queue b: reported ready, try_recv failed"),
+                0 => qa
+                    .try_recv()
+                    .expect("typed queue a: reported ready, try_recv failed"),
+                1 => qb
+                    .try_recv()
+                    .expect("typed queue b: reported ready, try_recv failed"),
                 2 => {
-                    rx.try_pop(&mut buf).expect("ring: reported ready, try_pop failed");
+                    rx.try_pop(&mut buf)
+                        .expect("ring: reported ready, try_pop failed");
                     u64::from_le_bytes(buf[..8].try_into().unwrap())
                 }
                 _ => {
-                    let m = pa.try_recv().expect("pipe: reported ready, try_recv failed");
+                    let m = pa
+                        .try_recv()
+                        .expect("pipe: reported ready, try_recv failed");
                     u64::from_le_bytes(m[..8].try_into().unwrap())
                 }
             };
@@ -168,7 +180,13 @@ fn sender_killed_while_selector_sleeps_is_reported() {
     let mut closed = [false; 2];
     while !closed.iter().all(|&c| c) {
         for s in select(&[&qrx, &rx], None) {
-            assert_eq!(s.ready, Ready::Closed, "member {} reported {:?}", s.index, s.ready);
+            assert_eq!(
+                s.ready,
+                Ready::Closed,
+                "member {} reported {:?}",
+                s.index,
+                s.ready
+            );
             closed[s.index] = true;
         }
     }
@@ -263,7 +281,10 @@ fn ready_fd_across_processes() {
     let mut next = [0u64; 3];
     while next.iter().any(|&n| n < PER) {
         {
-            let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let mut p = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
             rustix::event::poll(&mut p, None).unwrap();
         }
         // Drain everything ready, then re-arm.
@@ -382,8 +403,10 @@ fn pool_results_are_selectable_and_awaitable() {
     let mut done = [false; 8];
     while !done.iter().all(|&d| d) {
         let open: Vec<usize> = (0..8).filter(|&i| !done[i]).collect();
-        let members: Vec<&dyn shmkit::Selectable> =
-            open.iter().map(|&i| &results[i] as &dyn shmkit::Selectable).collect();
+        let members: Vec<&dyn shmkit::Selectable> = open
+            .iter()
+            .map(|&i| &results[i] as &dyn shmkit::Selectable)
+            .collect();
         for s in select(&members, None) {
             assert_eq!(s.ready, Ready::Item);
             assert!(results[open[s.index]].ready(), "reported ready, not ready");

@@ -359,7 +359,9 @@ fn scan(members: &[&dyn Selectable], liveness: bool) -> Vec<Selected> {
 }
 
 /// The notifiers of `members`, each once.
-pub(crate) fn notifiers_of<'a>(members: impl Iterator<Item = &'a dyn Selectable>) -> Vec<&'a Notifier> {
+pub(crate) fn notifiers_of<'a>(
+    members: impl Iterator<Item = &'a dyn Selectable>,
+) -> Vec<&'a Notifier> {
     let mut out = Vec::new();
     for m in members {
         m.notifiers(&mut out);
@@ -431,7 +433,10 @@ pub(crate) fn sleep_on(
 #[cfg(not(loom))]
 fn poll_fds(fds: &[std::os::fd::BorrowedFd<'_>], until: Option<Deadline>) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
     let timeout = until.map(|d| {
         let r = d.remaining();
         Timespec {

@@ -37,8 +37,8 @@ mod watch;
 pub use consumer::{Consumer, ReadGrant, TryPopIntoError};
 pub use handle::{EndpointError, SpscRing};
 pub use producer::{Producer, WriteGrant};
-pub(crate) use watch::RingWatch;
 pub use ring::{MAX_CAPACITY, MIN_CAPACITY, PAD, RING_HEADER_SIZE};
+pub(crate) use watch::RingWatch;
 
 use crate::primitives::{SpinBudget, Spinner};
 use crate::sync::notifier::Phase;

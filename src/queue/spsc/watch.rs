@@ -84,7 +84,11 @@ fn readiness(ring: &RawRing, want: Want, liveness: bool) -> Option<bool> {
             let cap = ring.cap as u64;
             let to_end = cap - (tail & (cap - 1));
             // A frame that does not fit before the end needs a pad first.
-            let need = if fsize <= to_end { fsize } else { to_end + fsize };
+            let need = if fsize <= to_end {
+                fsize
+            } else {
+                to_end + fsize
+            };
             if cap - (tail - head) >= need.min(cap) {
                 return Some(true);
             }
@@ -106,7 +110,9 @@ impl Consumer {
     pub(crate) fn select_readiness(&self, liveness: bool) -> Option<bool> {
         readiness(
             &self.ring,
-            Want::Frame { head: self.cur.head },
+            Want::Frame {
+                head: self.cur.head,
+            },
             liveness,
         )
     }
@@ -120,7 +126,9 @@ impl Consumer {
             want: if live {
                 Want::AnyFrame
             } else {
-                Want::Frame { head: self.cur.head }
+                Want::Frame {
+                    head: self.cur.head,
+                }
             },
         }
     }
@@ -130,7 +138,7 @@ impl Producer {
     /// An owned probe for "a frame of `len` payload bytes fits" as of
     /// the current cursor.
     pub(crate) fn watch(&self, len: usize) -> RingWatch {
-        let cap = (*self.ring).cap as u64;
+        let cap = self.ring.cap as u64;
         RingWatch {
             ring: self.ring.clone(),
             want: Want::Room {
