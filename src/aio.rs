@@ -1,7 +1,7 @@
 //! Async send and receive: runtime-agnostic futures for the typed
 //! [`Queue`], the byte queues ([`MpmcSender`]/[`MpmcReceiver`], SPSC
 //! [`Producer`]/[`Consumer`]), pipe [`Connection`]s, [`Process`] exit and
-//! pool results; with the `tokio` feature, [`AsyncReadyFd`].
+//! pool results; with the `tokio` feature, `AsyncReadyFd`.
 //!
 //! Each future first makes the try-call: an operation that can complete
 //! does so in its first `poll`, without a syscall. One that cannot

@@ -21,7 +21,7 @@
 //! # How it parks (the protocol)
 //!
 //! Every blocking primitive in shmkit parks on a [`Notifier`] (a futex
-//! word and a waiter count; see [`sync::notifier`](crate::sync::notifier)).
+//! word and a waiter count, in `sync::notifier`).
 //! A selector does the same *register → re-check → sleep* on all of its
 //! members' notifiers at once:
 //!
