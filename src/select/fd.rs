@@ -92,13 +92,12 @@ impl<S: Selectable + Send + Sync + 'static> Watchable for Arc<S> {
 /// ```
 /// use shmkit::select::ReadyFd;
 /// use shmkit::Queue;
-/// use std::os::fd::AsFd;
 ///
 /// let q = Queue::<u64>::anonymous(16, 8)?;
 /// let fd = ReadyFd::new(&[&q])?;
 /// q.send(7).unwrap();
 /// // Any poller sees the fd readable; plain poll(2) here.
-/// let mut p = [rustix::event::PollFd::new(&fd.as_fd(), rustix::event::PollFlags::IN)];
+/// let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
 /// rustix::event::poll(&mut p, None)?;
 /// assert_eq!(fd.ready().len(), 1);
 /// assert_eq!(q.try_recv().unwrap(), 7);

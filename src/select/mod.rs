@@ -76,6 +76,8 @@
 #[cfg(not(loom))]
 mod fd;
 mod impls;
+#[cfg(all(test, not(loom)))]
+mod tests;
 #[cfg(not(loom))]
 pub(crate) mod watcher;
 
