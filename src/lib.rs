@@ -24,6 +24,7 @@
 //! | `Value`, `Array` | [`ShmValue<T>`], [`ShmArray<T>`] |
 //! | `Manager().dict()` | [`ShmDict`] (bytes) / [`ShmMap<K, V>`] (serde), no server process |
 //! | `Pool`, `ProcessPoolExecutor` | [`Pool`], [`Executor`] (tasks registered with [`task!`]) |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait()`](fn@wait) / [`WaitSet`] over queues, pipes, events, semaphores, processes, pool results; [`ReadyFd`] for epoll; `async` in [`aio`] |
 //!
 //! Everything above is in the [`prelude`]: `use shmkit::prelude::*;`.
 //!
@@ -63,6 +64,8 @@
 //! | [`queue`] | SPSC byte-frame ring, MPMC queue, typed [`Queue`], [`JoinableQueue`], [`Pipe`] |
 //! | [`dict`] | [`ShmDict`], a shared hash map, and its typed [`ShmMap`] |
 //! | [`process`] | spawn, fork, [`Process`], [`Pool`], [`Executor`] |
+//! | [`select`] | waiting on many of the above at once ([`WaitSet`], [`wait()`](fn@wait)), [`ReadyFd`] for event loops |
+//! | [`aio`] | futures for send, receive, join and pool results, on any executor (`tokio` feature: `aio::AsyncReadyFd`) |
 //!
 //! The promise, precisely: see the top of this page and SAFETY.md.
 
@@ -113,6 +116,9 @@ pub mod prelude {
     };
     pub use crate::queue::{JoinableQueue, Pipe, Queue, QueueConfig};
     pub use crate::segment::{OpenOptions, SegmentObject, ShmBox};
+    #[cfg(not(loom))]
+    pub use crate::select::ReadyFd;
+    pub use crate::select::{Ready, Selectable, Selected, WaitSet};
     pub use crate::sync::{
         Barrier, Condvar, Event, Lock, Mutex, OwnerDied, RLock, Semaphore, ShmArray, ShmValue,
     };

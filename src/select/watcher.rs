@@ -95,8 +95,11 @@ impl Entry {
             .store(false, std::sync::atomic::Ordering::Release);
         match &self.action {
             Action::Wake(w) => {
-                if let Some(w) = lock(w).take() {
-                    w.wake();
+                // Taken out first: a waker that polls at once may update
+                // the slot.
+                let waker = lock(w).take();
+                if let Some(waker) = waker {
+                    waker.wake();
                 }
             }
             Action::Fd(fd) => {
