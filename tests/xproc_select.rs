@@ -371,6 +371,12 @@ fn async_across_processes() {
         i32::from(sum == PER * (PER - 1) / 2)
     })
     .unwrap();
+    // A ready operation completes in its first poll, without the waiter
+    // thread (this process is still single-threaded afterwards).
+    let ready = Queue::<u64>::anonymous(16, 2).unwrap();
+    block_on(ready.send_async(5)).unwrap();
+    assert_eq!(block_on(ready.recv_async()), Ok(5));
+    assert_eq!(shmkit::process::thread_count().unwrap(), 1);
     block_on(async {
         for i in 0..PER {
             assert_eq!(q.recv_async().await, Ok(i));
