@@ -36,6 +36,7 @@ fn empty_set_returns_at_once() {
 /// More words than `futex_waitv` takes: the selector sleeps on the first
 /// word in slices and still sees a set on the last one.
 #[test]
+#[cfg_attr(miri, ignore = "threads sleeping in real time; liveness syscalls")]
 fn more_than_waitv_max_words_falls_back() {
     let n = crate::os::futex::WAITV_MAX + 2;
     let events: Vec<Event> = (0..n).map(|_| Event::new()).collect();
@@ -58,6 +59,7 @@ fn more_than_waitv_max_words_falls_back() {
 
 /// A queue's sender dropped while the selector sleeps reads `Closed`.
 #[test]
+#[cfg_attr(miri, ignore = "threads sleeping in real time; liveness syscalls")]
 fn last_sender_dropped_reads_closed() {
     let q = MpmcQueue::in_process(8, 2).unwrap();
     let rx = q.receiver().unwrap();
@@ -79,6 +81,7 @@ fn last_sender_dropped_reads_closed() {
 /// A selector woken by a semaphore's `notify_one` passes the wake-up on:
 /// a thread blocked in `acquire` next to it still gets the permit.
 #[test]
+#[cfg_attr(miri, ignore = "threads sleeping in real time; liveness syscalls")]
 fn semaphore_wake_is_passed_on() {
     for _ in 0..20 {
         let sem = Semaphore::new(0, None);
