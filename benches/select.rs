@@ -6,7 +6,7 @@
 //! * `blocking`: `pong.recv()`, the plain blocking call (spin, then park);
 //! * `select`: `shmkit::select::select` over `pong` and an idle queue,
 //!   then `try_recv` (parks in `futex_waitv` on both words);
-//! * `ready_fd`: `poll(2)` on a `ReadyFd` over the same two queues, then
+//! * `ready_fd`: `epoll_wait` on a `ReadyFd` over the same two queues, then
 //!   `try_recv` and `rearm` (the waiter thread parks and writes the
 //!   eventfd);
 //! * `async`: `pong.recv_async()` on a minimal executor (the waiter thread
@@ -21,6 +21,7 @@
 mod common;
 
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::{Peer, Placement};
 use criterion::Criterion;
+use rustix::event::epoll;
 use shmkit::select::{select, ReadyFd};
 use shmkit::Queue;
 
@@ -68,6 +70,15 @@ fn main() {
     });
     let fd = ReadyFd::new(&[&pong, &idle]).unwrap();
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    epoll::add(
+        &ep,
+        &fd,
+        epoll::EventData::new_u64(0),
+        epoll::EventFlags::IN,
+    )
+    .unwrap();
+    let mut events = [MaybeUninit::<epoll::Event>::uninit(); 4];
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -107,11 +118,7 @@ fn main() {
                 for i in 0..iters {
                     ping.send(i).unwrap();
                     loop {
-                        let mut p = [rustix::event::PollFd::new(
-                            &fd,
-                            rustix::event::PollFlags::IN,
-                        )];
-                        rustix::event::poll(&mut p, None).unwrap();
+                        epoll::wait(&ep, &mut events, None).unwrap();
                         let got = pong.try_recv();
                         fd.rearm();
                         if let Ok(v) = got {

@@ -53,8 +53,10 @@ fn three_words_two_setters_both_seen() {
         while !(seen[0] && seen[2]) {
             // Only the members not seen yet (a set event stays ready).
             let open: Vec<usize> = (0..3).filter(|&i| !seen[i]).collect();
-            let members: Vec<&dyn shmkit::Selectable> =
-                open.iter().map(|&i| &words[i] as &dyn shmkit::Selectable).collect();
+            let members: Vec<&dyn shmkit::Selectable> = open
+                .iter()
+                .map(|&i| &words[i] as &dyn shmkit::Selectable)
+                .collect();
             for s in select(&members, None) {
                 seen[open[s.index]] = true;
             }
