@@ -407,12 +407,14 @@ pub(crate) const MAX_SLICE: Duration = Duration::from_millis(64);
 
 /// Sleeps on `keys` until one is woken or changes, or `until`. Returns
 /// false if `until` passed (or the fallback slice ran out) without a
-/// wake-up. Falls back to one word and a bounded slice where
-/// `futex_waitv` is unavailable.
+/// wake-up. Where `futex_waitv` is unavailable (or for more than 128
+/// words) it sleeps on the first word only, for at most `*fallback`
+/// (doubled, up to [`MAX_SLICE`], after each slice that runs out; back to
+/// [`FIRST_SLICE`] after a wake-up), and the caller re-checks everything.
 pub(crate) fn sleep_on(
     keys: &[(&AtomicU32, u32)],
     until: Option<Deadline>,
-    fallback_slice: Duration,
+    fallback: &mut Duration,
 ) -> bool {
     let Some(&(first, key)) = keys.first() else {
         match until {
@@ -425,8 +427,14 @@ pub(crate) fn sleep_on(
         Some(futex::WaitOutcome::TimedOut) => false,
         Some(_) => true,
         None => {
-            let slice = Deadline::earliest(until, Deadline::after(fallback_slice));
-            futex::wait(first, key, Some(slice)) != futex::WaitOutcome::TimedOut
+            let slice = Deadline::earliest(until, Deadline::after(*fallback));
+            let woken = futex::wait(first, key, Some(slice)) != futex::WaitOutcome::TimedOut;
+            *fallback = if woken {
+                FIRST_SLICE
+            } else {
+                (*fallback * 2).min(MAX_SLICE)
+            };
+            woken
         }
     }
 }
@@ -463,6 +471,7 @@ fn select_loop(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<S
     #[cfg(not(loom))]
     let only_fds = notifiers.is_empty() && fds.len() == members.len();
     let mut slice = FIRST_SLICE;
+    let mut fallback = FIRST_SLICE;
     let mut next_check = Deadline::after(slice);
     let mut liveness = false;
     loop {
@@ -491,7 +500,7 @@ fn select_loop(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<S
         } else {
             deadline
         };
-        sleep_on(&reg.keys, until, slice);
+        sleep_on(&reg.keys, until, &mut fallback);
         drop(reg);
         liveness = sliced && next_check.has_passed();
     }

@@ -173,6 +173,7 @@ fn kick() {
 fn run() {
     let hub = hub();
     let mut slice = FIRST_SLICE;
+    let mut fallback = FIRST_SLICE;
     let mut next_check = Deadline::after(slice);
     let mut liveness = false;
     loop {
@@ -210,7 +211,7 @@ fn run() {
         }
         let mut keys = reg.keys.clone();
         keys.push((&hub.ctl, ctl_key));
-        sleep_on(&keys, until, slice);
+        sleep_on(&keys, until, &mut fallback);
         drop(reg);
         drop(snapshot);
         liveness = sliced && next_check.has_passed();
