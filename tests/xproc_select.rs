@@ -241,6 +241,8 @@ fn process_exit_is_readiness() {
     );
     assert_eq!(first.exitcode(), Some(3));
     second.kill().unwrap();
+    // Processes only: the selector sleeps in poll(2) on the pidfd.
+    assert_eq!(shmkit::wait(&[&second], None), vec![0]);
     let ready = shmkit::wait(&[&second, &never], None);
     assert_eq!(ready, vec![0]);
     assert!(second.exit_status().is_some());
