@@ -24,6 +24,7 @@
 //! | `Value`, `Array` | [`ShmValue<T>`], [`ShmArray<T>`] |
 //! | `Manager().dict()` | [`ShmDict`] (bytes) / [`ShmMap<K, V>`] (serde), no server process |
 //! | `Pool`, `ProcessPoolExecutor` | [`Pool`], [`Executor`] (tasks registered with [`task!`]) |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait()`](fn@wait) / [`WaitSet`] over queues, pipes, events, semaphores, processes, pool results; [`ReadyFd`] for epoll; `async` in [`aio`] |
 //!
 //! Everything above is in the [`prelude`]: `use shmkit::prelude::*;`.
 //!
@@ -63,6 +64,8 @@
 //! | [`queue`] | SPSC byte-frame ring, MPMC queue, typed [`Queue`], [`JoinableQueue`], [`Pipe`] |
 //! | [`dict`] | [`ShmDict`], a shared hash map, and its typed [`ShmMap`] |
 //! | [`process`] | spawn, fork, [`Process`], [`Pool`], [`Executor`] |
+//! | [`select`] | waiting on many of the above at once ([`WaitSet`], [`wait()`](fn@wait)), [`ReadyFd`] for event loops |
+//! | [`aio`] | futures for send, receive, join and pool results, on any executor (`tokio` feature: `aio::AsyncReadyFd`) |
 //!
 //! The promise, precisely: see the top of this page and SAFETY.md.
 
@@ -71,12 +74,15 @@
 
 mod primitives;
 
+#[cfg(not(loom))]
+pub mod aio;
 pub mod dict;
 pub mod error;
 pub mod os;
 pub mod process;
 pub mod queue;
 pub mod segment;
+pub mod select;
 pub mod sync;
 
 pub use dict::{DictConfig, DictError, ShmDict, ShmMap};
@@ -84,6 +90,9 @@ pub use error::{AttachError, Error, UntrustedSegment};
 pub use process::{current_process, fork, init, Executor, ExitStatus, Pool, Process, SpawnError};
 pub use queue::{JoinableQueue, Pipe, Queue};
 pub use segment::{gc, OpenOptions, Segment, SegmentObject, ShmBox, ShmObject, TypeTag};
+#[cfg(not(loom))]
+pub use select::ReadyFd;
+pub use select::{wait, Selectable, WaitSet};
 pub use sync::{
     Barrier, BarrierWaitError, BrokenBarrierError, Condvar, Event, Lock, LockGuard, LockTimedOut,
     Mutex, MutexGuard, OwnerDied, RLock, RLockGuard, RawMutex, Semaphore, ShmArray, ShmValue,
@@ -107,6 +116,9 @@ pub mod prelude {
     };
     pub use crate::queue::{JoinableQueue, Pipe, Queue, QueueConfig};
     pub use crate::segment::{OpenOptions, SegmentObject, ShmBox, TypeTag};
+    #[cfg(not(loom))]
+    pub use crate::select::ReadyFd;
+    pub use crate::select::{Ready, Selectable, Selected, WaitSet};
     pub use crate::sync::{
         Barrier, Condvar, Event, Lock, Mutex, OwnerDied, RLock, Semaphore, ShmArray, ShmValue,
     };

@@ -93,6 +93,108 @@ pub fn wake(word: &AtomicU32, count: u32) -> usize {
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
 }
 
+/// The most words one [`wait_any`] call can sleep on (the kernel's
+/// `FUTEX_WAITV_MAX`).
+pub const WAITV_MAX: usize = 128;
+
+/// Sleeps until any of `words` (each with the value it is expected to
+/// hold) is woken or no longer holds its value, or `deadline` passes:
+/// Linux's `futex_waitv` (5.16 and later), shared futexes of 32 bits.
+///
+/// Returns `None` without sleeping when the kernel lacks `futex_waitv`
+/// (`ENOSYS`, remembered for the rest of the process), when `words` is
+/// empty or longer than [`WAITV_MAX`]; the caller then falls back to
+/// sleeping on one word for a bounded slice and re-checking them all.
+///
+/// ```
+/// use shmkit::os::{futex, Deadline};
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::Duration;
+///
+/// let (a, b) = (AtomicU32::new(0), AtomicU32::new(5));
+/// // `b` does not hold 4: the kernel returns at once (on 5.16+).
+/// let r = futex::wait_any(&[(&a, 0), (&b, 4)], None);
+/// assert!(matches!(r, None | Some(futex::WaitOutcome::ValueChanged)));
+/// let d = Deadline::after(Duration::from_millis(1));
+/// let r = futex::wait_any(&[(&a, 0), (&b, 5)], Some(d));
+/// assert!(matches!(r, None | Some(futex::WaitOutcome::TimedOut)));
+/// ```
+#[cfg(not(loom))]
+pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Deadline>) -> Option<WaitOutcome> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set once the kernel answered `ENOSYS`.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    /// `struct futex_waitv` of the kernel's uapi.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct FutexWaitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+    /// `FUTEX2_SIZE_U32`; no `FUTEX2_PRIVATE`: the words are shared memory.
+    const FUTEX2_SIZE_U32: u32 = 2;
+    /// The syscall number, the same on every architecture (generic table).
+    const SYS_FUTEX_WAITV: libc::c_long = 449;
+
+    // Miri does not model futex_waitv: the callers' fallback runs there.
+    if cfg!(miri)
+        || words.is_empty()
+        || words.len() > WAITV_MAX
+        || UNSUPPORTED.load(Ordering::Relaxed)
+    {
+        return None;
+    }
+    let mut v = [FutexWaitv {
+        val: 0,
+        uaddr: 0,
+        flags: 0,
+        reserved: 0,
+    }; WAITV_MAX];
+    for (slot, (word, expected)) in v.iter_mut().zip(words) {
+        *slot = FutexWaitv {
+            val: u64::from(*expected),
+            uaddr: (*word as *const AtomicU32) as usize as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        };
+    }
+    let ts = deadline.map(|d| d.to_timespec());
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `v` holds `words.len()` initialised entries whose addresses
+    // are live, aligned `AtomicU32`s borrowed for this call; `ts_ptr` is
+    // null or points at a timespec on this stack frame. The kernel only
+    // reads them. The timeout is absolute on CLOCK_MONOTONIC.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            v.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return Some(WaitOutcome::Woken);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => Some(WaitOutcome::ValueChanged),
+        Some(libc::ETIMEDOUT) => Some(WaitOutcome::TimedOut),
+        Some(libc::EINTR) => Some(WaitOutcome::Interrupted),
+        Some(libc::ENOSYS) => {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+            None
+        }
+        // EFAULT/EINVAL cannot happen for live words and a valid deadline;
+        // anything else reads as a spurious wake-up.
+        _ => Some(WaitOutcome::Woken),
+    }
+}
+
 #[cfg(loom)]
 mod model {
     use loom::sync::{Condvar, Mutex};
@@ -137,6 +239,31 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
         return slice_ran_out();
     }
     WaitOutcome::Woken
+}
+
+/// Loom model of `futex_waitv`: like [`wait`], with the value check over
+/// every word atomic with respect to [`wake`].
+#[cfg(loom)]
+pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Deadline>) -> Option<WaitOutcome> {
+    use crate::os::process::loom_liveness;
+    use crate::primitives::Ordering;
+    if words.is_empty() || words.len() > WAITV_MAX {
+        return None;
+    }
+    let guard = model::TABLE.lock.lock().unwrap();
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return Some(slice_ran_out());
+    }
+    if words.iter().any(|(w, e)| w.load(Ordering::SeqCst) != *e) {
+        return Some(WaitOutcome::ValueChanged);
+    }
+    let guard = model::TABLE.cond.wait(guard).unwrap();
+    if deadline.is_some() && loom_liveness::any_death() {
+        drop(guard);
+        return Some(slice_ran_out());
+    }
+    Some(WaitOutcome::Woken)
 }
 
 /// A timed wait's slice ran out (loom model): let the others run first,

@@ -23,7 +23,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
-use crate::queue::error::{RecvError, RecvTimeoutError, SendError};
+use crate::queue::error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 use crate::queue::spsc::{Consumer, EndpointError, Producer, SpscRing};
 
 /// Default capacity of each direction of a pipe, in bytes.
@@ -300,6 +300,48 @@ impl Connection {
         let v = postcard::from_bytes(&grant);
         grant.release();
         Ok(v?)
+    }
+
+    /// Receives one message if one is waiting (never blocks);
+    /// `Disconnected` is end-of-file.
+    ///
+    /// ```
+    /// use shmkit::queue::{Pipe, TryRecvError};
+    ///
+    /// let (mut a, mut b) = Pipe::in_process(256)?;
+    /// assert_eq!(b.try_recv(), Err(TryRecvError::Empty));
+    /// a.try_send(b"hi").unwrap();
+    /// assert_eq!(b.try_recv().unwrap(), b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
+        self.claim();
+        let mut v = Vec::new();
+        self.rx.try_pop(&mut v)?;
+        Ok(v)
+    }
+
+    /// Sends one message if it fits now (never blocks).
+    pub fn try_send<'a>(&mut self, msg: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
+        self.claim();
+        self.tx.try_push(msg)
+    }
+
+    /// The receiving ring's consumer (select's and async's hooks).
+    pub(crate) fn rx_consumer(&mut self) -> &mut Consumer {
+        self.claim();
+        &mut self.rx
+    }
+
+    /// The receiving ring's consumer, as is (select's readiness check).
+    pub(crate) fn rx_ref(&self) -> &Consumer {
+        &self.rx
+    }
+
+    /// The sending ring's producer (async's hook).
+    pub(crate) fn tx_producer(&mut self) -> &mut Producer {
+        self.claim();
+        &mut self.tx
     }
 
     /// Closes both directions for good: the other end's `recv` gets

@@ -507,14 +507,14 @@ impl<T, C> Queue<T, C> {
         self.queue.close();
     }
 
-    fn tx(&self) -> Option<&MpmcSender> {
+    pub(crate) fn tx(&self) -> Option<&MpmcSender> {
         self.tx
             .get_or_init(|| self.queue.sender().map_err(|_| ()))
             .as_ref()
             .ok()
     }
 
-    fn rx(&self) -> Option<&MpmcReceiver> {
+    pub(crate) fn rx(&self) -> Option<&MpmcReceiver> {
         self.rx
             .get_or_init(|| self.queue.receiver().map_err(|_| ()))
             .as_ref()

@@ -61,6 +61,11 @@ impl Event {
         self.notifier.notify_all();
     }
 
+    /// The notifier waiters sleep on (select's hook).
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Clears the flag.
     pub fn clear(&self) {
         self.flag.store(0, Ordering::Release);

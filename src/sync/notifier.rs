@@ -171,6 +171,14 @@ impl Notifier {
         futex::wake(&self.seq, count);
     }
 
+    /// The futex word waiters sleep on (the event count): what a waiter
+    /// that sleeps on several notifiers at once (`futex::wait_any`, as
+    /// [`select`](crate::select) does) passes with the key
+    /// [`prepare_wait`](Self::prepare_wait) returned.
+    pub fn word(&self) -> &AtomicU32 {
+        &self.seq
+    }
+
     /// Number of registered waiters (a snapshot).
     pub fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)

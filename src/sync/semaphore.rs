@@ -130,6 +130,11 @@ impl Semaphore {
         Ok(())
     }
 
+    /// The notifier waiters sleep on (select's hook).
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Units currently available (a snapshot).
     pub fn value(&self) -> u32 {
         self.count.load(Ordering::Relaxed)

@@ -131,6 +131,52 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The notifiers a receive / a send waits on.
+    pub(super) fn notifiers(&self) -> (&Notifier, &Notifier) {
+        let c = self.raw.ctl();
+        (&c.not_empty, &c.not_full)
+    }
+
+    /// Select's readiness hook: `Some(true)` if a receive (`send` false)
+    /// or a send (`send` true) would not find the queue empty / full,
+    /// `Some(false)` if it would report `Disconnected` (either side closed;
+    /// with `liveness`, the other side gone by the registry's rule, after
+    /// recovering a dead peer's stuck slot), `None` if it would block.
+    /// Loads only, unless `liveness`.
+    pub(super) fn readiness(&self, send: bool, liveness: bool) -> Option<bool> {
+        let raw = &self.raw;
+        let ready = |raw: &RawQueue| {
+            if send {
+                raw.tail_free()
+            } else {
+                raw.head_ready()
+            }
+        };
+        if ready(raw) {
+            return Some(true);
+        }
+        if raw.senders().is_closed() || raw.receivers().is_closed() {
+            return Some(false);
+        }
+        if liveness {
+            let recovered = if send {
+                raw.recover_tail()
+            } else {
+                raw.recover_head()
+            };
+            if recovered && ready(raw) {
+                return Some(true);
+            }
+            let other = if send { raw.receivers() } else { raw.senders() };
+            if other.is_disconnected() {
+                return Some(ready(raw));
+            }
+        }
+        None
+    }
+}
+
 /// A bounded MPMC queue of byte messages (each at most `slot_size`
 /// bytes) in a shared segment. Send and receive through endpoints:
 /// [`sender`](Self::sender) and [`receiver`](Self::receiver). See the
@@ -677,6 +723,17 @@ impl MpmcQueue {
     pub fn close(&self) {
         close_side(&self.shared, Side::Send);
         close_side(&self.shared, Side::Recv);
+    }
+
+    /// Select's hooks (crate-internal): the notifiers a receive / a send
+    /// waits on.
+    pub(crate) fn notifiers(&self) -> (&Notifier, &Notifier) {
+        self.shared.notifiers()
+    }
+
+    /// Select's readiness hook; see `Shared::readiness`.
+    pub(crate) fn readiness(&self, send: bool, liveness: bool) -> Option<bool> {
+        self.shared.readiness(send, liveness)
     }
 
     /// The unfinished-task counter and its notifier (JoinableQueue).

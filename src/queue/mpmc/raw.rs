@@ -559,6 +559,27 @@ impl RawQueue {
         ok
     }
 
+    /// Whether the slot at the head holds a published message (or a dead
+    /// producer's skipped slot): a pop would not find the queue empty.
+    /// Loads only (select's readiness check).
+    pub(super) fn head_ready(&self) -> bool {
+        let pos = self.hdr().head.load(Ordering::SeqCst);
+        self.slot(pos).is_some_and(|(meta, _)| {
+            let (seq, pid) = unpack(meta.stamp.load(Ordering::Acquire));
+            diff(seq, (pos as u32).wrapping_add(1)) == 0 && (pid == 0 || pid == SKIPPED)
+        })
+    }
+
+    /// Whether the slot at the tail is free for this lap: a push would
+    /// not find the queue full. Loads only.
+    pub(super) fn tail_free(&self) -> bool {
+        let pos = self.hdr().tail.load(Ordering::SeqCst);
+        self.slot(pos).is_some_and(|(meta, _)| {
+            let (seq, pid) = unpack(meta.stamp.load(Ordering::Acquire));
+            diff(seq, pos as u32) == 0 && pid == 0
+        })
+    }
+
     /// Messages in the queue (claimed-but-unpublished ones included).
     pub(super) fn len(&self) -> usize {
         let h = self.hdr();

@@ -271,6 +271,17 @@ impl MpmcReceiver {
         close_side(&self.ep.shared, Side::Recv);
     }
 
+    /// Select's hooks (crate-internal): this endpoint's notifier and
+    /// readiness (see `Shared::readiness`).
+    pub(crate) fn select_notifier(&self) -> &crate::sync::Notifier {
+        self.ep.shared.notifiers().0
+    }
+
+    /// See [`select_notifier`](Self::select_notifier).
+    pub(crate) fn select_readiness(&self, liveness: bool) -> Option<bool> {
+        self.ep.shared.readiness(false, liveness)
+    }
+
     /// The queue this endpoint receives from.
     pub fn queue(&self) -> MpmcQueue {
         MpmcQueue {

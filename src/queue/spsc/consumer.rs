@@ -47,7 +47,7 @@ pub enum TryPopIntoError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Consumer {
-    ring: Arc<RawRing>,
+    pub(super) ring: Arc<RawRing>,
     pub(super) cur: ConsumerCursor,
     owner: Owner,
     /// When an empty `try_pop` may check the producer's liveness.

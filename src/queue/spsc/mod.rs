@@ -32,11 +32,13 @@ mod consumer;
 mod handle;
 mod producer;
 mod ring;
+mod watch;
 
 pub use consumer::{Consumer, ReadGrant, TryPopIntoError};
 pub use handle::{EndpointError, SpscRing};
 pub use producer::{Producer, WriteGrant};
 pub use ring::{MAX_CAPACITY, MIN_CAPACITY, PAD, RING_HEADER_SIZE};
+pub(crate) use watch::RingWatch;
 
 use crate::primitives::{SpinBudget, Spinner};
 use crate::sync::notifier::Phase;

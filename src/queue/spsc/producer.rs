@@ -33,8 +33,8 @@ use crate::sync::notifier::{wait, Slices, Waited};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Producer {
-    ring: Arc<RawRing>,
-    cur: ProducerCursor,
+    pub(super) ring: Arc<RawRing>,
+    pub(super) cur: ProducerCursor,
     owner: Owner,
     /// Adaptive spin before parking while full (process-local).
     spin: SpinBudget,
