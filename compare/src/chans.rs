@@ -416,14 +416,30 @@ pub mod iox {
     }
 
     impl IoxRx {
-        /// Opens (or creates) service `name` and subscribes.
-        pub fn new(name: &str, delivery: Delivery, buffer: usize) -> IoxRx {
+        /// Opens (or creates) service `name` and subscribes. With
+        /// `connect`, also waits for the publisher and connects to it now:
+        /// iceoryx2 drops (even when lossless) samples sent into a full
+        /// buffer that its subscriber has not connected to yet.
+        pub fn new(name: &str, delivery: Delivery, buffer: usize, connect: bool) -> IoxRx {
             let node = NodeBuilder::new().create::<Svc>().expect("iceoryx2 node");
             let svc = service(&node, name, delivery, buffer);
             let subscriber = svc
                 .subscriber_builder()
                 .create()
                 .expect("iceoryx2 subscriber");
+            if connect {
+                let start = std::time::Instant::now();
+                while svc.dynamic_config().number_of_publishers() == 0 {
+                    assert!(
+                        start.elapsed() < std::time::Duration::from_secs(60),
+                        "iceoryx2: no publisher connected"
+                    );
+                    std::thread::yield_now();
+                }
+                subscriber
+                    .update_connections()
+                    .expect("update_connections");
+            }
             IoxRx {
                 subscriber,
                 _node: node,

@@ -40,6 +40,9 @@ pub struct Plan {
     pub pingpong_rounds: u64,
     pub scaling: bool,
     pub python: bool,
+    /// Only the pair systems whose name contains this (and no other
+    /// workloads): for checking one system.
+    pub only: Option<String>,
 }
 
 impl Plan {
@@ -74,6 +77,7 @@ impl Plan {
             pingpong_rounds: if quick { 20_000 } else { 200_000 },
             scaling: cores >= 8 || force_scaling,
             python,
+            only: None,
         }
     }
 
@@ -145,6 +149,7 @@ fn usage() -> ! {
          \n  --quick      small counts, 2 rounds (about 3 minutes on 2 cores)\n\
          \n  --out FILE   report path (default compare/RESULTS.md); plots go beside it\n\
          \n  --no-python  skip the Python multiprocessing scripts\n\
+         \n  --only NAME  only the queue systems whose name contains NAME (no other workloads)\n\
          \n  --scaling    run the 1→8 pairs scaling run even with fewer than 8 cores"
     );
     std::process::exit(2);
@@ -157,6 +162,7 @@ fn main() {
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"));
     let mut python = true;
     let mut force_scaling = false;
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -164,12 +170,14 @@ fn main() {
             "--full" => quick = false,
             "--no-python" => python = false,
             "--scaling" => force_scaling = true,
+            "--only" => only = Some(args.next().unwrap_or_else(|| usage())),
             "--out" => out = PathBuf::from(args.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
     let machine = sys::Machine::probe();
-    let plan = Plan::new(quick, machine.cores, force_scaling, python);
+    let mut plan = Plan::new(quick, machine.cores, force_scaling, python && only.is_none());
+    plan.only = only;
     let python_skip = if !plan.python {
         Some("skipped with --no-python".to_string())
     } else if machine.python.is_none() {
@@ -210,8 +218,12 @@ fn main() {
 }
 
 fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
-    let mut order = systems::ALL.to_vec();
-    let k = r % order.len();
+    let mut order: Vec<Sys> = systems::ALL
+        .iter()
+        .copied()
+        .filter(|s| plan.only.as_ref().is_none_or(|o| s.name().contains(o.as_str())))
+        .collect();
+    let k = r % order.len().max(1);
     order.rotate_left(k);
     let tag = format!("round {}/{}", r + 1, plan.rounds);
     let mut pingpong = Vec::new();
@@ -250,6 +262,20 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
         }
     }
     let mut nxn = Vec::new();
+    let mut lock = Vec::new();
+    if plan.only.is_some() {
+        return Round {
+            order,
+            pingpong,
+            tp,
+            rt,
+            nxn,
+            lock,
+            dict: Err("skipped (--only)".into()),
+            pool: Err("skipped (--only)".into()),
+            python: Err("skipped (--only)".into()),
+        };
+    }
     let mut nsys = [extra::NxN::ShmMpmc, extra::NxN::ShmQueueU64, extra::NxN::CbArray];
     nsys.rotate_left(r % 3);
     for &n in &plan.nxn {
@@ -258,7 +284,6 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
             nxn.push((s, n, extra::nxn(s, n, plan.nxn_total)));
         }
     }
-    let mut lock = Vec::new();
     let mut lsys = [
         extra::LockSys::ShmLock,
         extra::LockSys::PthreadShared,

@@ -224,7 +224,7 @@ where
                 count,
                 size,
                 move || IoxTx::new(&name, size, Delivery::Lossless, d),
-                move || IoxRx::new(&n2, Delivery::Lossless, d),
+                move || IoxRx::new(&n2, Delivery::Lossless, d, true),
             )
         }
         Sys::IoxLossy => work::iox_lossy(pl, count, size, d),
@@ -389,11 +389,11 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                 n,
                 warm,
                 move || {
-                    let rx = IoxRx::new(&ba, Delivery::Lossless, 64);
+                    let rx = IoxRx::new(&ba, Delivery::Lossless, 64, false);
                     (IoxTx::new(&ab, N, Delivery::Lossless, 64), rx)
                 },
                 move || {
-                    let rx = IoxRx::new(&ab2, Delivery::Lossless, 64);
+                    let rx = IoxRx::new(&ab2, Delivery::Lossless, 64, false);
                     (IoxTx::new(&ba2, N, Delivery::Lossless, 64), rx)
                 },
             )

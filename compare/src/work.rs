@@ -29,9 +29,13 @@ pub struct Rate {
 fn consume<R: Rx>(rx: &mut R, count: u64, size: usize, ctl: &Ctl) {
     let mut errors = 0;
     let mut sum = 0u64;
+    let debug = std::env::var_os("SHMKIT_COMPARE_DEBUG").is_some();
     for i in 0..count {
         let (seq, len) = rx.recv();
         if len != size || (size >= 8 && seq != i) {
+            if debug && errors < 5 {
+                eprintln!("\nconsume: message {i}: seq {seq}, len {len} (want {size})");
+            }
             errors += 1;
         }
         sum = sum.wrapping_add(seq);
@@ -201,7 +205,7 @@ pub fn iox_lossy(placement: Placement, count: u64, size: usize, buffer: usize) -
     placement.enter_driver();
     let child = Child::fork(|| {
         placement.enter_peer();
-        let mut rx = IoxRx::new(&name, Delivery::Lossy, buffer);
+        let mut rx = IoxRx::new(&name, Delivery::Lossy, buffer, true);
         ctl.ready.store(1, Ordering::Release);
         let (mut got, mut errors, mut last) = (0u64, 0u64, None::<u64>);
         loop {
@@ -232,8 +236,8 @@ pub fn iox_lossy(placement: Placement, count: u64, size: usize, buffer: usize) -
         ctl.errors.store(errors, Ordering::Relaxed);
         ctl.done.store(1, Ordering::Release);
     });
-    wait_at_least(&ctl.ready, 1);
     let mut tx = IoxTx::new(&name, size, Delivery::Lossy, buffer);
+    wait_at_least(&ctl.ready, 1);
     let t0 = Instant::now();
     for i in 0..count {
         tx.send(i);
