@@ -436,9 +436,7 @@ pub mod iox {
                     );
                     std::thread::yield_now();
                 }
-                subscriber
-                    .update_connections()
-                    .expect("update_connections");
+                subscriber.update_connections().expect("update_connections");
             }
             IoxRx {
                 subscriber,

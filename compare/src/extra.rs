@@ -298,7 +298,8 @@ pub fn dict(keys: u64, ops: u64) -> Result<DictNs, String> {
     let t0 = Instant::now();
     for i in 0..ops {
         let k = i % keys;
-        d.set(&key(k), &(k * 3).to_le_bytes()).map_err(|e| e.to_string())?;
+        d.set(&key(k), &(k * 3).to_le_bytes())
+            .map_err(|e| e.to_string())?;
     }
     let shm_set = t0.elapsed().as_nanos() as f64 / ops as f64;
     let t0 = Instant::now();
@@ -322,7 +323,8 @@ pub fn dict(keys: u64, ops: u64) -> Result<DictNs, String> {
                 bad += 1;
             }
         }
-        c.counter.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.counter
+            .store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         c.errors.store(bad, Ordering::Relaxed);
         c.done.store(1, Ordering::Release);
     });
@@ -335,7 +337,9 @@ pub fn dict(keys: u64, ops: u64) -> Result<DictNs, String> {
     let t0 = Instant::now();
     for i in 0..ops {
         let k = i % keys;
-        m.lock().expect("mutex").insert(key(k), (k * 3).to_le_bytes());
+        m.lock()
+            .expect("mutex")
+            .insert(key(k), (k * 3).to_le_bytes());
     }
     let mutex_map_set = t0.elapsed().as_nanos() as f64 / ops as f64;
     let t0 = Instant::now();
@@ -373,7 +377,8 @@ pub struct PoolNs {
 pub fn pool(workers: usize, tasks: u64, rounds: u64) -> Result<PoolNs, String> {
     let pool = shmkit::Pool::new(workers).map_err(|e| e.to_string())?;
     // One warm-up so every worker is up.
-    pool.map(&ADD_ONE, 0..workers as u64 * 2, None).map_err(|e| e.to_string())?;
+    pool.map(&ADD_ONE, 0..workers as u64 * 2, None)
+        .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let mut sum = 0u64;
     for r in pool.imap_unordered(&ADD_ONE, 0..tasks, 1) {

@@ -176,7 +176,12 @@ fn main() {
         }
     }
     let machine = sys::Machine::probe();
-    let mut plan = Plan::new(quick, machine.cores, force_scaling, python && only.is_none());
+    let mut plan = Plan::new(
+        quick,
+        machine.cores,
+        force_scaling,
+        python && only.is_none(),
+    );
     plan.only = only;
     let python_skip = if !plan.python {
         Some("skipped with --no-python".to_string())
@@ -190,7 +195,11 @@ fn main() {
     }
     let started = Instant::now();
     let per_round = plan.placements.len() * (1 + systems::ALL.len() * plan.sizes.len())
-        + plan.placements.len() * systems::ALL.iter().map(|s| systems::rt_modes(*s).len()).sum::<usize>()
+        + plan.placements.len()
+            * systems::ALL
+                .iter()
+                .map(|s| systems::rt_modes(*s).len())
+                .sum::<usize>()
         + plan.nxn.len() * 3
         + 4
         + 2
@@ -211,7 +220,15 @@ fn main() {
         out.display()
     );
     let wall = started.elapsed();
-    if let Err(e) = report::write(&out, &plan, &machine, &rounds, scaling.as_ref(), wall, python_skip.as_deref()) {
+    if let Err(e) = report::write(
+        &out,
+        &plan,
+        &machine,
+        &rounds,
+        scaling.as_ref(),
+        wall,
+        python_skip.as_deref(),
+    ) {
         eprintln!("cannot write the report: {e}");
         std::process::exit(1);
     }
@@ -221,7 +238,11 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     let mut order: Vec<Sys> = systems::ALL
         .iter()
         .copied()
-        .filter(|s| plan.only.as_ref().is_none_or(|o| s.name().contains(o.as_str())))
+        .filter(|s| {
+            plan.only
+                .as_ref()
+                .is_none_or(|o| s.name().contains(o.as_str()))
+        })
         .collect();
     let k = r % order.len().max(1);
     order.rotate_left(k);
@@ -235,7 +256,11 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     for &pl in &plan.placements {
         for &sys in &order {
             for &size in &plan.sizes {
-                p.step(&format!("{tag} throughput {} {size} B {}", sys.name(), pl.label()));
+                p.step(&format!(
+                    "{tag} throughput {} {size} B {}",
+                    sys.name(),
+                    pl.label()
+                ));
                 let rate = systems::throughput(sys, size, plan.tp_count(size), pl);
                 tp.push(TpRow {
                     sys,
@@ -250,7 +275,11 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     for &pl in &plan.placements {
         for &sys in &order {
             for &mode in systems::rt_modes(sys) {
-                p.step(&format!("{tag} round trip {} {mode:?} {}", sys.name(), pl.label()));
+                p.step(&format!(
+                    "{tag} round trip {} {mode:?} {}",
+                    sys.name(),
+                    pl.label()
+                ));
                 let samples = systems::roundtrip(sys, mode, plan.rt_n, pl);
                 rt.push(RtRow {
                     sys,
@@ -276,7 +305,11 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
             python: Err("skipped (--only)".into()),
         };
     }
-    let mut nsys = [extra::NxN::ShmMpmc, extra::NxN::ShmQueueU64, extra::NxN::CbArray];
+    let mut nsys = [
+        extra::NxN::ShmMpmc,
+        extra::NxN::ShmQueueU64,
+        extra::NxN::CbArray,
+    ];
     nsys.rotate_left(r % 3);
     for &n in &plan.nxn {
         for &s in &nsys {
@@ -347,7 +380,8 @@ fn scaling_run(sys: Sys, k: usize, count: u64) -> Result<f64, String> {
                     .map(|r| r.msgs_per_s)
                     .unwrap_or(f64::NAN);
                 // SAFETY: slot `i` (< 8) lies in the 4096-byte shared page.
-                unsafe { &*slots.add(i) }.store(rate.to_bits(), std::sync::atomic::Ordering::Release);
+                unsafe { &*slots.add(i) }
+                    .store(rate.to_bits(), std::sync::atomic::Ordering::Release);
             })
         })
         .collect();
@@ -357,7 +391,8 @@ fn scaling_run(sys: Sys, k: usize, count: u64) -> Result<f64, String> {
     let mut sum = 0.0;
     for i in 0..k {
         // SAFETY: as above; every writer has exited.
-        let v = f64::from_bits(unsafe { &*slots.add(i) }.load(std::sync::atomic::Ordering::Acquire));
+        let v =
+            f64::from_bits(unsafe { &*slots.add(i) }.load(std::sync::atomic::Ordering::Acquire));
         if v.is_nan() {
             return Err(format!("pair {i} failed"));
         }

@@ -9,7 +9,7 @@ pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_bench.p
 /// not.
 pub fn run(plan: &Plan) -> Result<serde_json::Value, String> {
     let (tp_bytes, tp_max, rt, nxn_total, lock, dict_ops) = if plan.quick {
-        (8u64 << 20, 20_000u64, 2_000, 20_000, 20_000, 2_000)
+        (4u64 << 20, 5_000u64, 1_000, 5_000, 10_000, 500)
     } else {
         (64 << 20, 200_000, 20_000, 200_000, 200_000, 20_000)
     };
@@ -28,8 +28,8 @@ pub fn run(plan: &Plan) -> Result<serde_json::Value, String> {
         "dict_keys": plan.dict_keys,
         "dict_ops": dict_ops,
         "workers": plan.pool_workers,
-        "pool_tasks": plan.pool_tasks,
-        "pool_rounds": plan.pool_rounds,
+        "pool_tasks": if plan.quick { 1_000 } else { plan.pool_tasks },
+        "pool_rounds": if plan.quick { 100 } else { plan.pool_rounds },
     });
     let out = std::process::Command::new("python3")
         .arg(SCRIPT)

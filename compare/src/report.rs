@@ -123,7 +123,10 @@ pub fn write(
         );
     }
     let _ = writeln!(w, "## Machine\n");
-    let _ = writeln!(w, "| CPU | online cores | kernel | Python |\n|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| CPU | online cores | kernel | Python |\n|---|---|---|---|"
+    );
     let _ = writeln!(
         w,
         "| {} | {} | {} | {} |\n",
@@ -173,7 +176,14 @@ pub fn write(
     let _ = writeln!(w, "| round | placement | start | end |\n|---|---|---|---|");
     for (i, r) in rounds.iter().enumerate() {
         for (pl, a, b) in &r.pingpong {
-            let _ = writeln!(w, "| {} | {} | {} | {} |", i + 1, pl.label(), ns(*a), ns(*b));
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} |",
+                i + 1,
+                pl.label(),
+                ns(*a),
+                ns(*b)
+            );
         }
     }
     let _ = writeln!(w);
@@ -195,6 +205,9 @@ pub fn write(
         }
         let _ = writeln!(w);
         for sys in systems::ALL {
+            if !rounds.iter().any(|r| r.tp.iter().any(|t| t.sys == sys)) {
+                continue;
+            }
             let _ = write!(w, "| {} |", sys.name());
             for &sz in &plan.sizes {
                 let (v, r) = med_ratio(
@@ -224,7 +237,10 @@ pub fn write(
                 let _ = writeln!(w);
             }
         }
-        let _ = write!(w, "\niceoryx2 lossy, fraction of samples lost (median over rounds):");
+        let _ = write!(
+            w,
+            "\niceoryx2 lossy, fraction of samples lost (median over rounds):"
+        );
         for &sz in &plan.sizes {
             let loss: Vec<f64> = rounds
                 .iter()
@@ -250,11 +266,12 @@ pub fn write(
         let (v, r) = med_ratio(
             rounds,
             |r| py_f(r, &["queue_int_tp"]),
-            |r| tp_of(r, Sys::ShmPod, 8, Placement::Unpinned),
+            |r| nxn_of(r, NxN::ShmQueueU64, 1),
         );
         let _ = writeln!(
             w,
-            "Python `mp.Queue` of ints (the API the seeds use): {} (shmkit `PodQueue` 8 B is {} that).\n",
+            "Python `mp.Queue` of ints (the API the seeds use), one producer and one consumer process: {} \
+             (shmkit typed `Queue<u64>` 1×1 across processes, below, is {} that in the same round).\n",
             v.map(rate).unwrap_or_else(|| "failed".into()),
             r.map(|r| format!("{:.0}×", 1.0 / r)).unwrap_or_else(|| "?".into())
         );
@@ -273,21 +290,18 @@ pub fn write(
             "| system | wait | median | p99 | p99.9 | median ÷ ping-pong |\n|---|---|---|---|---|---|"
         );
         for sys in systems::ALL {
+            if !rounds.iter().any(|r| r.rt.iter().any(|t| t.sys == sys)) {
+                continue;
+            }
             for &mode in systems::rt_modes(sys) {
                 let q = |r: &Round, x: f64| -> Option<f64> {
-                    let row = r
-                        .rt
-                        .iter()
-                        .find(|t| t.sys == sys && t.mode == mode && t.placement == pl)?;
+                    let row =
+                        r.rt.iter()
+                            .find(|t| t.sys == sys && t.mode == mode && t.placement == pl)?;
                     let mut v = row.samples.as_ref().ok()?.clone();
                     Some(quantile(&mut v, x))
                 };
-                let pp = |r: &Round| {
-                    r.pingpong
-                        .iter()
-                        .find(|p| p.0 == pl)
-                        .map(|p| p.1)
-                };
+                let pp = |r: &Round| r.pingpong.iter().find(|p| p.0 == pl).map(|p| p.1);
                 let (m50, ratio) = med_ratio(rounds, |r| q(r, 0.5), pp);
                 let m99 = med(rounds.iter().filter_map(|r| q(r, 0.99)).collect());
                 let m999 = med(rounds.iter().filter_map(|r| q(r, 0.999)).collect());
@@ -305,7 +319,10 @@ pub fn write(
             }
         }
         if pl == Placement::Unpinned && python_skip.is_none() {
-            for (label, key) in [("Python mp.Pipe", "pipe_rt"), ("Python mp.Queue", "queue_rt")] {
+            for (label, key) in [
+                ("Python mp.Pipe", "pipe_rt"),
+                ("Python mp.Queue", "queue_rt"),
+            ] {
                 let g = |k: &str| med(rounds.iter().filter_map(|r| py_f(r, &[key, k])).collect());
                 let f = |x: Option<f64>| x.map(ns).unwrap_or_else(|| "failed".into());
                 let _ = writeln!(
@@ -338,11 +355,7 @@ pub fn write(
     for s in [NxN::ShmMpmc, NxN::ShmQueueU64, NxN::CbArray] {
         let _ = write!(w, "| {} |", s.name());
         for &n in &plan.nxn {
-            let (v, r) = med_ratio(
-                rounds,
-                |r| nxn_of(r, s, n),
-                |r| nxn_of(r, NxN::CbArray, n),
-            );
+            let (v, r) = med_ratio(rounds, |r| nxn_of(r, s, n), |r| nxn_of(r, NxN::CbArray, n));
             let _ = write!(w, " {} |", cell(v, r, rate));
         }
         let _ = writeln!(w);
@@ -351,12 +364,18 @@ pub fn write(
         let _ = write!(w, "| Python mp.Queue (ints) |");
         for &n in &plan.nxn {
             let k = n.to_string();
-            let v = med(rounds.iter().filter_map(|r| py_f(r, &["nxn", &k])).collect());
+            let v = med(rounds
+                .iter()
+                .filter_map(|r| py_f(r, &["nxn", &k]))
+                .collect());
             let _ = write!(w, " {} |", v.map(rate).unwrap_or_else(|| "failed".into()));
         }
         let _ = writeln!(w);
     }
-    let _ = writeln!(w, "\nRatios are to crossbeam `ArrayQueue` (threads) in the same round.\n");
+    let _ = writeln!(
+        w,
+        "\nRatios are to crossbeam `ArrayQueue` (threads) in the same round.\n"
+    );
 
     // Locks.
     let _ = writeln!(
@@ -401,7 +420,12 @@ pub fn write(
         w,
         "| operation | shmkit ShmDict | ShmDict, from a forked peer | Mutex<HashMap> (in-process) | Python Manager dict |\n|---|---|---|---|---|"
     );
-    let pyd = |k: &str| med(rounds.iter().filter_map(|r| py_f(r, &["manager_dict", k])).collect());
+    let pyd = |k: &str| {
+        med(rounds
+            .iter()
+            .filter_map(|r| py_f(r, &["manager_dict", k]))
+            .collect())
+    };
     let _ = writeln!(
         w,
         "| get | {} | {} | {} | {} |",
@@ -430,7 +454,12 @@ pub fn write(
             .filter_map(|r| r.pool.as_ref().ok().map(f))
             .collect())
     };
-    let pyp = |k: &str| med(rounds.iter().filter_map(|r| py_f(r, &["pool", k])).collect());
+    let pyp = |k: &str| {
+        med(rounds
+            .iter()
+            .filter_map(|r| py_f(r, &["pool", k]))
+            .collect())
+    };
     let rf = |x: Option<f64>| x.map(rate).unwrap_or_else(|| "failed".into());
     let _ = writeln!(
         w,
@@ -438,8 +467,7 @@ pub fn write(
     );
     let _ = writeln!(
         w,
-        "| {} tiny tasks, `imap_unordered` / `map`, chunksize 1 | {} | {} | {} |",
-        plan.pool_tasks,
+        "| tiny tasks, `imap_unordered` / `map`, chunksize 1 (tasks/s) | {} | {} | {} |",
         rf(p(|x| x.imap_tasks_per_s)),
         rf(pyp("imap_tasks_per_s")),
         rf(pyp("executor_map_tasks_per_s"))
@@ -460,7 +488,10 @@ pub fn write(
         );
         let _ = writeln!(w, "| pairs | system | total |\n|---|---|---|");
         for (sys, k, r) in &sc.rows {
-            let v = r.as_ref().map(|x| rate(*x)).unwrap_or_else(|e| format!("failed: {e}"));
+            let v = r
+                .as_ref()
+                .map(|x| rate(*x))
+                .unwrap_or_else(|e| format!("failed: {e}"));
             let _ = writeln!(w, "| {k} | {} | {v} |", sys.name());
         }
         let _ = writeln!(w);
@@ -471,12 +502,24 @@ pub fn write(
     for (i, r) in rounds.iter().enumerate() {
         for t in &r.tp {
             if let Err(e) = &t.rate {
-                fails.push(format!("round {}: throughput {} {} {}: {e}", i + 1, t.sys.name(), size_label(t.size), t.placement.label()));
+                fails.push(format!(
+                    "round {}: throughput {} {} {}: {e}",
+                    i + 1,
+                    t.sys.name(),
+                    size_label(t.size),
+                    t.placement.label()
+                ));
             }
         }
         for t in &r.rt {
             if let Err(e) = &t.samples {
-                fails.push(format!("round {}: round trip {} {} {}: {e}", i + 1, t.sys.name(), mode_label(t.mode), t.placement.label()));
+                fails.push(format!(
+                    "round {}: round trip {} {} {}: {e}",
+                    i + 1,
+                    t.sys.name(),
+                    mode_label(t.mode),
+                    t.placement.label()
+                ));
             }
         }
         for (s, n, x) in &r.nxn {
@@ -546,8 +589,40 @@ fn perr<E: std::fmt::Debug>(e: E) -> String {
     format!("plot: {e:?}")
 }
 
+/// Twenty well-separated colours (shmkit's series take the first five).
+const COLORS: [(u8, u8, u8); 20] = [
+    (214, 39, 40),
+    (31, 119, 180),
+    (44, 160, 44),
+    (255, 127, 14),
+    (148, 103, 189),
+    (140, 86, 75),
+    (127, 127, 127),
+    (23, 190, 207),
+    (188, 189, 34),
+    (227, 119, 194),
+    (0, 0, 0),
+    (174, 199, 232),
+    (152, 223, 138),
+    (255, 187, 120),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (158, 218, 229),
+    (219, 219, 141),
+    (57, 59, 121),
+];
+
+fn style(i: usize, name: &str) -> ShapeStyle {
+    let (r, g, b) = COLORS[i % COLORS.len()];
+    let width = if name.starts_with("shmkit") { 3 } else { 1 };
+    RGBColor(r, g, b).stroke_width(width)
+}
+
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
 fn plot_throughput(path: &PathBuf, plan: &Plan, rounds: &[Round]) -> Result<(), String> {
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut series: Series = Vec::new();
     for sys in systems::ALL {
         let pts: Vec<(f64, f64)> = plan
             .sizes
@@ -564,30 +639,45 @@ fn plot_throughput(path: &PathBuf, plan: &Plan, rounds: &[Round]) -> Result<(), 
             series.push((sys.name().to_string(), pts));
         }
     }
-    for (label, key) in [("Python mp.Queue", "queue_tp"), ("Python mp.Pipe", "pipe_tp")] {
+    for (label, key) in [
+        ("Python mp.Queue", "queue_tp"),
+        ("Python mp.Pipe", "pipe_tp"),
+    ] {
         let pts: Vec<(f64, f64)> = plan
             .sizes
             .iter()
             .filter_map(|&sz| {
                 let k = sz.to_string();
-                Some((sz as f64, med(rounds.iter().filter_map(|r| py_f(r, &[key, &k])).collect())?))
+                Some((
+                    sz as f64,
+                    med(rounds.iter().filter_map(|r| py_f(r, &[key, &k])).collect())?,
+                ))
             })
             .collect();
         if !pts.is_empty() {
             series.push((label.to_string(), pts));
         }
     }
-    let all: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).collect();
+    let all: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .collect();
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1.0);
     let hi = all.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
-    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 680)).into_drawing_area();
     root.fill(&WHITE).map_err(perr)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("One-way throughput vs message size (unpinned, median over rounds)", ("sans-serif", 20))
+        .caption(
+            "One-way throughput vs message size (unpinned, median over rounds; shmkit thick)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(80)
-        .build_cartesian_2d((6f64..90_000f64).log_scale(), (lo / 2.0..hi * 2.0).log_scale())
+        .build_cartesian_2d(
+            (6f64..90_000f64).log_scale(),
+            (lo / 2.0..hi * 2.0).log_scale(),
+        )
         .map_err(perr)?;
     chart
         .configure_mesh()
@@ -598,21 +688,21 @@ fn plot_throughput(path: &PathBuf, plan: &Plan, rounds: &[Round]) -> Result<(), 
         .draw()
         .map_err(perr)?;
     for (i, (name, pts)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).mix(0.9);
+        let st = style(i, name);
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.clone(), st))
             .map_err(perr)?
             .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], st));
         chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, st.color.filled())))
             .map_err(perr)?;
     }
     chart
         .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
+        .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(perr)?;
     root.present().map_err(perr)?;
@@ -620,15 +710,18 @@ fn plot_throughput(path: &PathBuf, plan: &Plan, rounds: &[Round]) -> Result<(), 
 }
 
 fn plot_latency(path: &PathBuf, rounds: &[Round]) -> Result<(), String> {
-    // One CDF per system and wait mode, samples pooled over rounds
-    // (unpinned), thinned to quantile points.
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for sys in systems::ALL {
-        for &mode in systems::rt_modes(sys) {
+    // One CDF per system, samples pooled over rounds (unpinned), thinned to
+    // quantile points; busy-poll and blocking in two panels.
+    let mut panels: [(Mode, Series); 2] = [(Mode::Busy, Vec::new()), (Mode::Block, Vec::new())];
+    for (mode, series) in panels.iter_mut() {
+        for sys in systems::ALL {
+            if !systems::rt_modes(sys).contains(mode) {
+                continue;
+            }
             let mut all: Vec<f64> = rounds
                 .iter()
                 .flat_map(|r| r.rt.iter())
-                .filter(|t| t.sys == sys && t.mode == mode && t.placement == Placement::Unpinned)
+                .filter(|t| t.sys == sys && t.mode == *mode && t.placement == Placement::Unpinned)
                 .filter_map(|t| t.samples.as_ref().ok())
                 .flatten()
                 .copied()
@@ -638,51 +731,65 @@ fn plot_latency(path: &PathBuf, rounds: &[Round]) -> Result<(), String> {
                 continue;
             }
             all.sort_by(|a, b| a.total_cmp(b));
-            let mut pts = Vec::new();
             let mut levels: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
             levels.extend([0.995, 0.999, 0.9995, 0.9999]);
             levels.sort_by(|a, b| a.total_cmp(b));
-            for q in levels {
-                let i = ((all.len() - 1) as f64 * q).round() as usize;
-                pts.push((all[i], q * 100.0));
-            }
-            series.push((format!("{} ({})", sys.name(), mode_label(mode)), pts));
+            let pts = levels
+                .into_iter()
+                .map(|q| {
+                    let i = ((all.len() - 1) as f64 * q).round() as usize;
+                    (all[i], q * 100.0)
+                })
+                .collect();
+            series.push((sys.name().to_string(), pts));
         }
     }
-    let xs: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).collect();
+    let xs: Vec<f64> = panels
+        .iter()
+        .flat_map(|p| p.1.iter().flat_map(|s| s.1.iter().map(|p| p.0)))
+        .collect();
     let lo = xs.iter().cloned().fold(f64::INFINITY, f64::min).max(1.0);
     let hi = xs.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
-    let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
+    let root = SVGBackend::new(path, (1400, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(perr)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Round-trip latency, 8 B (unpinned, all rounds): cumulative distribution", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d((lo / 1.5..hi * 1.5).log_scale(), 0f64..100f64)
-        .map_err(perr)?;
-    chart
-        .configure_mesh()
-        .x_desc("round trip (ns)")
-        .y_desc("percent of round trips at or below")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(perr)?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).mix(0.9);
+    let halves = root.split_evenly((1, 2));
+    for ((mode, series), area) in panels.iter().zip(halves.iter()) {
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "8-byte round trips, {} (unpinned, all rounds): CDF",
+                    mode_label(*mode)
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d((lo / 1.5..hi * 1.5).log_scale(), 0f64..100f64)
+            .map_err(perr)?;
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(perr)?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .configure_mesh()
+            .x_desc("round trip (ns, log scale)")
+            .y_desc("% of round trips at or below")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(perr)?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let st = style(i, name);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), st))
+                .map_err(perr)?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], st));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(perr)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(perr)?;
     root.present().map_err(perr)?;
     Ok(())
 }

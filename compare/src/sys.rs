@@ -67,7 +67,11 @@ pub fn shared_map(len: usize) -> *mut u8 {
             0,
         )
     };
-    assert!(p != libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    assert!(
+        p != libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
     p.cast()
 }
 
@@ -79,7 +83,7 @@ pub fn wait_at_least(a: &AtomicU64, want: u64) {
     let mut n = 0u32;
     while a.load(Ordering::Acquire) < want {
         n = n.wrapping_add(1);
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             std::thread::yield_now();
             if start.elapsed() > Duration::from_secs(120) {
                 panic!("watchdog: a peer did not report within 120 s");

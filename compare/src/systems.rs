@@ -84,7 +84,7 @@ impl Sys {
             Sys::IoxLossy => {
                 "as lossless but safe overflow + DiscardData; rate counts delivered samples"
             }
-            Sys::Shaq => "two processes; memfd-backed spsc, spin on try_write/try_read",
+            Sys::Shaq => "shaq 4.0.0 (4.1 and later call `isolate_highest_one`, unstable on rustc 1.95); two processes; memfd-backed spsc, spin on try_write/try_read (blocking: read_timeout)",
             Sys::Rtrb => "two threads; spin on push/pop with spin_loop()",
             Sys::CbArray => "two threads; spin on push/pop with spin_loop()",
             Sys::CbChan => "two threads; `bounded` channel, blocking send/recv",
@@ -137,7 +137,13 @@ where
                 pl,
                 count,
                 size,
-                move || SpscTx(ring.producer().expect("producer"), vec![0; size], Mode::Block),
+                move || {
+                    SpscTx(
+                        ring.producer().expect("producer"),
+                        vec![0; size],
+                        Mode::Block,
+                    )
+                },
                 move || SpscRx(r2.consumer().expect("consumer"), Vec::new(), Mode::Block),
             )
         }
@@ -234,7 +240,8 @@ where
             // SAFETY: this process initialises the file once, here, and
             // drops its producer before any peer joins; each side joins
             // once (one producer, one consumer), with the same `T`.
-            unsafe { shaq::spsc::Producer::<[u8; N]>::create(&file, len) }.map_err(|x| format!("{x:?}"))?;
+            unsafe { shaq::spsc::Producer::<[u8; N]>::create(&file, len) }
+                .map_err(|x| format!("{x:?}"))?;
             let f2 = file.try_clone().map_err(e)?;
             work::throughput(
                 proc_,
@@ -242,14 +249,31 @@ where
                 count,
                 size,
                 // SAFETY: the only producer joining this queue.
-                move || ShaqTx(unsafe { shaq::spsc::Producer::<[u8; N]>::join(&file) }.expect("shaq join"), [0u8; N]),
+                move || {
+                    ShaqTx(
+                        unsafe { shaq::spsc::Producer::<[u8; N]>::join(&file) }.expect("shaq join"),
+                        [0u8; N],
+                    )
+                },
                 // SAFETY: the only consumer joining this queue.
-                move || ShaqRx(unsafe { shaq::spsc::Consumer::<[u8; N]>::join(&f2) }.expect("shaq join"), Mode::Busy),
+                move || {
+                    ShaqRx(
+                        unsafe { shaq::spsc::Consumer::<[u8; N]>::join(&f2) }.expect("shaq join"),
+                        Mode::Busy,
+                    )
+                },
             )
         }
         Sys::Rtrb => {
             let (p, c) = rtrb::RingBuffer::<[u8; N]>::new(d);
-            work::throughput(Peer::Thread, pl, count, size, move || RtrbTx(p, [0u8; N]), move || RtrbRx(c))
+            work::throughput(
+                Peer::Thread,
+                pl,
+                count,
+                size,
+                move || RtrbTx(p, [0u8; N]),
+                move || RtrbRx(c),
+            )
         }
         Sys::CbArray => {
             let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(d));
@@ -296,27 +320,53 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
     let proc_ = Peer::Process;
     match sys {
         Sys::ShmSpsc => {
-            let (a, b) = (SpscRing::anonymous(1 << 16).map_err(e)?, SpscRing::anonymous(1 << 16).map_err(e)?);
+            let (a, b) = (
+                SpscRing::anonymous(1 << 16).map_err(e)?,
+                SpscRing::anonymous(1 << 16).map_err(e)?,
+            );
             let (a2, b2) = (a.clone(), b.clone());
             work::roundtrip(
                 proc_,
                 pl,
                 n,
                 warm,
-                move || (SpscTx(a.producer().expect("p"), vec![0; N], mode), SpscRx(b.consumer().expect("c"), Vec::new(), mode)),
-                move || (SpscTx(b2.producer().expect("p"), vec![0; N], mode), SpscRx(a2.consumer().expect("c"), Vec::new(), mode)),
+                move || {
+                    (
+                        SpscTx(a.producer().expect("p"), vec![0; N], mode),
+                        SpscRx(b.consumer().expect("c"), Vec::new(), mode),
+                    )
+                },
+                move || {
+                    (
+                        SpscTx(b2.producer().expect("p"), vec![0; N], mode),
+                        SpscRx(a2.consumer().expect("c"), Vec::new(), mode),
+                    )
+                },
             )
         }
         Sys::ShmMpmc => {
-            let (a, b) = (MpmcQueue::anonymous(N, 64).map_err(e)?, MpmcQueue::anonymous(N, 64).map_err(e)?);
+            let (a, b) = (
+                MpmcQueue::anonymous(N, 64).map_err(e)?,
+                MpmcQueue::anonymous(N, 64).map_err(e)?,
+            );
             let (a2, b2) = (a.clone(), b.clone());
             work::roundtrip(
                 proc_,
                 pl,
                 n,
                 warm,
-                move || (MpmcTx(a.sender().expect("s"), vec![0; N], mode), MpmcRx(b.receiver().expect("r"), Vec::new(), mode)),
-                move || (MpmcTx(b2.sender().expect("s"), vec![0; N], mode), MpmcRx(a2.receiver().expect("r"), Vec::new(), mode)),
+                move || {
+                    (
+                        MpmcTx(a.sender().expect("s"), vec![0; N], mode),
+                        MpmcRx(b.receiver().expect("r"), Vec::new(), mode),
+                    )
+                },
+                move || {
+                    (
+                        MpmcTx(b2.sender().expect("s"), vec![0; N], mode),
+                        MpmcRx(a2.receiver().expect("r"), Vec::new(), mode),
+                    )
+                },
             )
         }
         Sys::ShmQueue => {
@@ -364,8 +414,18 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                 pl,
                 n,
                 warm,
-                move || (StreamTx(w1.into(), vec![0; N]), StreamRx(r2.into(), vec![0; N])),
-                move || (StreamTx(w2.into(), vec![0; N]), StreamRx(r1.into(), vec![0; N])),
+                move || {
+                    (
+                        StreamTx(w1.into(), vec![0; N]),
+                        StreamRx(r2.into(), vec![0; N]),
+                    )
+                },
+                move || {
+                    (
+                        StreamTx(w2.into(), vec![0; N]),
+                        StreamRx(r1.into(), vec![0; N]),
+                    )
+                },
             )
         }
         Sys::IpcChannel => {
@@ -381,7 +441,10 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
             )
         }
         Sys::Iox => {
-            let (ab, ba) = (unique_name("shmkit-compare-ab"), unique_name("shmkit-compare-ba"));
+            let (ab, ba) = (
+                unique_name("shmkit-compare-ab"),
+                unique_name("shmkit-compare-ba"),
+            );
             let (ab2, ba2) = (ab.clone(), ba.clone());
             work::roundtrip(
                 proc_,
@@ -402,7 +465,8 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
             let mk = || -> Result<(std::fs::File, std::fs::File), String> {
                 let f = memfd(1 << 16);
                 // SAFETY: initialised once, here, before any peer joins.
-                unsafe { shaq::spsc::Producer::<[u8; N]>::create(&f, 1 << 16) }.map_err(|x| format!("{x:?}"))?;
+                unsafe { shaq::spsc::Producer::<[u8; N]>::create(&f, 1 << 16) }
+                    .map_err(|x| format!("{x:?}"))?;
                 let g = f.try_clone().map_err(e)?;
                 Ok((f, g))
             };
@@ -416,14 +480,26 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                 // producer (one side) and one consumer (the other side).
                 move || unsafe {
                     (
-                        ShaqTx(shaq::spsc::Producer::<[u8; N]>::join(&a).expect("join"), [0; N]),
-                        ShaqRx(shaq::spsc::Consumer::<[u8; N]>::join(&b).expect("join"), mode),
+                        ShaqTx(
+                            shaq::spsc::Producer::<[u8; N]>::join(&a).expect("join"),
+                            [0; N],
+                        ),
+                        ShaqRx(
+                            shaq::spsc::Consumer::<[u8; N]>::join(&b).expect("join"),
+                            mode,
+                        ),
                     )
                 },
                 move || unsafe {
                     (
-                        ShaqTx(shaq::spsc::Producer::<[u8; N]>::join(&b2).expect("join"), [0; N]),
-                        ShaqRx(shaq::spsc::Consumer::<[u8; N]>::join(&a2).expect("join"), mode),
+                        ShaqTx(
+                            shaq::spsc::Producer::<[u8; N]>::join(&b2).expect("join"),
+                            [0; N],
+                        ),
+                        ShaqRx(
+                            shaq::spsc::Consumer::<[u8; N]>::join(&a2).expect("join"),
+                            mode,
+                        ),
                     )
                 },
             )

@@ -198,7 +198,12 @@ pub fn roundtrip<T: Tx, R: Rx, T2: Tx, R2: Rx>(
 /// iceoryx2 with safe overflow: the publisher never waits, the subscriber
 /// polls until the publisher is done and its buffer is empty. Reports the
 /// delivered rate and the measured loss.
-pub fn iox_lossy(placement: Placement, count: u64, size: usize, buffer: usize) -> Result<Rate, String> {
+pub fn iox_lossy(
+    placement: Placement,
+    count: u64,
+    size: usize,
+    buffer: usize,
+) -> Result<Rate, String> {
     use crate::chans::iox::{Delivery, IoxRx, IoxTx};
     let name = crate::chans::unique_name("shmkit-compare-lossy");
     let ctl = SharedCtl::new();
@@ -250,7 +255,9 @@ pub fn iox_lossy(placement: Placement, count: u64, size: usize, buffer: usize) -
     let got = ctl.received.load(Ordering::Acquire);
     let errors = ctl.errors.load(Ordering::Acquire);
     if errors != 0 || got > count {
-        return Err(format!("lossy iceoryx2: {errors} bad samples, {got} of {count}"));
+        return Err(format!(
+            "lossy iceoryx2: {errors} bad samples, {got} of {count}"
+        ));
     }
     Ok(Rate {
         msgs_per_s: got as f64 / elapsed.as_secs_f64(),
