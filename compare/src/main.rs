@@ -63,8 +63,8 @@ impl Plan {
             rounds: if quick { 2 } else { 5 },
             sizes: vec![8, 64, 4096, 65536],
             placements,
-            tp_bytes: if quick { 32 << 20 } else { 512 << 20 },
-            tp_max: if quick { 50_000 } else { 1_000_000 },
+            tp_bytes: if quick { 32 << 20 } else { 256 << 20 },
+            tp_max: if quick { 50_000 } else { 300_000 },
             rt_n: if quick { 5_000 } else { 100_000 },
             nxn,
             nxn_total: if quick { 200_000 } else { 2_000_000 },
@@ -158,6 +158,8 @@ fn usage() -> ! {
 fn main() {
     // Pool workers are re-executions of this binary: let them start here.
     shmkit::process::init();
+    // iceoryx2 warns on every node that it runs without a config file.
+    iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
     let mut quick = false;
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"));
     let mut python = true;
@@ -194,20 +196,36 @@ fn main() {
         eprintln!("Python multiprocessing: {why}");
     }
     let started = Instant::now();
-    let per_round = plan.placements.len() * (1 + systems::ALL.len() * plan.sizes.len())
+    let picked: Vec<Sys> = systems::ALL
+        .iter()
+        .copied()
+        .filter(|s| {
+            plan.only
+                .as_ref()
+                .is_none_or(|o| s.name().contains(o.as_str()))
+        })
+        .collect();
+    let extras = if plan.only.is_some() {
+        0
+    } else {
+        plan.nxn.len() * 3 + 4 + 2 + usize::from(python_skip.is_none())
+    };
+    let per_round = plan.placements.len() * (1 + picked.len() * plan.sizes.len())
         + plan.placements.len()
-            * systems::ALL
+            * picked
                 .iter()
                 .map(|s| systems::rt_modes(*s).len())
                 .sum::<usize>()
-        + plan.nxn.len() * 3
-        + 4
-        + 2
-        + usize::from(python_skip.is_none());
+        + extras;
+    let scaling_steps = if plan.scaling {
+        2 * (8.min(machine.cores / 2).max(1).ilog2() as usize + 1)
+    } else {
+        0
+    };
     let mut progress = Progress {
         start: started,
         done: 0,
-        total: per_round * plan.rounds,
+        total: per_round * plan.rounds + scaling_steps,
     };
     let mut rounds = Vec::new();
     for r in 0..plan.rounds {

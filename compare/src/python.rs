@@ -11,7 +11,7 @@ pub fn run(plan: &Plan) -> Result<serde_json::Value, String> {
     let (tp_bytes, tp_max, rt, nxn_total, lock, dict_ops) = if plan.quick {
         (4u64 << 20, 5_000u64, 1_000, 5_000, 10_000, 500)
     } else {
-        (64 << 20, 200_000, 20_000, 200_000, 200_000, 20_000)
+        (16 << 20, 50_000, 10_000, 50_000, 100_000, 5_000)
     };
     let tp: Vec<(usize, u64)> = plan
         .sizes

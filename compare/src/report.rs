@@ -168,7 +168,11 @@ pub fn write(
          (bytes messages for Queue/Pipe, `send_bytes`/`recv_bytes` for Pipe){} |\n",
         match python_skip {
             Some(why) => format!("; **not run: {why}**"),
-            None => String::new(),
+            None => rounds
+                .iter()
+                .find_map(|r| r.python.as_ref().ok()?.get("start_method")?.as_str())
+                .map(|m| format!("; start method `{m}`"))
+                .unwrap_or_default(),
         }
     );
 
