@@ -252,6 +252,24 @@ fn main() {
     }
 }
 
+/// Runs one measurement; a panic (a peer that broke a watchdog, an
+/// unexpected error from a system) becomes that measurement's error
+/// instead of ending the suite, and any pinning it left is undone.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            sys::pin(None);
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into());
+            Err(format!("panicked: {msg}"))
+        }
+    }
+}
+
 fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     let mut order: Vec<Sys> = systems::ALL
         .iter()
@@ -279,7 +297,7 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
                     sys.name(),
                     pl.label()
                 ));
-                let rate = systems::throughput(sys, size, plan.tp_count(size), pl);
+                let rate = guarded(|| systems::throughput(sys, size, plan.tp_count(size), pl));
                 tp.push(TpRow {
                     sys,
                     size,
@@ -298,7 +316,7 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
                     sys.name(),
                     pl.label()
                 ));
-                let samples = systems::roundtrip(sys, mode, plan.rt_n, pl);
+                let samples = guarded(|| systems::roundtrip(sys, mode, plan.rt_n, pl));
                 rt.push(RtRow {
                     sys,
                     mode,
@@ -332,7 +350,7 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     for &n in &plan.nxn {
         for &s in &nsys {
             p.step(&format!("{tag} {n}×{n} {}", s.name()));
-            nxn.push((s, n, extra::nxn(s, n, plan.nxn_total)));
+            nxn.push((s, n, guarded(|| extra::nxn(s, n, plan.nxn_total))));
         }
     }
     let mut lsys = [
@@ -344,12 +362,12 @@ fn run_round(r: usize, plan: &Plan, python: bool, p: &mut Progress) -> Round {
     lsys.rotate_left(r % 4);
     for s in lsys {
         p.step(&format!("{tag} lock hand-off {}", s.name()));
-        lock.push((s, extra::lock_handoff(s, plan.lock_iters)));
+        lock.push((s, guarded(|| extra::lock_handoff(s, plan.lock_iters))));
     }
     p.step(&format!("{tag} dict"));
-    let dict = extra::dict(plan.dict_keys, plan.dict_ops);
+    let dict = guarded(|| extra::dict(plan.dict_keys, plan.dict_ops));
     p.step(&format!("{tag} pool"));
-    let pool = extra::pool(plan.pool_workers, plan.pool_tasks, plan.pool_rounds);
+    let pool = guarded(|| extra::pool(plan.pool_workers, plan.pool_tasks, plan.pool_rounds));
     let python = if python {
         p.step(&format!("{tag} Python multiprocessing"));
         python::run(plan)
@@ -380,7 +398,7 @@ fn run_scaling(plan: &Plan, p: &mut Progress) -> Scaling {
     while k <= max_pairs {
         for sys in [Sys::ShmSpsc, Sys::Pipe] {
             p.step(&format!("scaling {k} pairs {}", sys.name()));
-            rows.push((sys, k, scaling_run(sys, k, plan.tp_count(64))));
+            rows.push((sys, k, guarded(|| scaling_run(sys, k, plan.tp_count(64)))));
         }
         k *= 2;
     }
