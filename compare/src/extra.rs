@@ -400,6 +400,18 @@ pub fn pool(workers: usize, tasks: u64, rounds: u64) -> Result<PoolNs, String> {
     }
     pool.close();
     pool.join();
+    drop(pool);
+    // The suite forks after this: the pool's monitor thread must be gone.
+    let t0 = Instant::now();
+    while crate::sys::thread_count() > 1 {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            return Err(format!(
+                "the pool left {} threads running; later forks would be unsafe",
+                crate::sys::thread_count()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     Ok(PoolNs {
         imap_tasks_per_s: imap,
         apply_async_ns: crate::sys::median(&mut samples),

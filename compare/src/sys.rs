@@ -102,6 +102,11 @@ impl Child {
     /// `f` panicked) without running this process's destructors. Call only
     /// while this process has one thread.
     pub fn fork(f: impl FnOnce()) -> Child {
+        let threads = thread_count();
+        assert!(
+            threads <= 1,
+            "fork with {threads} threads alive: the child could deadlock"
+        );
         // SAFETY: the suite forks only from its single main thread.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
@@ -148,6 +153,18 @@ impl Drop for Child {
             libc::waitpid(self.0, std::ptr::null_mut(), 0);
         }
     }
+}
+
+/// Threads alive in this process (from /proc/self/status; 0 if unknown).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Number of online CPUs.
