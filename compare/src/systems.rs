@@ -27,10 +27,12 @@ pub enum Sys {
     Rtrb,
     CbArray,
     CbChan,
+    ShmSpscThreads,
+    ShmMpmcThreads,
 }
 
 /// Every system, in the order of the first round.
-pub const ALL: [Sys; 14] = [
+pub const ALL: [Sys; 16] = [
     Sys::ShmSpsc,
     Sys::ShmMpmc,
     Sys::ShmQueue,
@@ -42,6 +44,8 @@ pub const ALL: [Sys; 14] = [
     Sys::Iox,
     Sys::IoxLossy,
     Sys::Shaq,
+    Sys::ShmSpscThreads,
+    Sys::ShmMpmcThreads,
     Sys::Rtrb,
     Sys::CbArray,
     Sys::CbChan,
@@ -65,6 +69,8 @@ impl Sys {
             Sys::Rtrb => "rtrb (threads)",
             Sys::CbArray => "crossbeam ArrayQueue (threads)",
             Sys::CbChan => "crossbeam channel (threads)",
+            Sys::ShmSpscThreads => "shmkit SpscRing (threads)",
+            Sys::ShmMpmcThreads => "shmkit MpmcQueue (threads)",
         }
     }
 
@@ -72,7 +78,8 @@ impl Sys {
     pub fn how(self) -> &'static str {
         match self {
             Sys::ShmSpsc | Sys::ShmMpmc | Sys::ShmQueue | Sys::ShmPod => {
-                "two processes (fork, anonymous segment); blocking push/pop (spin, then futex park)"
+                "two processes (fork, anonymous segment); blocking push/pop (spin, then futex park); \
+                 busy-poll round trips spin on try_push/try_pop with spin_loop()"
             }
             Sys::ShmConn => "two processes; named `Pipe::create`/`Pipe::open`; blocking send/recv",
             Sys::Pipe | Sys::Socket => "two processes; blocking write_all/read_exact of fixed-size frames",
@@ -88,12 +95,19 @@ impl Sys {
             Sys::Rtrb => "two threads; spin on push/pop with spin_loop()",
             Sys::CbArray => "two threads; spin on push/pop with spin_loop()",
             Sys::CbChan => "two threads; `bounded` channel, blocking send/recv",
+            Sys::ShmSpscThreads | Sys::ShmMpmcThreads => {
+                "two threads, `in_process` queue; spin on try_push/try_pop (try_send/try_recv) with \
+                 spin_loop(), as the rtrb and ArrayQueue rows"
+            }
         }
     }
 
     /// Whether the peer runs in another process.
     pub fn cross_process(self) -> bool {
-        !matches!(self, Sys::Rtrb | Sys::CbArray | Sys::CbChan)
+        !matches!(
+            self,
+            Sys::Rtrb | Sys::CbArray | Sys::CbChan | Sys::ShmSpscThreads | Sys::ShmMpmcThreads
+        )
     }
 }
 
@@ -264,6 +278,36 @@ where
                 },
             )
         }
+        Sys::ShmSpscThreads => {
+            let ring = SpscRing::in_process(ring_capacity(size)).map_err(e)?;
+            let r2 = ring.clone();
+            work::throughput(
+                Peer::Thread,
+                pl,
+                count,
+                size,
+                move || {
+                    SpscTx(
+                        ring.producer().expect("producer"),
+                        vec![0; size],
+                        Mode::Busy,
+                    )
+                },
+                move || SpscRx(r2.consumer().expect("consumer"), Vec::new(), Mode::Busy),
+            )
+        }
+        Sys::ShmMpmcThreads => {
+            let q = MpmcQueue::in_process(size, d).map_err(e)?;
+            let q2 = q.clone();
+            work::throughput(
+                Peer::Thread,
+                pl,
+                count,
+                size,
+                move || MpmcTx(q.sender().expect("sender"), vec![0; size], Mode::Busy),
+                move || MpmcRx(q2.receiver().expect("receiver"), Vec::new(), Mode::Busy),
+            )
+        }
         Sys::Rtrb => {
             let (p, c) = rtrb::RingBuffer::<[u8; N]>::new(d);
             work::throughput(
@@ -308,7 +352,9 @@ pub fn rt_modes(sys: Sys) -> &'static [Mode] {
             &[Mode::Busy, Mode::Block]
         }
         Sys::ShmConn | Sys::Pipe | Sys::Socket | Sys::CbChan => &[Mode::Block],
-        Sys::Iox | Sys::Rtrb | Sys::CbArray => &[Mode::Busy],
+        Sys::Iox | Sys::Rtrb | Sys::CbArray | Sys::ShmSpscThreads | Sys::ShmMpmcThreads => {
+            &[Mode::Busy]
+        }
         Sys::IoxLossy => &[],
     }
 }
@@ -539,6 +585,52 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                 warm,
                 move || (CbChanTx(t1, [0; N]), CbChanRx(r2)),
                 move || (CbChanTx(t2, [0; N]), CbChanRx(r1)),
+            )
+        }
+        Sys::ShmSpscThreads => {
+            let a = SpscRing::in_process(1 << 16).map_err(e)?;
+            let b = SpscRing::in_process(1 << 16).map_err(e)?;
+            let (a2, b2) = (a.clone(), b.clone());
+            work::roundtrip(
+                Peer::Thread,
+                pl,
+                n,
+                warm,
+                move || {
+                    (
+                        SpscTx(a.producer().expect("p"), vec![0; N], mode),
+                        SpscRx(b.consumer().expect("c"), Vec::new(), mode),
+                    )
+                },
+                move || {
+                    (
+                        SpscTx(b2.producer().expect("p"), vec![0; N], mode),
+                        SpscRx(a2.consumer().expect("c"), Vec::new(), mode),
+                    )
+                },
+            )
+        }
+        Sys::ShmMpmcThreads => {
+            let a = MpmcQueue::in_process(N, 64).map_err(e)?;
+            let b = MpmcQueue::in_process(N, 64).map_err(e)?;
+            let (a2, b2) = (a.clone(), b.clone());
+            work::roundtrip(
+                Peer::Thread,
+                pl,
+                n,
+                warm,
+                move || {
+                    (
+                        MpmcTx(a.sender().expect("s"), vec![0; N], mode),
+                        MpmcRx(b.receiver().expect("r"), Vec::new(), mode),
+                    )
+                },
+                move || {
+                    (
+                        MpmcTx(b2.sender().expect("s"), vec![0; N], mode),
+                        MpmcRx(a2.receiver().expect("r"), Vec::new(), mode),
+                    )
+                },
             )
         }
         Sys::IoxLossy => Err("not measured".into()),
