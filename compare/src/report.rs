@@ -241,11 +241,16 @@ pub fn write(
                 let _ = writeln!(w);
             }
         }
-        let _ = write!(
-            w,
-            "\niceoryx2 lossy, fraction of samples lost (median over rounds):"
-        );
-        for &sz in &plan.sizes {
+        let lossy_ran = rounds
+            .iter()
+            .any(|r| r.tp.iter().any(|t| t.sys == Sys::IoxLossy));
+        if lossy_ran {
+            let _ = write!(
+                w,
+                "\niceoryx2 lossy, fraction of samples lost (median over rounds):"
+            );
+        }
+        for &sz in plan.sizes.iter().filter(|_| lossy_ran) {
             let loss: Vec<f64> = rounds
                 .iter()
                 .filter_map(|r| {
