@@ -95,6 +95,20 @@ fn endpoint_err(e: EndpointError) -> Error {
     }
 }
 
+/// [`endpoint_err`] for `open`, which reports [`AttachError`]s.
+fn endpoint_attach_err(e: EndpointError) -> AttachError {
+    use std::io::{Error as IoError, ErrorKind};
+    match e {
+        EndpointError::Corrupt(c) => AttachError::Corrupt(c),
+        e @ EndpointError::AlreadyTaken(..) => {
+            AttachError::Io(IoError::new(ErrorKind::ResourceBusy, e.to_string()))
+        }
+        e @ EndpointError::Closed(_) => {
+            AttachError::Io(IoError::new(ErrorKind::BrokenPipe, e.to_string()))
+        }
+    }
+}
+
 fn names(name: &str) -> (String, String) {
     (format!("{name}.ab"), format!("{name}.ba"))
 }
@@ -147,13 +161,32 @@ impl Pipe {
     }
 
     /// Opens the other end of the named pipe made by [`Pipe::create`].
-    pub fn open(name: &str) -> Result<Connection, Error> {
+    ///
+    /// Like every other `open`, it fails with an [`AttachError`]: a
+    /// missing name is [`NotFound`](AttachError::NotFound); an end that a
+    /// live process already holds, or that was closed, is an
+    /// [`Io`](AttachError::Io) error of kind `ResourceBusy` or
+    /// `BrokenPipe` saying so.
+    ///
+    /// ```
+    /// use shmkit::queue::Pipe;
+    /// use shmkit::AttachError;
+    ///
+    /// let name = format!("doc-pipe-open-{}", std::process::id());
+    /// assert!(matches!(Pipe::open(&name), Err(AttachError::NotFound(_))));
+    /// let mut a = Pipe::create(&name, 4096)?;
+    /// let mut b = Pipe::open(&name)?;
+    /// a.send(b"hi")?;
+    /// assert_eq!(b.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Connection, AttachError> {
         let (n_ab, n_ba) = names(name);
         let ab = SpscRing::open(&n_ab)?;
         let ba = SpscRing::open(&n_ba)?;
         Ok(Connection::new(
-            ba.producer().map_err(endpoint_err)?,
-            ab.consumer().map_err(endpoint_err)?,
+            ba.producer().map_err(endpoint_attach_err)?,
+            ab.consumer().map_err(endpoint_attach_err)?,
         ))
     }
 }

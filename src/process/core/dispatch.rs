@@ -2,9 +2,10 @@
 //! backlog kept in this process, the window of tasks in the shared queue,
 //! and the waits on [`Core::state`].
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{lock, Core, Outcome, State};
+use super::{lock, Callback, Core, Outcome, State};
 use crate::os::Deadline;
 use crate::process::task::TaskError;
 use crate::queue::error::TrySendError;
@@ -15,7 +16,17 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 impl Core {
     /// Submits a task message (its first 8 bytes are overwritten with the
     /// id). Returns the id.
-    pub(crate) fn submit(&self, mut msg: Vec<u8>) -> Result<u64, TaskError> {
+    pub(crate) fn submit(&self, msg: Vec<u8>) -> Result<u64, TaskError> {
+        self.submit_with(msg, None)
+    }
+
+    /// [`submit`](Core::submit) with a done-callback, registered before
+    /// the task can finish.
+    pub(crate) fn submit_with(
+        &self,
+        mut msg: Vec<u8>,
+        callback: Option<Callback>,
+    ) -> Result<u64, TaskError> {
         let max = self.max_message();
         if msg.len() > max {
             return Err(TaskError::TooLarge {
@@ -30,6 +41,10 @@ impl Core {
         let id = st.next_id;
         st.next_id += 1;
         msg[..8].copy_from_slice(&id.to_le_bytes());
+        if let Some(cb) = callback {
+            self.ensure_callback_thread(&mut st);
+            st.callbacks.insert(id, vec![cb]);
+        }
         if st.backlog.is_empty() && st.dispatched.len() < self.window {
             match self.task_tx.try_send(&msg) {
                 Ok(()) => {
@@ -37,6 +52,7 @@ impl Core {
                     return Ok(id);
                 }
                 Err(TrySendError::TooLarge(_)) => {
+                    st.callbacks.remove(&id);
                     return Err(TaskError::TooLarge {
                         size: msg.len(),
                         max,
@@ -68,7 +84,9 @@ impl Core {
     }
 
     /// Records the outcome of `id`, unless its handle was dropped.
+    /// Its done-callbacks run whether or not its handle was kept.
     pub(super) fn finish(st: &mut State, id: u64, outcome: Outcome) {
+        Self::queue_callbacks(st, id, &outcome);
         if st.abandoned.remove(&id) {
             return;
         }
@@ -82,14 +100,33 @@ impl Core {
         st.dispatched.len() + st.backlog.len() + st.done.len() + st.abandoned.len()
     }
 
-    /// Takes the outcome of `id` if it is there.
-    pub(crate) fn take(&self, id: u64) -> Option<Outcome> {
-        lock(&self.state).done.remove(&id)
+    /// Moves the outcome of `id`, if it is there, into `sink` (under the
+    /// lock, so that [`add_callback`](Core::add_callback) sees it in one
+    /// place or the other); returns whether `sink` holds it.
+    pub(crate) fn take_into(&self, id: u64, sink: &OnceLock<Outcome>) -> bool {
+        let mut st = lock(&self.state);
+        if let Some(o) = st.done.remove(&id) {
+            let _ = sink.set(o);
+        }
+        sink.get().is_some()
     }
 
-    /// Waits for the outcome of `id` until `deadline` (`None` = forever).
-    pub(crate) fn wait(&self, id: u64, deadline: Option<Deadline>) -> Option<Outcome> {
-        self.wait_state(deadline, |st| st.done.remove(&id))
+    /// Waits until `deadline` (`None` = forever) for the outcome of `id`
+    /// and moves it into `sink` as [`take_into`](Core::take_into) does;
+    /// returns whether `sink` holds it.
+    pub(crate) fn wait_into(
+        &self,
+        id: u64,
+        sink: &OnceLock<Outcome>,
+        deadline: Option<Deadline>,
+    ) -> bool {
+        self.wait_state(deadline, |st| {
+            if let Some(o) = st.done.remove(&id) {
+                let _ = sink.set(o);
+            }
+            sink.get().is_some().then_some(())
+        })
+        .is_some()
     }
 
     /// Waits until any of `ids` has an outcome (or the deadline passes);

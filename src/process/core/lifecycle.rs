@@ -38,6 +38,7 @@ impl Core {
             slots,
             workers: StdMutex::new(Vec::new()),
             monitor: StdMutex::new(None),
+            callback_thread: StdMutex::new(None),
             window,
         });
         let rx = core.result_q.receiver().map_err(io_err)?;
@@ -115,6 +116,7 @@ impl Core {
         });
         self.task_q.close();
         self.join_monitor();
+        self.join_callbacks();
         let workers = std::mem::take(&mut *lock(&self.workers));
         for w in workers {
             if let Some(p) = w.process {
@@ -157,6 +159,7 @@ impl Core {
             }
         }
         self.join_monitor();
+        self.join_callbacks();
         // The monitor may have started a replacement before it saw the flag.
         let workers = std::mem::take(&mut *lock(&self.workers));
         for p in workers.into_iter().filter_map(|w| w.process) {

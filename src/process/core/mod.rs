@@ -46,6 +46,7 @@
 //! started for every dead one (also for one that exited after
 //! `max_tasks_per_child`).
 
+mod callbacks;
 mod chunker;
 mod dispatch;
 mod lifecycle;
@@ -67,6 +68,13 @@ use crate::sync::ShmArray;
 
 /// What a finished task left: the encoded results, or why there are none.
 pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
+
+/// A done-callback registered on one task: called once with its outcome,
+/// on the pool's callback thread (see [`Core::add_callback`]).
+pub(crate) type Callback = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// A callback bound to its outcome, queued for the callback thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Options common to pools and executors.
 #[derive(Clone, Debug)]
@@ -107,6 +115,10 @@ struct State {
     /// Workers that died holding no task id (a message may have been lost).
     suspects: Vec<(u32, ExitStatus)>,
     spawned: u64,
+    /// Done-callbacks of tasks not finished yet.
+    callbacks: HashMap<u64, Vec<Callback>>,
+    /// Feeds the callback thread (started by the first callback).
+    callback_tx: Option<std::sync::mpsc::Sender<Job>>,
 }
 
 /// A pool's workers, queues and bookkeeping, shared (in an `Arc`) by the
@@ -124,6 +136,8 @@ pub(crate) struct Core {
     slots: ShmArray<u64>,
     workers: StdMutex<Vec<Worker>>,
     monitor: StdMutex<Option<JoinHandle<()>>>,
+    /// The thread that runs done-callbacks (`None` until the first one).
+    callback_thread: StdMutex<Option<JoinHandle<()>>>,
     /// Tasks dispatched into the shared queue at once.
     window: usize,
 }
