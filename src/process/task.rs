@@ -235,9 +235,10 @@ where
 /// another process and gets the task's name, not the closure; pass the
 /// value as an argument (e.g. `Task<(u64, Factor), u64>` with `starmap`)
 /// or set it up once per worker with `PoolBuilder::initializer` and a
-/// static".) A non-`move` closure that uses a local variable fails with
-/// rustc's own "can't capture dynamic environment in a fn item" (E0434),
-/// pointing at the variable; the fix is the same.
+/// static".) A non-`move` closure that uses a local variable cannot be
+/// told apart by the macro; it fails with rustc's own "attempt to use a
+/// non-constant value in a constant" (E0435), pointing at the variable
+/// (ignore its hint to use `let`); the fix is the same.
 #[macro_export]
 macro_rules! task {
     () => {};
