@@ -499,26 +499,41 @@ fn executor_map_unread_still_runs_every_task() {
 fn map_async_and_starmap_async() {
     let p = pool(2);
     let r = p.map_async(&SQUARE, 0..1000u64, Some(7)).unwrap();
-    let a = p.starmap_async(&MUL, [(2, 3), (4, 5), (6, 7)], None).unwrap();
+    let a = p
+        .starmap_async(&MUL, [(2, 3), (4, 5), (6, 7)], None)
+        .unwrap();
     let want: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
     assert_eq!(r.get().unwrap(), want);
     assert_eq!(r.get().unwrap(), want, "get may be called again");
     assert!(r.ready());
     assert_eq!(r.successful(), Some(true));
-    assert_eq!(a.get_timeout(Duration::from_secs(60)).unwrap(), vec![6, 20, 42]);
+    assert_eq!(
+        a.get_timeout(Duration::from_secs(60)).unwrap(),
+        vec![6, 20, 42]
+    );
     // An iterator without an exact length, and an empty input.
-    let odd = p.map_async(&SQUARE, (0..100u64).filter(|x| x % 2 == 1), None).unwrap();
+    let odd = p
+        .map_async(&SQUARE, (0..100u64).filter(|x| x % 2 == 1), None)
+        .unwrap();
     assert_eq!(odd.get().unwrap().len(), 50);
-    assert_eq!(p.map_async(&SQUARE, 0..0u64, None).unwrap().get().unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        p.map_async(&SQUARE, 0..0u64, None).unwrap().get().unwrap(),
+        Vec::<u64>::new()
+    );
     // The first error in input order wins; the handle says so.
     let bad = p.map_async(&MAYBE_PANIC, 0..20u64, Some(2)).unwrap();
     assert!(matches!(bad.get(), Err(TaskError::Panicked(m)) if m == "task 3 refuses"));
     assert_eq!(bad.successful(), Some(false));
     // Refused at once when a chunk cannot travel, and once closed.
-    let e = p.map_async(&LEN, vec![vec![1u8; 100_000]], None).unwrap_err();
+    let e = p
+        .map_async(&LEN, vec![vec![1u8; 100_000]], None)
+        .unwrap_err();
     assert!(matches!(e, TaskError::TooLarge { .. }), "{e:?}");
     p.close();
-    assert!(matches!(p.map_async(&SQUARE, 0..3u64, None), Err(TaskError::Closed)));
+    assert!(matches!(
+        p.map_async(&SQUARE, 0..3u64, None),
+        Err(TaskError::Closed)
+    ));
     p.join();
 }
 
@@ -559,7 +574,10 @@ fn apply_async_callbacks_run_on_the_pool_thread() {
         assert_eq!(thread, "shmkit-pool-callbacks");
         match r {
             Ok(v) => assert!(x % 5 != 3 && v == x),
-            Err(m) => assert!(x % 5 == 3 && m.contains(&format!("task {x} refuses")), "{m}"),
+            Err(m) => assert!(
+                x % 5 == 3 && m.contains(&format!("task {x} refuses")),
+                "{m}"
+            ),
         }
     }
     // Terminated before finishing: the error callback gets `Terminated`.
@@ -567,9 +585,12 @@ fn apply_async_callbacks_run_on_the_pool_thread() {
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     let r = p
-        .apply_async_with(&SLEEP, 60_000, move |v| tx.send(Ok(v)).unwrap(), move |e| {
-            tx2.send(Err(e)).unwrap()
-        })
+        .apply_async_with(
+            &SLEEP,
+            60_000,
+            move |v| tx.send(Ok(v)).unwrap(),
+            move |e| tx2.send(Err(e)).unwrap(),
+        )
         .unwrap();
     p.terminate();
     assert_eq!(rx.try_recv().unwrap(), Err(TaskError::Terminated));
@@ -648,13 +669,18 @@ fn as_completed_with_timeout() {
         ex.submit(&SLEEP, 4_000).unwrap(),
     ];
     let mut it = as_completed_timeout(&futs, Duration::from_secs(2));
-    let mut done: Vec<u64> = (0..2).map(|_| it.next().unwrap().unwrap().result().unwrap()).collect();
+    let mut done: Vec<u64> = (0..2)
+        .map(|_| it.next().unwrap().unwrap().result().unwrap())
+        .collect();
     done.sort_unstable();
     assert_eq!(done, vec![10, 20]);
     assert!(matches!(it.next(), Some(Err(TaskError::Timeout))));
     assert!(it.next().is_none());
     // Everything done before the deadline: no timeout at all.
-    let quick = vec![ex.submit(&SQUARE, 3).unwrap(), ex.submit(&SQUARE, 4).unwrap()];
+    let quick = vec![
+        ex.submit(&SQUARE, 3).unwrap(),
+        ex.submit(&SQUARE, 4).unwrap(),
+    ];
     let all: Vec<_> = as_completed_timeout(&quick, Duration::from_secs(60)).collect();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|r| r.is_ok()));

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shmkit::os::process_alive;
 use shmkit::process::{
-    self, active_children, current_process, parent_process, ExitStatus, Pool, Process, Run,
-    Shared, SpawnError,
+    self, active_children, current_process, parent_process, ExitStatus, Pool, Process, Run, Shared,
+    SpawnError,
 };
 use shmkit::{DictConfig, Mutex, Queue, ShmArray, ShmBox, ShmMap, ShmValue};
 
@@ -133,7 +133,9 @@ shmkit::entry! {
 
 /// Reports what `parent_process()` says here, then the same for a forked
 /// grandchild, into `out`: [parent pid, name ok, alive, grandchild's ok].
-fn report_parent((out, expect_name): (Shared<ShmArray<u32>>, String)) -> Result<(), Box<dyn std::error::Error>> {
+fn report_parent(
+    (out, expect_name): (Shared<ShmArray<u32>>, String),
+) -> Result<(), Box<dyn std::error::Error>> {
     let out = out.attach()?;
     let p = parent_process().ok_or("a spawned child has a parent")?;
     out.set(0, p.pid());
@@ -198,7 +200,8 @@ fn tree_root(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let ctl = ctl.attach()?;
     let q = Queue::<u64>::create(&format!("{prefix}-q"), 16, 8)?;
-    let d = ShmMap::<String, u64>::create(&format!("{prefix}-d"), DictConfig::for_entries(8, 16, 8)?)?;
+    let d =
+        ShmMap::<String, u64>::create(&format!("{prefix}-d"), DictConfig::for_entries(8, 16, 8)?)?;
     let pool = Pool::new(1)?;
     if pool.apply(&TREE_SQUARE, 12)? != 144 {
         return Err("pool answered wrong".into());
@@ -206,7 +209,9 @@ fn tree_root(
     let mut kids = Vec::new();
     for k in 1..=2u64 {
         let args = (Shared::new(&q)?, Shared::new(&d)?, Shared::new(&ctl)?, k);
-        let p = Process::builder().daemon(daemon_kids).spawn(&TREE_CHILD, &args)?;
+        let p = Process::builder()
+            .daemon(daemon_kids)
+            .spawn(&TREE_CHILD, &args)?;
         ctl.set(T_KIDS + k as usize - 1, p.pid());
         kids.push(p);
     }
@@ -254,7 +259,10 @@ fn start_tree(end: TreeEnd, daemon_kids: bool) -> (Process, ShmArray<u32>, Strin
     let ctl = ShmArray::<u32>::anonymous(T_SLOTS).unwrap();
     let root = Process::builder()
         .name("tree-root")
-        .spawn(&TREE_ROOT, &(prefix.clone(), end, daemon_kids, Shared::new(&ctl).unwrap()))
+        .spawn(
+            &TREE_ROOT,
+            &(prefix.clone(), end, daemon_kids, Shared::new(&ctl).unwrap()),
+        )
         .unwrap();
     wait_until(LONG, "the tree's children to deliver", || {
         ctl.get(T_READY) == Some(1) || root.exit_status().is_some()
@@ -642,7 +650,10 @@ fn parent_process_names_the_parent() {
     let out = ShmArray::<u32>::anonymous(4).unwrap();
     let p = Process::builder()
         .name("reporter")
-        .spawn(&REPORT_PARENT, &(Shared::new(&out).unwrap(), "MainProcess".to_owned()))
+        .spawn(
+            &REPORT_PARENT,
+            &(Shared::new(&out).unwrap(), "MainProcess".to_owned()),
+        )
         .unwrap();
     assert_eq!(p.join().unwrap(), ExitStatus::Code(0));
     assert_eq!(out.to_vec(), vec![std::process::id(), 1, 1, 1]);
@@ -705,7 +716,11 @@ fn tree_sigkilled_with_daemons_cleaned_on_next_start() {
     });
     let (q, d) = (q.unwrap(), d.unwrap());
     assert!(q.is_empty(), "a fresh queue, not the dead one");
-    assert_eq!(d.get("child-1").unwrap(), None, "a fresh dict, not the dead one");
+    assert_eq!(
+        d.get("child-1").unwrap(),
+        None,
+        "a fresh dict, not the dead one"
+    );
     drop((q, d));
     assert_eq!(shm_names_under(&prefix), Vec::<String>::new());
 }

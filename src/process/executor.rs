@@ -266,7 +266,8 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     where
         F: FnOnce(Result<R, TaskError>) + Send + 'static,
     {
-        self.ticket.on_done(Box::new(move |o| f(decode_one::<R>(o))));
+        self.ticket
+            .on_done(Box::new(move |o| f(decode_one::<R>(o))));
     }
 
     /// Waits for the result.
@@ -396,7 +397,10 @@ pub fn as_completed<R>(futs: &[TaskFuture<R>]) -> AsCompleted<'_, R> {
 ///     Ok(())
 /// }
 /// ```
-pub fn as_completed_timeout<R>(futs: &[TaskFuture<R>], timeout: Duration) -> AsCompletedTimeout<'_, R> {
+pub fn as_completed_timeout<R>(
+    futs: &[TaskFuture<R>],
+    timeout: Duration,
+) -> AsCompletedTimeout<'_, R> {
     let mut inner = as_completed(futs);
     inner.deadline = Some(Deadline::after(timeout));
     AsCompletedTimeout { inner }

@@ -15,9 +15,9 @@ use crate::os::Deadline;
 
 /// The result iterator of [`Pool::imap`](super::Pool::imap),
 /// [`Pool::imap_unordered`](super::Pool::imap_unordered) and
-/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: about
-/// two chunks per worker are in flight, and the input is read only as far
-/// as results are consumed (dropping it leaves the unread input unread).
+/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: at most
+/// the task queue's capacity in chunks is in flight, and the input is read
+/// only as far as results are consumed (dropping it leaves the unread input unread).
 /// For `Executor::map` every chunk was submitted before it was returned.
 /// Each item is the result for one input, or the error of the chunk it
 /// was in.
@@ -78,7 +78,10 @@ where
     }
 
     /// The lazy iterator of `Pool::imap` (`ordered`) and
-    /// `Pool::imap_unordered`: about two chunks per worker in flight.
+    /// `Pool::imap_unordered`: as many chunks in flight as the task queue
+    /// holds, so that with tiny tasks the workers never run dry while
+    /// results travel back (with two per worker, each task waited for a
+    /// cross-process wake-up).
     pub(crate) fn lazy<A>(
         core: Arc<Core>,
         task: &Task<A, R>,
@@ -86,7 +89,7 @@ where
         chunksize: usize,
         ordered: bool,
     ) -> Self {
-        let prefetch = 2 * core.workers();
+        let prefetch = core.window().max(2 * core.workers());
         Self::new(core, task, iter, chunksize, prefetch, ordered)
     }
 

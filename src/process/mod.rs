@@ -114,8 +114,8 @@ pub use log::{log_to_stderr, ProcessNameFormat};
 pub use pool::{cpu_count, AsyncResult, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
 pub use run::{class_name, Run, RunEntry};
 pub use spawn::{
-    current_process, init, is_initialized, parent_process, Builder, CurrentProcess,
-    ParentProcess, EXIT_PARENT_GONE, EXIT_START_FAILED, PROTOCOL,
+    current_process, init, is_initialized, parent_process, Builder, CurrentProcess, ParentProcess,
+    EXIT_PARENT_GONE, EXIT_START_FAILED, PROTOCOL,
 };
 pub use task::{task_names, Task, TaskError};
 pub use unstarted::Unstarted;

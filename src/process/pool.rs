@@ -76,8 +76,11 @@ pub struct AsyncResult<T> {
     /// The submitted chunks and their item counts, in input order.
     parts: Vec<(Ticket, u32)>,
     /// Decodes the outcomes of `parts` (all there) into the value.
-    decode: fn(&[(Ticket, u32)]) -> Result<T, TaskError>,
+    decode: DecodeFn<T>,
 }
+
+/// How an [`AsyncResult`] turns its chunks' outcomes into its value.
+type DecodeFn<T> = fn(&[(Ticket, u32)]) -> Result<T, TaskError>;
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,8 +148,11 @@ impl<T> AsyncResult<T> {
     /// `Some(true)` if it finished with a value, `Some(false)` if with an
     /// error, `None` while not ready (Python raises there).
     pub fn successful(&self) -> Option<bool> {
-        self.ready()
-            .then(|| self.parts.iter().all(|(t, _)| matches!(t.poll(), Some(Ok(_)))))
+        self.ready().then(|| {
+            self.parts
+                .iter()
+                .all(|(t, _)| matches!(t.poll(), Some(Ok(_))))
+        })
     }
 }
 

@@ -483,7 +483,14 @@ fn child_main(proto: OsString) -> ! {
     let fd_list = std::env::var(ENV_FDS).unwrap_or_default();
     let parent_pid = std::env::var(ENV_PARENT).ok().and_then(|p| p.parse().ok());
     let parent_name = std::env::var(ENV_PARENT_NAME).unwrap_or_else(|_| "MainProcess".to_owned());
-    for var in [ENV_PROTO, ENV_ENTRY, ENV_FDS, ENV_NAME, ENV_PARENT, ENV_PARENT_NAME] {
+    for var in [
+        ENV_PROTO,
+        ENV_ENTRY,
+        ENV_FDS,
+        ENV_NAME,
+        ENV_PARENT,
+        ENV_PARENT_NAME,
+    ] {
         std::env::remove_var(var);
     }
     let parsed: Option<Vec<RawFd>> = fd_list.split(',').map(|s| s.parse().ok()).collect();

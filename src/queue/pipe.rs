@@ -100,9 +100,7 @@ fn endpoint_attach_err(e: EndpointError) -> AttachError {
     use std::io::{Error as IoError, ErrorKind};
     match e {
         EndpointError::Corrupt(c) => AttachError::Corrupt(c),
-        e @ EndpointError::AlreadyTaken(..) => {
-            AttachError::Io(IoError::new(ErrorKind::ResourceBusy, e.to_string()))
-        }
+        e @ EndpointError::AlreadyTaken(..) => AttachError::Io(IoError::other(e.to_string())),
         e @ EndpointError::Closed(_) => {
             AttachError::Io(IoError::new(ErrorKind::BrokenPipe, e.to_string()))
         }
@@ -165,8 +163,8 @@ impl Pipe {
     /// Like every other `open`, it fails with an [`AttachError`]: a
     /// missing name is [`NotFound`](AttachError::NotFound); an end that a
     /// live process already holds, or that was closed, is an
-    /// [`Io`](AttachError::Io) error of kind `ResourceBusy` or
-    /// `BrokenPipe` saying so.
+    /// [`Io`](AttachError::Io) error saying so (of kind `BrokenPipe` for a
+    /// closed end).
     ///
     /// ```
     /// use shmkit::queue::Pipe;
@@ -306,5 +304,28 @@ impl Connection {
         self.claim();
         self.tx.close();
         self.rx.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "named segments need shm_open")]
+    fn open_reports_attach_errors() {
+        let name = format!("shmkit-unit-pipe-open-{}", std::process::id());
+        assert!(matches!(Pipe::open(&name), Err(AttachError::NotFound(_))));
+        let mut a = Pipe::create(&name, 4096).unwrap();
+        let mut b = Pipe::open(&name).unwrap();
+        // The other end is taken by a live handle (this process's `b`).
+        match Pipe::open(&name) {
+            Err(AttachError::Io(e)) => {
+                assert!(e.to_string().contains("already held"), "{e}");
+            }
+            other => panic!("expected a busy end, got {other:?}"),
+        }
+        b.send(b"still works").unwrap();
+        assert_eq!(a.recv().unwrap(), b"still works");
     }
 }

@@ -39,9 +39,13 @@ impl Core {
             workers: StdMutex::new(Vec::new()),
             monitor: StdMutex::new(None),
             callback_thread: StdMutex::new(None),
+            helper_rx: StdMutex::new((None, Vec::new())),
+            helpers: std::sync::atomic::AtomicUsize::new(0),
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
             window,
         });
         let rx = core.result_q.receiver().map_err(io_err)?;
+        lock(&core.helper_rx).0 = Some(core.result_q.receiver().map_err(io_err)?);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let c = core.clone();
         let handle = std::thread::Builder::new()

@@ -45,6 +45,27 @@
 //! with `WorkerDied`, so no caller waits forever. A replacement worker is
 //! started for every dead one (also for one that exited after
 //! `max_tasks_per_child`).
+//!
+//! # Keeping fine-grained work fast
+//!
+//! A round trip through the monitor costs two cross-CPU wake-ups (worker
+//! → monitor, monitor → caller) on top of the worker's own, ~20 µs each
+//! on a VM in its slow state. So:
+//!
+//! * a thread waiting for an outcome first polls for up to 100 µs,
+//!   draining the result queue itself through a second receiver (under
+//!   the state lock, like the monitor, so a result a dead worker sent is
+//!   never in a thread's hands while the monitor judges that worker);
+//!   meanwhile the monitor stays off the result queue's waiter list and
+//!   naps, so results do not wake it for nothing. Only then does the
+//!   thread sleep on the condition variable, and a completion wakes it
+//!   (a completion with no sleeper skips that syscall).
+//! * a worker polls the task queue for up to 50 µs after each task
+//!   before it blocks (more work is likely), so a submitter rarely pays
+//!   a futex wake and a task rarely waits for a worker to be scheduled.
+//! * `imap`/`imap_unordered` keep as many chunks in flight as the task
+//!   queue holds (they kept two per worker, and tiny tasks then waited
+//!   on wake-ups instead of running).
 
 mod callbacks;
 mod chunker;
@@ -63,7 +84,7 @@ use std::thread::JoinHandle;
 
 use super::handle::{ExitStatus, Process};
 use super::task::TaskError;
-use crate::queue::{MpmcQueue, MpmcSender};
+use crate::queue::{MpmcQueue, MpmcReceiver, MpmcSender};
 use crate::sync::ShmArray;
 
 /// What a finished task left: the encoded results, or why there are none.
@@ -138,6 +159,18 @@ pub(crate) struct Core {
     monitor: StdMutex<Option<JoinHandle<()>>>,
     /// The thread that runs done-callbacks (`None` until the first one).
     callback_thread: StdMutex<Option<JoinHandle<()>>>,
+    /// A second receiver of the result queue, for threads that wait on an
+    /// outcome: they drain results themselves for a short while before
+    /// they sleep (see `dispatch`), sparing the monitor's wake-up and the
+    /// condition variable's. Locked only under `state`.
+    helper_rx: StdMutex<(Option<MpmcReceiver>, Vec<u8>)>,
+    /// How many threads are draining results that way now; while any is,
+    /// the monitor does not block on the result queue (where every result
+    /// would wake it for nothing).
+    helpers: std::sync::atomic::AtomicUsize,
+    /// Threads asleep on `cond` (changed under `state`): a completion with
+    /// none skips the wake-up syscall.
+    sleepers: std::sync::atomic::AtomicUsize,
     /// Tasks dispatched into the shared queue at once.
     window: usize,
 }
@@ -161,6 +194,11 @@ impl Core {
     /// Largest task or result message (the queues' slot size).
     pub(crate) fn max_message(&self) -> usize {
         self.cfg.max_message.max(64)
+    }
+
+    /// Tasks dispatched into the shared task queue at once.
+    pub(crate) fn window(&self) -> usize {
+        self.window
     }
 
     /// Pids of the live workers (in worker-index order).

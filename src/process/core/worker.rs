@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::process::handoff::Shared;
 use crate::process::spawn::panic_message;
 use crate::process::task;
-use crate::queue::MpmcQueue;
+use std::time::{Duration, Instant};
+
+use crate::queue::error::TryRecvError;
+use crate::queue::{MpmcQueue, MpmcReceiver};
 use crate::segment::{OpenOptions, Segment};
 use crate::sync::ShmArray;
 
@@ -83,6 +86,38 @@ fn run_chunk(name: &str, payload: &[u8], count: u32, out: &mut Vec<u8>) -> u8 {
     status
 }
 
+/// How long an idle worker polls the task queue before it blocks.
+const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `rx` for up to [`WORKER_SPIN`], passing a message to `take`;
+/// `None` when none came (or the queue needs the blocking path to report
+/// why it failed).
+fn poll_briefly(
+    rx: &MpmcReceiver,
+    take: &mut impl FnMut(&[u8]),
+) -> Option<Result<(), crate::queue::RecvError>> {
+    let until = Instant::now() + WORKER_SPIN;
+    let mut rounds = 0u32;
+    loop {
+        match rx.try_recv_with(&mut *take) {
+            Ok(()) => return Some(Ok(())),
+            Err(TryRecvError::Empty) => {}
+            Err(_) => return None,
+        }
+        rounds += 1;
+        if rounds % 8 == 0 {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::yield_now();
+        } else {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 /// The worker loop; returns the worker's exit code.
 fn serve(args: WorkerArgs) -> i32 {
     let attach = || -> Result<_, Box<dyn std::error::Error>> {
@@ -124,13 +159,20 @@ fn serve(args: WorkerArgs) -> i32 {
     let mut reply = Vec::new();
     loop {
         slots.set(idx, 0);
-        let got = rx.recv_with(|b| {
+        let mut take = |b: &[u8]| {
             // Name the task before the claim is released: if we die from
             // here on, the parent knows which task it was.
             slots.set(idx, task::message_id(b));
             msg.clear();
             msg.extend_from_slice(b);
-        });
+        };
+        // More work is likely right after a task: poll for a short while
+        // before blocking (a parked worker costs the submitter a futex
+        // wake and the task a cross-CPU wake-up).
+        let got = match poll_briefly(&rx, &mut take) {
+            Some(r) => r,
+            None => rx.recv_with(&mut take),
+        };
         match got {
             Ok(()) => {}
             Err(crate::queue::RecvError::Disconnected) => return 0,
