@@ -68,6 +68,12 @@ fn time_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
     common::median(samples)
 }
 
+/// `SHMKIT_POOL_BENCH_QUICK=1`: skip the fib(22) maps on both sides (on a
+/// loaded machine Python's take minutes), for quick interleaved runs.
+fn quick() -> bool {
+    std::env::var_os("SHMKIT_POOL_BENCH_QUICK").is_some_and(|v| v == "1")
+}
+
 fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
     let data: Vec<u64> = (0..100_000).collect();
     let pool = Pool::new(workers).expect("pool");
@@ -81,9 +87,13 @@ fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
     let map_tiny_ms = time_ms(TINY_ROUNDS, || {
         std::hint::black_box(pool.map(&SQUARE, data.iter().copied(), None).expect("map"));
     });
-    let map_fib_ms = time_ms(rounds, || {
-        std::hint::black_box(pool.map(&FIB, vec![22; 1000], None).expect("map"));
-    });
+    let map_fib_ms = if quick() {
+        f64::NAN
+    } else {
+        time_ms(rounds, || {
+            std::hint::black_box(pool.map(&FIB, vec![22; 1000], None).expect("map"));
+        })
+    };
     let imap1_ms = time_ms(rounds, || {
         let mut n = 0u64;
         for r in pool.imap_unordered(&SQUARE, 0..10_000u64, Some(1)) {
@@ -102,10 +112,14 @@ fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
     let apply_p90_us = quantile(lat.clone(), 0.9);
     let apply_us = common::median(lat);
     drop(pool);
-    let one = Pool::new(1).expect("pool");
-    let map_fib1_ms = time_ms(rounds, || {
-        std::hint::black_box(one.map(&FIB, vec![22; 1000], None).expect("map"));
-    });
+    let map_fib1_ms = if quick() {
+        f64::NAN
+    } else {
+        let one = Pool::new(1).expect("pool");
+        time_ms(rounds, || {
+            std::hint::black_box(one.map(&FIB, vec![22; 1000], None).expect("map"));
+        })
+    };
     Figures {
         map_tiny_ms,
         map_fib_ms,
@@ -127,6 +141,7 @@ fn python_figures(workers: usize, rounds: usize) -> Option<Figures> {
         .arg(rounds.to_string())
         .arg(WARMUP_MAPS.to_string())
         .arg(TINY_ROUNDS.to_string())
+        .arg(if quick() { "quick" } else { "full" })
         .output()
         .ok()?;
     if !out.status.success() {
