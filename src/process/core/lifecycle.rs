@@ -41,6 +41,7 @@ impl Core {
             callback_thread: StdMutex::new(None),
             helper_rx: StdMutex::new((None, Vec::new())),
             helpers: std::sync::atomic::AtomicUsize::new(0),
+            cpus: crate::os::cpu::available_cpus(),
             sleepers: std::sync::atomic::AtomicUsize::new(0),
             window,
         });

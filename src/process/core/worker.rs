@@ -96,6 +96,11 @@ fn poll_briefly(
     rx: &MpmcReceiver,
     take: &mut impl FnMut(&[u8]),
 ) -> Option<Result<(), crate::queue::RecvError>> {
+    // On one CPU the submitter cannot run while this polls: block at once.
+    static ALONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ALONE.get_or_init(|| crate::os::cpu::available_cpus() < 2) {
+        return None;
+    }
     let until = Instant::now() + WORKER_SPIN;
     let mut rounds = 0u32;
     loop {
