@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{lock, Callback, Core, Outcome, State};
+use super::{lock, Callback, Core, Outcome, State, FREE_ROUNDS, POLL_CREDIT_MAX};
 use crate::os::Deadline;
 use crate::process::task::TaskError;
 use crate::queue::error::TrySendError;
@@ -159,7 +159,9 @@ impl Core {
         // On one CPU the worker cannot run while this thread polls: go
         // straight to sleep there (measured: polling, even with yields,
         // made the round trip 1.6x slower with everything on one CPU).
-        let budget = if self.cpus < 2 {
+        let credit = self.poll_credit.load(Ordering::Relaxed);
+        let probe = self.waits.fetch_add(1, Ordering::Relaxed) % 16 == 0;
+        let budget = if self.cpus < 2 || (credit == 0 && !probe) {
             Duration::ZERO
         } else {
             HELP_SPIN
@@ -188,7 +190,7 @@ impl Core {
             }
             drop(st);
             rounds += 1;
-            if rounds % 8 == 0 {
+            if rounds % FREE_ROUNDS == 0 {
                 std::thread::yield_now();
             } else {
                 for _ in 0..32 {
@@ -198,6 +200,15 @@ impl Core {
         };
         if helping {
             self.helpers.fetch_sub(1, Ordering::SeqCst);
+            // Polling paid only if the outcome came before the first
+            // yield (or was already there).
+            let paid = spun.is_some() && rounds < FREE_ROUNDS;
+            let c = if paid {
+                (credit + 1).min(POLL_CREDIT_MAX)
+            } else {
+                credit.saturating_sub(2)
+            };
+            self.poll_credit.store(c, Ordering::Relaxed);
         }
         if spun.is_some() {
             return spun;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex as StdMutex};
 use std::time::Duration;
 
 use super::worker::{WorkerArgs, WORKER};
-use super::{io_err, lock, Config, Core, State, Worker};
+use super::{io_err, lock, Config, Core, State, Worker, POLL_CREDIT_MAX};
 use crate::process::handoff::Shared;
 use crate::process::task::TaskError;
 use crate::queue::MpmcQueue;
@@ -42,6 +42,8 @@ impl Core {
             helper_rx: StdMutex::new((None, Vec::new())),
             helpers: std::sync::atomic::AtomicUsize::new(0),
             cpus: crate::os::cpu::available_cpus(),
+            poll_credit: std::sync::atomic::AtomicU32::new(POLL_CREDIT_MAX),
+            waits: std::sync::atomic::AtomicU32::new(0),
             sleepers: std::sync::atomic::AtomicUsize::new(0),
             window,
         });

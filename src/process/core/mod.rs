@@ -173,15 +173,28 @@ pub(crate) struct Core {
     /// the monitor does not block on the result queue (where every result
     /// would wake it for nothing).
     helpers: std::sync::atomic::AtomicUsize,
-    /// CPUs this process may use (at start): waiting threads spin without
-    /// yielding only while the threads that want a CPU fit on them.
+    /// CPUs this process may use (at start): with one, nobody polls.
     cpus: usize,
+    /// Adaptive poll budget of waiting threads: raised by a wait whose
+    /// outcome came before its first yield, lowered by one that needed a
+    /// yield (the worker shares this thread's CPU) or timed out (a long
+    /// task). At zero, waiters sleep at once, but every 16th still polls
+    /// to notice when polling pays again.
+    poll_credit: std::sync::atomic::AtomicU32,
+    waits: std::sync::atomic::AtomicU32,
     /// Threads asleep on `cond` (changed under `state`): a completion with
     /// none skips the wake-up syscall.
     sleepers: std::sync::atomic::AtomicUsize,
     /// Tasks dispatched into the shared queue at once.
     window: usize,
 }
+
+/// Most poll credit a pool's waiters or a worker accumulate.
+pub(crate) const POLL_CREDIT_MAX: u32 = 8;
+
+/// Polls before the first yield: an outcome that arrives within them
+/// came from a thread running on another CPU at the same time.
+pub(crate) const FREE_ROUNDS: u32 = 8;
 
 /// Locks `m`, taking it over if a panicking thread poisoned it.
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {

@@ -101,17 +101,40 @@ fn poll_briefly(
     if *ALONE.get_or_init(|| crate::os::cpu::available_cpus() < 2) {
         return None;
     }
+    // The same adaptive credit as the parent's waiters: polling pays when
+    // the next task comes before the first yield.
+    thread_local! {
+        static CREDIT: std::cell::Cell<(u32, u32)> =
+            const { std::cell::Cell::new((super::POLL_CREDIT_MAX, 0)) };
+    }
+    let (credit, polls) = CREDIT.with(|c| c.get());
+    if credit == 0 && polls % 16 != 0 {
+        CREDIT.with(|c| c.set((0, polls.wrapping_add(1))));
+        return None;
+    }
+    let settle = |paid: bool| {
+        let c = if paid {
+            (credit + 1).min(super::POLL_CREDIT_MAX)
+        } else {
+            credit.saturating_sub(2)
+        };
+        CREDIT.with(|cell| cell.set((c, polls.wrapping_add(1))));
+    };
     let until = Instant::now() + WORKER_SPIN;
     let mut rounds = 0u32;
     loop {
         match rx.try_recv_with(&mut *take) {
-            Ok(()) => return Some(Ok(())),
+            Ok(()) => {
+                settle(rounds < super::FREE_ROUNDS);
+                return Some(Ok(()));
+            }
             Err(TryRecvError::Empty) => {}
             Err(_) => return None,
         }
         rounds += 1;
-        if rounds % 8 == 0 {
+        if rounds % super::FREE_ROUNDS == 0 {
             if Instant::now() >= until {
+                settle(false);
                 return None;
             }
             std::thread::yield_now();
