@@ -68,9 +68,13 @@
 //!   on wake-ups instead of running).
 //! * Polling yields the CPU every few microseconds (a poller that never
 //!   yields keeps the thread it waits for off the CPU when threads
-//!   outnumber CPUs: measured 5–10× slower `imap_unordered`), and
-//!   neither side polls at all when the process may use only one CPU
-//!   (the peer cannot run meanwhile; sleeping at once is faster there).
+//!   outnumber CPUs: measured 5–10× slower `imap_unordered`); neither
+//!   side polls at all when the process may use only one CPU (the peer
+//!   cannot run meanwhile; sleeping at once is faster there); and polling
+//!   adapts: waiters (per pool) and each worker keep polling only while
+//!   recent polls got their answer before the first yield, so long tasks
+//!   and a peer on the same CPU fall back to sleeping at once (every 16th
+//!   wait polls again to notice when it pays).
 
 mod callbacks;
 mod chunker;
