@@ -4,7 +4,10 @@
 //! * `Pool::map` of x → x*x over 100,000 integers (default chunksize);
 //! * `Pool::map` of fib(22) over 1,000 items, with N workers and with 1
 //!   (the speedup against the ideal N×);
-//! * `apply_async(..).get()` round-trip latency.
+//! * `imap_unordered` of x → x*x over 10,000 integers, chunksize 1 (the
+//!   per-task cost of fine-grained work);
+//! * `apply_async(..).get()` round-trip latency: median, and the 10th and
+//!   90th percentiles (the spread shows a bimodal distribution).
 //!
 //! Each round runs shmkit then Python (interleaved), unpinned and pinned
 //! (everything on CPU 0, inherited by the workers). The cache-line
@@ -42,7 +45,16 @@ struct Figures {
     map_tiny_ms: f64,
     map_fib_ms: f64,
     map_fib1_ms: f64,
+    imap1_ms: f64,
     apply_us: f64,
+    apply_p10_us: f64,
+    apply_p90_us: f64,
+}
+
+/// The `q`-quantile (0..=1) of `xs`.
+fn quantile(mut xs: Vec<f64>, q: f64) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[((xs.len() - 1) as f64 * q).round() as usize]
 }
 
 fn time_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
@@ -54,6 +66,12 @@ fn time_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     common::median(samples)
+}
+
+/// `SHMKIT_POOL_BENCH_QUICK=1`: skip the fib(22) maps on both sides (on a
+/// loaded machine Python's take minutes), for quick interleaved runs.
+fn quick() -> bool {
+    std::env::var_os("SHMKIT_POOL_BENCH_QUICK").is_some_and(|v| v == "1")
 }
 
 fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
@@ -69,8 +87,19 @@ fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
     let map_tiny_ms = time_ms(TINY_ROUNDS, || {
         std::hint::black_box(pool.map(&SQUARE, data.iter().copied(), None).expect("map"));
     });
-    let map_fib_ms = time_ms(rounds, || {
-        std::hint::black_box(pool.map(&FIB, vec![22; 1000], None).expect("map"));
+    let map_fib_ms = if quick() {
+        f64::NAN
+    } else {
+        time_ms(rounds, || {
+            std::hint::black_box(pool.map(&FIB, vec![22; 1000], None).expect("map"));
+        })
+    };
+    let imap1_ms = time_ms(rounds, || {
+        let mut n = 0u64;
+        for r in pool.imap_unordered(&SQUARE, 0..10_000u64, Some(1)) {
+            n += r.expect("imap_unordered");
+        }
+        std::hint::black_box(n);
     });
     let lat: Vec<f64> = (0..2000)
         .map(|_| {
@@ -79,17 +108,26 @@ fn shmkit_figures(workers: usize, rounds: usize) -> Figures {
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
+    let apply_p10_us = quantile(lat.clone(), 0.1);
+    let apply_p90_us = quantile(lat.clone(), 0.9);
     let apply_us = common::median(lat);
     drop(pool);
-    let one = Pool::new(1).expect("pool");
-    let map_fib1_ms = time_ms(rounds, || {
-        std::hint::black_box(one.map(&FIB, vec![22; 1000], None).expect("map"));
-    });
+    let map_fib1_ms = if quick() {
+        f64::NAN
+    } else {
+        let one = Pool::new(1).expect("pool");
+        time_ms(rounds, || {
+            std::hint::black_box(one.map(&FIB, vec![22; 1000], None).expect("map"));
+        })
+    };
     Figures {
         map_tiny_ms,
         map_fib_ms,
         map_fib1_ms,
+        imap1_ms,
         apply_us,
+        apply_p10_us,
+        apply_p90_us,
     }
 }
 
@@ -103,6 +141,7 @@ fn python_figures(workers: usize, rounds: usize) -> Option<Figures> {
         .arg(rounds.to_string())
         .arg(WARMUP_MAPS.to_string())
         .arg(TINY_ROUNDS.to_string())
+        .arg(if quick() { "quick" } else { "full" })
         .output()
         .ok()?;
     if !out.status.success() {
@@ -123,7 +162,10 @@ fn python_figures(workers: usize, rounds: usize) -> Option<Figures> {
         map_tiny_ms: get("map_tiny_ms")?,
         map_fib_ms: get("map_fib_ms")?,
         map_fib1_ms: get("map_fib1_ms")?,
+        imap1_ms: get("imap1_ms")?,
         apply_us: get("apply_us")?,
+        apply_p10_us: get("apply_p10_us")?,
+        apply_p90_us: get("apply_p90_us")?,
     })
 }
 
@@ -131,7 +173,7 @@ fn report(label: &str, workers: usize, s: &Figures, p: Option<&Figures>) {
     println!("--- {label} ({workers} workers)");
     let speedup = s.map_fib1_ms / s.map_fib_ms;
     println!(
-        "shmkit: map 100k tiny {:.2} ms ({:.1} M items/s) | map 1000 fib(22) {:.1} ms, 1 worker {:.1} ms, speedup {:.2}x of ideal {}x ({:.0}%) | apply round trip {:.1} us",
+        "shmkit: map 100k tiny {:.2} ms ({:.1} M items/s) | map 1000 fib(22) {:.1} ms, 1 worker {:.1} ms, speedup {:.2}x of ideal {}x ({:.0}%) | imap_unordered 10k chunksize 1 {:.1} ms | apply round trip {:.1} us (p10 {:.1}, p90 {:.1})",
         s.map_tiny_ms,
         100.0 / s.map_tiny_ms,
         s.map_fib_ms,
@@ -139,21 +181,28 @@ fn report(label: &str, workers: usize, s: &Figures, p: Option<&Figures>) {
         speedup,
         workers,
         100.0 * speedup / workers as f64,
-        s.apply_us
+        s.imap1_ms,
+        s.apply_us,
+        s.apply_p10_us,
+        s.apply_p90_us
     );
     if let Some(p) = p {
         println!(
-            "python: map 100k tiny {:.2} ms | map 1000 fib(22) {:.1} ms, 1 worker {:.1} ms, speedup {:.2}x | apply round trip {:.1} us",
+            "python: map 100k tiny {:.2} ms | map 1000 fib(22) {:.1} ms, 1 worker {:.1} ms, speedup {:.2}x | imap_unordered 10k chunksize 1 {:.1} ms | apply round trip {:.1} us (p10 {:.1}, p90 {:.1})",
             p.map_tiny_ms,
             p.map_fib_ms,
             p.map_fib1_ms,
             p.map_fib1_ms / p.map_fib_ms,
-            p.apply_us
+            p.imap1_ms,
+            p.apply_us,
+            p.apply_p10_us,
+            p.apply_p90_us
         );
         println!(
-            "ratio (python / shmkit): map tiny {:.1}x | map fib {:.1}x | apply latency {:.1}x",
+            "ratio (python / shmkit): map tiny {:.1}x | map fib {:.1}x | imap_unordered chunksize 1 {:.1}x | apply latency {:.1}x",
             p.map_tiny_ms / s.map_tiny_ms,
             p.map_fib_ms / s.map_fib_ms,
+            p.imap1_ms / s.imap1_ms,
             p.apply_us / s.apply_us
         );
     } else {

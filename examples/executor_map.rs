@@ -25,6 +25,6 @@ fn main() -> Result<(), process::TaskError> {
     let pool = Executor::new(3)?;
     let data_list = [11, 6, 8, 24, 22]; // Test data
                                         // Submit multiple tasks to the process pool
-    pool.map(&FUNC, data_list)?;
+    pool.map(&FUNC, data_list, None, None)?;
     Ok(())
 }

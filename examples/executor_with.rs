@@ -24,7 +24,7 @@ fn main() -> Result<(), process::TaskError> {
     let start_time = Instant::now();
     {
         let executor = Executor::new(2)?;
-        executor.map(&FUNC, [11, 22, 33])?;
+        executor.map(&FUNC, [11, 22, 33], None, None)?;
     } // the end of the `with` block: shutdown(wait=True)
     println!("Duration: {:.2?}", start_time.elapsed());
     Ok(())

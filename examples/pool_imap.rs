@@ -16,7 +16,7 @@ shmkit::task! { static GET_HTML: Task<u64, u64> = get_html; }
 fn main() -> Result<(), process::TaskError> {
     process::init();
     let pool = Pool::new(3)?;
-    for result in pool.imap(&GET_HTML, [1, 5, 3], 1) {
+    for result in pool.imap(&GET_HTML, [1, 5, 3], None) {
         println!("{} sleep success", result?);
     }
     Ok(())

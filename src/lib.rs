@@ -24,6 +24,9 @@
 //! | `Value`, `Array` | [`ShmValue<T>`], [`ShmArray<T>`] |
 //! | `Manager().dict()` | [`ShmDict`] (bytes) / [`ShmMap<K, V>`] (serde), no server process |
 //! | `Pool`, `ProcessPoolExecutor` | [`Pool`], [`Executor`] (tasks registered with [`task!`]) |
+//! | `pool.apply_async(f, args, callback=, error_callback=)`, `map_async`, `starmap_async` | [`Pool::apply_async_with`], [`Pool::map_async`], [`Pool::starmap_async`] (an [`AsyncResult<Vec<R>>`](process::AsyncResult)) |
+//! | `executor.map(f, items, timeout=, chunksize=)`, `as_completed(fs, timeout=)`, `Future.add_done_callback` | [`Executor::map`], [`process::as_completed_timeout`], [`TaskFuture::add_done_callback`](process::TaskFuture::add_done_callback) |
+//! | `parent_process()` | [`process::parent_process`] |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`wait()`](fn@wait) / [`WaitSet`] over queues, pipes, events, semaphores, processes, pool results; [`ReadyFd`] for epoll; `async` in [`aio`] |
 //!
 //! Everything above is in the [`prelude`]: `use shmkit::prelude::*;`.

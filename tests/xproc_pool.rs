@@ -10,11 +10,13 @@ mod common;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use shmkit::os::process_alive;
 use shmkit::process::{
-    self, as_completed, wait, Executor, Pool, TaskError, FIRST_COMPLETED, FIRST_EXCEPTION,
+    self, as_completed, as_completed_timeout, wait, Executor, Pool, TaskError, FIRST_COMPLETED,
+    FIRST_EXCEPTION,
 };
 use shmkit::{ShmBox, ShmValue};
 
@@ -53,6 +55,15 @@ shmkit::task! {
         let calls = ShmBox::<ShmValue<u64>>::open(&format!("{name}-calls")).expect("open the count");
         sum.fetch_add(n);
         calls.fetch_add(1);
+    };
+}
+
+// Sleeps, then counts its call in a named shared value.
+shmkit::task! {
+    static SLEEP_COUNT: Task<(String, u64), u64> = |(name, ms)| {
+        nap(ms);
+        ShmBox::<ShmValue<u64>>::open(&name).expect("open the count").fetch_add(1);
+        ms
     };
 }
 
@@ -100,7 +111,7 @@ fn imap_is_lazy() {
     let p = pool(2);
     let pulled = Cell::new(0u64);
     let input = (0..100_000u64).inspect(|_| pulled.set(pulled.get() + 1));
-    let mut it = p.imap(&SQUARE, input, 1);
+    let mut it = p.imap(&SQUARE, input, Some(1));
     for k in 0..10u64 {
         assert_eq!(it.next().unwrap().unwrap(), k * k);
     }
@@ -112,7 +123,7 @@ fn imap_is_lazy() {
     drop(it);
     // The whole thing, in order, with chunks.
     let all: Vec<u64> = p
-        .imap(&SQUARE, 0..3000u64, 16)
+        .imap(&SQUARE, 0..3000u64, Some(16))
         .map(Result::unwrap)
         .collect();
     assert_eq!(all, (0..3000u64).map(|x| x * x).collect::<Vec<_>>());
@@ -121,7 +132,7 @@ fn imap_is_lazy() {
 fn imap_unordered_full_multiset() {
     let p = pool(2);
     let mut got: Vec<u64> = p
-        .imap_unordered(&SQUARE, 0..2000u64, 3)
+        .imap_unordered(&SQUARE, 0..2000u64, Some(3))
         .map(Result::unwrap)
         .collect();
     got.sort_unstable();
@@ -401,13 +412,13 @@ fn executor_submit_map_as_completed() {
     assert_eq!(f.result().unwrap(), 144);
     assert!(f.done());
     let mapped: Vec<u64> = ex
-        .map(&SQUARE, 0..50u64)
+        .map(&SQUARE, 0..50u64, None, None)
         .unwrap()
         .map(Result::unwrap)
         .collect();
     assert_eq!(mapped, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
     let chunked: Vec<u64> = ex
-        .map_chunked(&SQUARE, 0..50u64, 7)
+        .map(&SQUARE, 0..50u64, Some(7), None)
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -469,9 +480,9 @@ fn executor_map_unread_still_runs_every_task() {
     {
         let ex = Executor::new(2).unwrap();
         let items: Vec<(String, u64)> = (1..=40).map(|i| (name.clone(), i)).collect();
-        drop(ex.map(&ADD_TO, items).unwrap());
+        drop(ex.map(&ADD_TO, items, None, None).unwrap());
         let chunked: Vec<(String, u64)> = (41..=50).map(|i| (name.clone(), i)).collect();
-        let _unread = ex.map_chunked(&ADD_TO, chunked, 3).unwrap();
+        let _unread = ex.map(&ADD_TO, chunked, Some(3), None).unwrap();
         drop(ex.submit(&ADD_TO, (name.clone(), 1000)).unwrap());
     } // the `with` block ends: the executor waits for its work
     assert_eq!(calls.load(), 51, "every task ran exactly once");
@@ -480,9 +491,201 @@ fn executor_map_unread_still_runs_every_task() {
     let ex = Executor::new(1).unwrap();
     ex.shutdown(true, false);
     assert!(matches!(
-        ex.map(&ADD_TO, [(name.clone(), 1)]),
+        ex.map(&ADD_TO, [(name.clone(), 1)], None, None),
         Err(TaskError::Closed)
     ));
+}
+
+fn map_async_and_starmap_async() {
+    let p = pool(2);
+    let r = p.map_async(&SQUARE, 0..1000u64, Some(7)).unwrap();
+    let a = p
+        .starmap_async(&MUL, [(2, 3), (4, 5), (6, 7)], None)
+        .unwrap();
+    let want: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
+    assert_eq!(r.get().unwrap(), want);
+    assert_eq!(r.get().unwrap(), want, "get may be called again");
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    assert_eq!(
+        a.get_timeout(Duration::from_secs(60)).unwrap(),
+        vec![6, 20, 42]
+    );
+    // An iterator without an exact length, and an empty input.
+    let odd = p
+        .map_async(&SQUARE, (0..100u64).filter(|x| x % 2 == 1), None)
+        .unwrap();
+    assert_eq!(odd.get().unwrap().len(), 50);
+    assert_eq!(
+        p.map_async(&SQUARE, 0..0u64, None).unwrap().get().unwrap(),
+        Vec::<u64>::new()
+    );
+    // The first error in input order wins; the handle says so.
+    let bad = p.map_async(&MAYBE_PANIC, 0..20u64, Some(2)).unwrap();
+    assert!(matches!(bad.get(), Err(TaskError::Panicked(m)) if m == "task 3 refuses"));
+    assert_eq!(bad.successful(), Some(false));
+    // Refused at once when a chunk cannot travel, and once closed.
+    let e = p
+        .map_async(&LEN, vec![vec![1u8; 100_000]], None)
+        .unwrap_err();
+    assert!(matches!(e, TaskError::TooLarge { .. }), "{e:?}");
+    p.close();
+    assert!(matches!(
+        p.map_async(&SQUARE, 0..3u64, None),
+        Err(TaskError::Closed)
+    ));
+    p.join();
+}
+
+/// `apply_async_with`: exactly one of the two callbacks runs per task,
+/// on the pool's callback thread, also for a dropped `AsyncResult`; `join`
+/// returns only once all have run.
+fn apply_async_callbacks_run_on_the_pool_thread() {
+    let p = pool(2);
+    let (tx, rx) = mpsc::channel::<(u64, Result<u64, String>, String)>();
+    for x in 0..40u64 {
+        let (ok, err) = (tx.clone(), tx.clone());
+        let r = p
+            .apply_async_with(
+                &MAYBE_PANIC,
+                x,
+                move |(v, _pid)| {
+                    let t = std::thread::current().name().unwrap_or("").to_owned();
+                    ok.send((x, Ok(v), t)).unwrap();
+                },
+                move |e| {
+                    let t = std::thread::current().name().unwrap_or("").to_owned();
+                    err.send((x, Err(e.to_string()), t)).unwrap();
+                },
+            )
+            .unwrap();
+        if x % 2 == 0 {
+            drop(r); // the callback still runs
+        }
+    }
+    drop(tx);
+    p.close();
+    p.join();
+    let mut got: Vec<_> = rx.try_iter().collect();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got.len(), 40, "each task called back exactly once");
+    for (i, (x, r, thread)) in got.into_iter().enumerate() {
+        assert_eq!(x, i as u64);
+        assert_eq!(thread, "shmkit-pool-callbacks");
+        match r {
+            Ok(v) => assert!(x % 5 != 3 && v == x),
+            Err(m) => assert!(
+                x % 5 == 3 && m.contains(&format!("task {x} refuses")),
+                "{m}"
+            ),
+        }
+    }
+    // Terminated before finishing: the error callback gets `Terminated`.
+    let p = pool(1);
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    let r = p
+        .apply_async_with(
+            &SLEEP,
+            60_000,
+            move |v| tx.send(Ok(v)).unwrap(),
+            move |e| tx2.send(Err(e)).unwrap(),
+        )
+        .unwrap();
+    p.terminate();
+    assert_eq!(rx.try_recv().unwrap(), Err(TaskError::Terminated));
+    assert!(matches!(r.get(), Err(TaskError::Terminated)));
+}
+
+/// `TaskFuture::add_done_callback`: on the callback thread for a pending
+/// task, at once in the caller's thread for a finished one, in the order
+/// added, and for a cancelled one too.
+fn task_future_add_done_callback() {
+    let ex = Executor::new(1).unwrap();
+    let log = Arc::new(StdMutex::new(Vec::new()));
+    let slow = ex.submit(&SLEEP, 300).unwrap();
+    let queued: Vec<_> = (0..6).map(|_| ex.submit(&SLEEP, 100).unwrap()).collect();
+    for tag in ["first", "second"] {
+        let log = log.clone();
+        slow.add_done_callback(move |r| {
+            let t = std::thread::current().name().unwrap_or("").to_owned();
+            log.lock().unwrap().push((tag, r, t));
+        });
+    }
+    assert!(queued[5].cancel());
+    let l2 = log.clone();
+    queued[5].add_done_callback(move |r| l2.lock().unwrap().push(("cancelled", r, String::new())));
+    assert_eq!(slow.result().unwrap(), 300);
+    ex.shutdown(true, false);
+    let got = log.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![
+            ("cancelled", Err(TaskError::Cancelled), String::new()),
+            ("first", Ok(300), "shmkit-pool-callbacks".to_owned()),
+            ("second", Ok(300), "shmkit-pool-callbacks".to_owned()),
+        ]
+    );
+    // Already done: runs now, in this thread.
+    let here = std::thread::current().id();
+    let ran = Arc::new(StdMutex::new(None));
+    let r2 = ran.clone();
+    slow.add_done_callback(move |r| *r2.lock().unwrap() = Some((r, std::thread::current().id())));
+    assert_eq!(ran.lock().unwrap().take(), Some((Ok(300), here)));
+}
+
+/// `Executor::map` with a chunksize, and with a timeout: `Err(Timeout)`
+/// once, then the end; work no worker took is cancelled, as in Python.
+fn executor_map_chunksize_and_timeout() {
+    let ex = Executor::new(1).unwrap();
+    let chunked: Vec<u64> = ex
+        .map(&SQUARE, 0..100u64, Some(9), Some(Duration::from_secs(60)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(chunked, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    let name = common::unique_name("map-timeout");
+    let count = ShmBox::<ShmValue<u64>>::create(&name, 0).unwrap();
+    let items: Vec<(String, u64)> = std::iter::once((name.clone(), 3_000))
+        .chain((0..10).map(|_| (name.clone(), 0)))
+        .collect();
+    let mut it = ex
+        .map(&SLEEP_COUNT, items, None, Some(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(it.next(), Some(Err(TaskError::Timeout)));
+    assert_eq!(it.next(), None);
+    assert_eq!(it.next(), None);
+    ex.shutdown(true, false);
+    // One worker, `workers + 1` = 2 tasks dispatched: those two ran, the
+    // nine still waiting in this process were cancelled.
+    assert_eq!(count.load(), 2);
+}
+
+fn as_completed_with_timeout() {
+    let ex = Executor::new(2).unwrap();
+    let futs = vec![
+        ex.submit(&SLEEP, 10).unwrap(),
+        ex.submit(&SLEEP, 20).unwrap(),
+        ex.submit(&SLEEP, 4_000).unwrap(),
+    ];
+    let mut it = as_completed_timeout(&futs, Duration::from_secs(2));
+    let mut done: Vec<u64> = (0..2)
+        .map(|_| it.next().unwrap().unwrap().result().unwrap())
+        .collect();
+    done.sort_unstable();
+    assert_eq!(done, vec![10, 20]);
+    assert!(matches!(it.next(), Some(Err(TaskError::Timeout))));
+    assert!(it.next().is_none());
+    // Everything done before the deadline: no timeout at all.
+    let quick = vec![
+        ex.submit(&SQUARE, 3).unwrap(),
+        ex.submit(&SQUARE, 4).unwrap(),
+    ];
+    let all: Vec<_> = as_completed_timeout(&quick, Duration::from_secs(60)).collect();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|r| r.is_ok()));
+    drop(futs);
+    ex.shutdown(false, true);
 }
 
 fn main() {
@@ -539,6 +742,20 @@ fn main() {
                 "executor_shutdown_cancels_pending",
                 executor_shutdown_cancels_pending,
             ),
+            ("map_async_and_starmap_async", map_async_and_starmap_async),
+            (
+                "apply_async_callbacks_run_on_the_pool_thread",
+                apply_async_callbacks_run_on_the_pool_thread,
+            ),
+            (
+                "task_future_add_done_callback",
+                task_future_add_done_callback,
+            ),
+            (
+                "executor_map_chunksize_and_timeout",
+                executor_map_chunksize_and_timeout,
+            ),
+            ("as_completed_with_timeout", as_completed_with_timeout),
         ],
         120,
     );

@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shmkit::os::process_alive;
 use shmkit::process::{
-    self, active_children, current_process, ExitStatus, Process, Run, Shared, SpawnError,
+    self, active_children, current_process, parent_process, ExitStatus, Pool, Process, Run, Shared,
+    SpawnError,
 };
-use shmkit::{Mutex, ShmArray, ShmBox, ShmValue};
+use shmkit::{DictConfig, Mutex, Queue, ShmArray, ShmBox, ShmMap, ShmValue};
 
 // ----------------------------------------------------------------- entries
 
@@ -126,6 +127,154 @@ fn start_two_and_return(arr: Shared<ShmArray<u32>>) -> Result<(), Box<dyn std::e
 shmkit::entry! {
     static WAIT_GO_THEN_MARK: Entry<Shared<ShmArray<u32>>> = wait_go_then_mark;
     static START_TWO_AND_RETURN: Entry<Shared<ShmArray<u32>>> = start_two_and_return;
+}
+
+// ------------------------------------------- parent_process, process trees
+
+/// Reports what `parent_process()` says here, then the same for a forked
+/// grandchild, into `out`: [parent pid, name ok, alive, grandchild's ok].
+fn report_parent(
+    (out, expect_name): (Shared<ShmArray<u32>>, String),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let out = out.attach()?;
+    let p = parent_process().ok_or("a spawned child has a parent")?;
+    out.set(0, p.pid());
+    out.set(1, u32::from(p.name() == expect_name));
+    out.set(2, u32::from(p.is_alive()));
+    let me = (std::process::id(), current_process().name().to_owned());
+    let g = Process::builder().fork(move || {
+        let p = parent_process().expect("a forked child has a parent");
+        i32::from(p.pid() == me.0 && p.name() == me.1 && p.is_alive())
+    })?;
+    out.set(3, u32::try_from(g.join()?.exitcode()).unwrap_or(0));
+    Ok(())
+}
+
+shmkit::task! {
+    static PARENT_OF_WORKER: Task<(), Option<(u32, String)>> =
+        |()| parent_process().map(|p| (p.pid(), p.name().to_owned()));
+    static TREE_SQUARE: Task<u64, u64> = |x| x * x;
+}
+
+/// How the root of a test process tree ends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+enum TreeEnd {
+    /// Joins its children and returns.
+    Return,
+    /// Panics while its children still run.
+    Panic,
+    /// Waits to be SIGKILLed.
+    Hang,
+}
+
+// Slots of a tree's control array (anonymous: not under the tree's prefix).
+const T_READY: usize = 0;
+const T_RELEASE: usize = 1;
+const T_KIDS: usize = 2; // and 3
+const T_SLOTS: usize = 4;
+
+type TreeChildArgs = (
+    Shared<Queue<u64>>,
+    Shared<ShmMap<String, u64>>,
+    Shared<ShmArray<u32>>,
+    u64,
+);
+
+/// A child of the tree: puts `k` into the queue and the dict, then stays
+/// attached until the test releases it or its parent is gone.
+fn tree_child((q, d, ctl, k): TreeChildArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (q, d, ctl) = (q.attach()?, d.attach()?, ctl.attach()?);
+    q.put(k).map_err(|_| "put failed")?;
+    d.insert(&format!("child-{k}"), &k)?;
+    let parent = parent_process().ok_or("no parent")?;
+    while ctl.get(T_RELEASE) != Some(1) && parent.is_alive() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// The root of a tree: a named queue and dict handed to two spawned
+/// children as arguments, and a pool; then ends as `end` says.
+fn tree_root(
+    (prefix, end, daemon_kids, ctl): (String, TreeEnd, bool, Shared<ShmArray<u32>>),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ctl = ctl.attach()?;
+    let q = Queue::<u64>::create(&format!("{prefix}-q"), 16, 8)?;
+    let d =
+        ShmMap::<String, u64>::create(&format!("{prefix}-d"), DictConfig::for_entries(8, 16, 8)?)?;
+    let pool = Pool::new(1)?;
+    if pool.apply(&TREE_SQUARE, 12)? != 144 {
+        return Err("pool answered wrong".into());
+    }
+    let mut kids = Vec::new();
+    for k in 1..=2u64 {
+        let args = (Shared::new(&q)?, Shared::new(&d)?, Shared::new(&ctl)?, k);
+        let p = Process::builder()
+            .daemon(daemon_kids)
+            .spawn(&TREE_CHILD, &args)?;
+        ctl.set(T_KIDS + k as usize - 1, p.pid());
+        kids.push(p);
+    }
+    let mut got = [q.get()?, q.get()?];
+    got.sort_unstable();
+    if got != [1, 2] || d.get("child-2")? != Some(2) {
+        return Err("children did not deliver".into());
+    }
+    ctl.set(T_READY, 1);
+    match end {
+        TreeEnd::Return => {
+            for k in kids {
+                k.join()?;
+            }
+            Ok(())
+        }
+        TreeEnd::Panic => panic!("tree root panics while its children run"),
+        TreeEnd::Hang => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+    }
+}
+
+shmkit::entry! {
+    static REPORT_PARENT: Entry<(Shared<ShmArray<u32>>, String)> = report_parent;
+    static TREE_CHILD: Entry<TreeChildArgs> = tree_child;
+    static TREE_ROOT: Entry<(String, TreeEnd, bool, Shared<ShmArray<u32>>)> = tree_root;
+}
+
+/// Names in /dev/shm under `prefix` (this test's own segments only).
+fn shm_names_under(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .expect("read /dev/shm")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Starts a tree, checks that its segments exist while it runs, and
+/// returns (root, control array, prefix) once both children delivered.
+fn start_tree(end: TreeEnd, daemon_kids: bool) -> (Process, ShmArray<u32>, String) {
+    let prefix = common::unique_name("tree");
+    let ctl = ShmArray::<u32>::anonymous(T_SLOTS).unwrap();
+    let root = Process::builder()
+        .name("tree-root")
+        .spawn(
+            &TREE_ROOT,
+            &(prefix.clone(), end, daemon_kids, Shared::new(&ctl).unwrap()),
+        )
+        .unwrap();
+    wait_until(LONG, "the tree's children to deliver", || {
+        ctl.get(T_READY) == Some(1) || root.exit_status().is_some()
+    });
+    assert_eq!(root.exit_status(), None, "the tree root failed early");
+    let names = shm_names_under(&prefix);
+    assert_eq!(
+        names,
+        vec![format!("{prefix}-d"), format!("{prefix}-q")],
+        "while the tree runs its two named segments exist"
+    );
+    (root, ctl, prefix)
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -496,6 +645,86 @@ fn fork_refuses_with_other_threads() {
     // Spawning (re-exec) works with threads alive.
 }
 
+fn parent_process_names_the_parent() {
+    assert!(parent_process().is_none(), "the main process has no parent");
+    let out = ShmArray::<u32>::anonymous(4).unwrap();
+    let p = Process::builder()
+        .name("reporter")
+        .spawn(
+            &REPORT_PARENT,
+            &(Shared::new(&out).unwrap(), "MainProcess".to_owned()),
+        )
+        .unwrap();
+    assert_eq!(p.join().unwrap(), ExitStatus::Code(0));
+    assert_eq!(out.to_vec(), vec![std::process::id(), 1, 1, 1]);
+    // A pool worker's parent is the process that owns the pool.
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(
+        pool.apply(&PARENT_OF_WORKER, ()).unwrap(),
+        Some((std::process::id(), "MainProcess".to_owned()))
+    );
+}
+
+/// Issue #11: a tree that ends normally leaves nothing in /dev/shm.
+fn tree_exits_normally_leaves_no_segment() {
+    let (root, ctl, prefix) = start_tree(TreeEnd::Return, false);
+    ctl.set(T_RELEASE, 1);
+    assert_eq!(root.join().unwrap(), ExitStatus::Code(0));
+    assert_eq!(shm_names_under(&prefix), Vec::<String>::new());
+}
+
+/// Issue #11: a root that panics with its children running unlinks its
+/// names while unwinding; the children keep their mappings and exit.
+fn tree_root_panics_leaves_no_segment() {
+    let (root, ctl, prefix) = start_tree(TreeEnd::Panic, false);
+    ctl.set(T_RELEASE, 1);
+    match root.join().unwrap() {
+        ExitStatus::Panicked(m) => assert!(m.contains("tree root panics"), "{m}"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(shm_names_under(&prefix), Vec::<String>::new());
+}
+
+/// Issue #11: a SIGKILLed root runs no destructor; its surviving
+/// (non-daemon) children notice, exit, and the last one to let go of each
+/// segment removes the dead creator's name.
+fn tree_root_sigkilled_survivors_clean_up() {
+    let (root, _ctl, prefix) = start_tree(TreeEnd::Hang, false);
+    root.kill().unwrap();
+    assert_eq!(root.join().unwrap(), ExitStatus::Signal(libc::SIGKILL));
+    wait_until(LONG, "the survivors to remove the tree's segments", || {
+        shm_names_under(&prefix).is_empty()
+    });
+}
+
+/// Issue #11: when the whole tree dies (daemon children die with the
+/// SIGKILLed root), nobody is left to clean up: the next start (`create`
+/// of the same names) replaces the stale segments, and they go with it.
+fn tree_sigkilled_with_daemons_cleaned_on_next_start() {
+    let (root, _ctl, prefix) = start_tree(TreeEnd::Hang, true);
+    root.kill().unwrap();
+    assert_eq!(root.join().unwrap(), ExitStatus::Signal(libc::SIGKILL));
+    let (qn, dn) = (format!("{prefix}-q"), format!("{prefix}-d"));
+    let mut q = None;
+    let mut d = None;
+    wait_until(LONG, "the dead tree's names to become replaceable", || {
+        q = q.take().or_else(|| Queue::<u64>::create(&qn, 16, 8).ok());
+        d = d.take().or_else(|| {
+            ShmMap::<String, u64>::create(&dn, DictConfig::for_entries(8, 16, 8).unwrap()).ok()
+        });
+        q.is_some() && d.is_some()
+    });
+    let (q, d) = (q.unwrap(), d.unwrap());
+    assert!(q.is_empty(), "a fresh queue, not the dead one");
+    assert_eq!(
+        d.get("child-1").unwrap(),
+        None,
+        "a fresh dict, not the dead one"
+    );
+    drop((q, d));
+    assert_eq!(shm_names_under(&prefix), Vec::<String>::new());
+}
+
 fn main() {
     shmkit::process::init();
     common::run(
@@ -547,6 +776,26 @@ fn main() {
             (
                 "fork_refuses_with_other_threads",
                 fork_refuses_with_other_threads,
+            ),
+            (
+                "parent_process_names_the_parent",
+                parent_process_names_the_parent,
+            ),
+            (
+                "tree_exits_normally_leaves_no_segment",
+                tree_exits_normally_leaves_no_segment,
+            ),
+            (
+                "tree_root_panics_leaves_no_segment",
+                tree_root_panics_leaves_no_segment,
+            ),
+            (
+                "tree_root_sigkilled_survivors_clean_up",
+                tree_root_sigkilled_survivors_clean_up,
+            ),
+            (
+                "tree_sigkilled_with_daemons_cleaned_on_next_start",
+                tree_sigkilled_with_daemons_cleaned_on_next_start,
             ),
         ],
         120,

@@ -2,11 +2,11 @@
 //!
 //! The same workers and transport as [`Pool`](super::Pool), with the
 //! futures vocabulary: [`submit`](Executor::submit) returns a
-//! [`Future`], [`as_completed`] and [`wait`] watch many of them, and
+//! [`TaskFuture`], [`as_completed`] and [`wait`] watch many of them, and
 //! [`shutdown`](Executor::shutdown) (or dropping the executor, the
 //! equivalent of leaving a `with` block) finishes the work and stops the
 //! workers. Only `workers + 1` tasks are handed to the workers at a time;
-//! the rest wait in the parent, where [`Future::cancel`] and
+//! the rest wait in the parent, where [`TaskFuture::cancel`] and
 //! `shutdown(.., cancel_pending = true)` can still withdraw them.
 //!
 //! # Work is never dropped silently
@@ -14,9 +14,9 @@
 //! As in Python, submitting is what runs a task; reading its result is
 //! optional. [`map`](Executor::map) submits every item before it returns
 //! (a `map` whose results are never read still runs every task), and a
-//! dropped [`Future`] (or a dropped `map` iterator) leaves its task running:
+//! dropped [`TaskFuture`] (or a dropped `map` iterator) leaves its task running:
 //! only its result is discarded when it arrives. Dropping the executor waits
-//! for all of it. To withdraw work, call [`Future::cancel`] or
+//! for all of it. To withdraw work, call [`TaskFuture::cancel`] or
 //! [`shutdown`](Executor::shutdown) with `cancel_pending`.
 
 use std::marker::PhantomData;
@@ -46,7 +46,7 @@ use crate::os::Deadline;
 ///     let mut got: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
 ///     got.sort();
 ///     assert_eq!(got, vec![1, 4, 9]);
-///     let mapped: Vec<u64> = ex.map(&SQUARE, [4, 5])?.map(Result::unwrap).collect();
+///     let mapped: Vec<u64> = ex.map(&SQUARE, [4, 5], None, None)?.map(Result::unwrap).collect();
 ///     assert_eq!(mapped, vec![16, 25]);
 ///     Ok(())
 /// } // dropping `ex` waits for outstanding work and stops the workers
@@ -87,49 +87,61 @@ impl Executor {
     }
 
     /// Schedules `task(arg)`. The task runs whether or not the returned
-    /// [`Future`] is kept: dropping it only discards the result.
+    /// [`TaskFuture`] is kept: dropping it only discards the result.
     pub fn submit<A: Serialize, R: DeserializeOwned>(
         &self,
         task: &Task<A, R>,
         arg: A,
-    ) -> Result<Future<R>, TaskError> {
-        Ok(Future {
+    ) -> Result<TaskFuture<R>, TaskError> {
+        Ok(TaskFuture {
             ticket: Ticket::submit_one(&self.core, task, &arg)?,
             _r: PhantomData,
         })
     }
 
-    /// Python's `Executor.map`: submits `task(item)` for every item *now*
-    /// (the whole input is read and encoded before this returns) and
-    /// returns an iterator over the results in input order. The tasks run
+    /// Python's `Executor.map(fn, items, timeout=, chunksize=)`: submits
+    /// every item *now*, `chunksize` items per task message (`None`: 1, as
+    /// in Python; a larger chunk saves per-task overhead on tiny tasks),
+    /// and returns an iterator over the results in input order. The whole
+    /// input is read and encoded before this returns. The tasks run
     /// whether or not the iterator is read; dropping it discards the
-    /// results, not the work. At most `workers + 1` tasks sit in the
-    /// shared task queue at once; the others wait in this process until a
-    /// worker is free.
+    /// results, not the work. At most `workers + 1` task messages sit in
+    /// the shared task queue at once; the others wait in this process
+    /// until a worker is free.
+    ///
+    /// With a `timeout`, the deadline is `timeout` after this call (as in
+    /// Python): once it passes with the next result still missing, the
+    /// iterator yields `Err(`[`TaskError::Timeout`]`)` once and then ends,
+    /// and the tasks no worker has taken yet are cancelled (Python
+    /// cancels the pending futures there too).
     ///
     /// An error while submitting (the executor was shut down, an item
     /// too large for the transport) is returned here; the items submitted
     /// before it still run.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use shmkit::process::{self, Executor, TaskError};
+    ///
+    /// shmkit::task! { static NAP: Task<u64, u64> = |ms| { std::thread::sleep(Duration::from_millis(ms)); ms }; }
+    ///
+    /// fn main() -> Result<(), TaskError> {
+    ///     process::init();
+    ///     let ex = Executor::new(2)?;
+    ///     let fast: Vec<u64> = ex.map(&NAP, [1, 2, 3], Some(2), None)?.collect::<Result<_, _>>()?;
+    ///     assert_eq!(fast, vec![1, 2, 3]);
+    ///     let mut slow = ex.map(&NAP, [5_000, 1], None, Some(Duration::from_millis(100)))?;
+    ///     assert_eq!(slow.next(), Some(Err(TaskError::Timeout)));
+    ///     assert_eq!(slow.next(), None);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn map<A, R, I>(
         &self,
         task: &Task<A, R>,
         items: I,
-    ) -> Result<Imap<I::IntoIter, R>, TaskError>
-    where
-        A: Serialize,
-        R: DeserializeOwned,
-        I: IntoIterator<Item = A>,
-    {
-        self.map_chunked(task, items, 1)
-    }
-
-    /// [`map`](Executor::map) with `chunksize` items per task message
-    /// (Python's `chunksize` argument; 1 is the default).
-    pub fn map_chunked<A, R, I>(
-        &self,
-        task: &Task<A, R>,
-        items: I,
-        chunksize: usize,
+        chunksize: Option<usize>,
+        timeout: Option<Duration>,
     ) -> Result<Imap<I::IntoIter, R>, TaskError>
     where
         A: Serialize,
@@ -139,7 +151,14 @@ impl Executor {
         if self.core.is_closed() {
             return Err(TaskError::Closed);
         }
-        Imap::eager(self.core.clone(), task, items.into_iter(), chunksize.max(1))
+        let deadline = timeout.map(Deadline::after);
+        Imap::eager(
+            self.core.clone(),
+            task,
+            items.into_iter(),
+            chunksize.unwrap_or(1),
+            deadline,
+        )
     }
 
     /// Stops accepting tasks. With `cancel_pending`, tasks not yet handed
@@ -168,24 +187,24 @@ impl Drop for Executor {
 
 /// The pending result of [`Executor::submit`].
 ///
-/// Dropping a `Future` does not cancel its task: the task still runs and
-/// its result is discarded when it arrives (use [`Future::cancel`] to
+/// Dropping a `TaskFuture` does not cancel its task: the task still runs and
+/// its result is discarded when it arrives (use [`TaskFuture::cancel`] to
 /// withdraw a task no worker has taken yet).
-pub struct Future<R> {
+pub struct TaskFuture<R> {
     ticket: Ticket,
     _r: PhantomData<fn() -> R>,
 }
 
-impl<R> std::fmt::Debug for Future<R> {
+impl<R> std::fmt::Debug for TaskFuture<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Future")
+        f.debug_struct("TaskFuture")
             .field("id", &self.ticket.id())
             .field("done", &self.done())
             .finish()
     }
 }
 
-impl<R> Future<R> {
+impl<R> TaskFuture<R> {
     /// Whether the task finished (with a value, an error, or cancelled).
     pub fn done(&self) -> bool {
         self.ticket.poll().is_some()
@@ -214,7 +233,43 @@ impl<R> Future<R> {
     }
 }
 
-impl<R: DeserializeOwned> Future<R> {
+impl<R: DeserializeOwned> TaskFuture<R> {
+    /// Calls `f` with the task's result once it finished (with a value,
+    /// an error, or cancelled): Python's `Future.add_done_callback`.
+    ///
+    /// If the task has already finished, `f` runs at once, in this
+    /// thread. Otherwise it runs on the executor's callback thread in this
+    /// process (`shmkit-pool-callbacks`, one callback at a time, in the
+    /// order results arrive), whether or not this future is kept; several
+    /// callbacks on one future run in the order they were added. A
+    /// callback that panics is logged and the others still run.
+    /// [`shutdown`](Executor::shutdown) with `wait` returns after every
+    /// callback ran.
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    /// use shmkit::process::{self, Executor};
+    ///
+    /// shmkit::task! { static TWICE: Task<u64, u64> = |x| 2 * x; }
+    ///
+    /// fn main() -> Result<(), shmkit::process::TaskError> {
+    ///     process::init();
+    ///     let ex = Executor::new(1)?;
+    ///     let (tx, rx) = mpsc::channel();
+    ///     let fut = ex.submit(&TWICE, 21)?;
+    ///     fut.add_done_callback(move |r| tx.send(r).unwrap());
+    ///     assert_eq!(rx.recv().unwrap(), Ok(42));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn add_done_callback<F>(&self, f: F)
+    where
+        F: FnOnce(Result<R, TaskError>) + Send + 'static,
+    {
+        self.ticket
+            .on_done(Box::new(move |o| f(decode_one::<R>(o))));
+    }
+
     /// Waits for the result.
     pub fn result(&self) -> Result<R, TaskError> {
         decode_one(self.ticket.wait(None).expect("waits forever"))
@@ -257,7 +312,7 @@ pub struct Waited {
 }
 
 /// Sleeps until some pending future among `futs` may have changed.
-fn wait_progress<R>(futs: &[Future<R>], pending: &[usize], deadline: Option<Deadline>) {
+fn wait_progress<R>(futs: &[TaskFuture<R>], pending: &[usize], deadline: Option<Deadline>) {
     let Some(&first) = pending.first() else {
         return;
     };
@@ -287,7 +342,7 @@ fn wait_progress<R>(futs: &[Future<R>], pending: &[usize], deadline: Option<Dead
 ///     Ok(())
 /// }
 /// ```
-pub fn wait<R>(futs: &[Future<R>], when: ReturnWhen, timeout: Option<Duration>) -> Waited {
+pub fn wait<R>(futs: &[TaskFuture<R>], when: ReturnWhen, timeout: Option<Duration>) -> Waited {
     let deadline = timeout.map(Deadline::after);
     loop {
         let (done, not_done): (Vec<usize>, Vec<usize>) =
@@ -307,20 +362,57 @@ pub fn wait<R>(futs: &[Future<R>], when: ReturnWhen, timeout: Option<Duration>) 
 }
 
 /// Yields the futures of `futs` as they complete (Python's
-/// `as_completed`); see [`Executor`] for an example.
-pub fn as_completed<R>(futs: &[Future<R>]) -> AsCompleted<'_, R> {
+/// `as_completed`); see [`Executor`] for an example, and
+/// [`as_completed_timeout`] for the form with a deadline.
+pub fn as_completed<R>(futs: &[TaskFuture<R>]) -> AsCompleted<'_, R> {
     AsCompleted {
         futs,
         yielded: vec![false; futs.len()],
         left: futs.len(),
+        deadline: None,
+        timed_out: false,
     }
+}
+
+/// Python's `as_completed(fs, timeout=)`: yields `Ok(future)` for each of
+/// `futs` as it completes; if `timeout` (counted from this call) passes
+/// while some are still pending, yields `Err(`[`TaskError::Timeout`]`)`
+/// once and ends. The pending tasks keep running.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use shmkit::process::{self, as_completed_timeout, Executor, TaskError};
+///
+/// shmkit::task! { static NAP: Task<u64, u64> = |ms| { std::thread::sleep(Duration::from_millis(ms)); ms }; }
+///
+/// fn main() -> Result<(), TaskError> {
+///     process::init();
+///     let ex = Executor::new(2)?;
+///     let futs = vec![ex.submit(&NAP, 1)?, ex.submit(&NAP, 5_000)?];
+///     let mut it = as_completed_timeout(&futs, Duration::from_millis(500));
+///     assert_eq!(it.next().unwrap()?.result()?, 1);
+///     assert_eq!(it.next().map(|r| r.err()), Some(Some(TaskError::Timeout)));
+///     assert!(it.next().is_none());
+///     ex.shutdown(false, true);
+///     Ok(())
+/// }
+/// ```
+pub fn as_completed_timeout<R>(
+    futs: &[TaskFuture<R>],
+    timeout: Duration,
+) -> AsCompletedTimeout<'_, R> {
+    let mut inner = as_completed(futs);
+    inner.deadline = Some(Deadline::after(timeout));
+    AsCompletedTimeout { inner }
 }
 
 /// The iterator of [`as_completed`].
 pub struct AsCompleted<'a, R> {
-    futs: &'a [Future<R>],
+    futs: &'a [TaskFuture<R>],
     yielded: Vec<bool>,
     left: usize,
+    deadline: Option<Deadline>,
+    timed_out: bool,
 }
 
 impl<R> std::fmt::Debug for AsCompleted<'_, R> {
@@ -331,11 +423,11 @@ impl<R> std::fmt::Debug for AsCompleted<'_, R> {
     }
 }
 
-impl<'a, R> Iterator for AsCompleted<'a, R> {
-    type Item = &'a Future<R>;
-
-    fn next(&mut self) -> Option<&'a Future<R>> {
-        if self.left == 0 {
+impl<'a, R> AsCompleted<'a, R> {
+    /// The next completed future; `Err(Timeout)` once the deadline (if
+    /// any) passed first, then `None`.
+    fn next_until(&mut self) -> Option<Result<&'a TaskFuture<R>, TaskError>> {
+        if self.left == 0 || self.timed_out {
             return None;
         }
         loop {
@@ -343,9 +435,43 @@ impl<'a, R> Iterator for AsCompleted<'a, R> {
             if let Some(&i) = pending.iter().find(|&&i| self.futs[i].done()) {
                 self.yielded[i] = true;
                 self.left -= 1;
-                return Some(&self.futs[i]);
+                return Some(Ok(&self.futs[i]));
             }
-            wait_progress(self.futs, &pending, None);
+            if self.deadline.is_some_and(|d| d.has_passed()) {
+                self.timed_out = true;
+                return Some(Err(TaskError::Timeout));
+            }
+            wait_progress(self.futs, &pending, self.deadline);
         }
+    }
+}
+
+impl<'a, R> Iterator for AsCompleted<'a, R> {
+    type Item = &'a TaskFuture<R>;
+
+    fn next(&mut self) -> Option<&'a TaskFuture<R>> {
+        // Without a deadline `next_until` never yields an error.
+        self.next_until()?.ok()
+    }
+}
+
+/// The iterator of [`as_completed_timeout`].
+pub struct AsCompletedTimeout<'a, R> {
+    inner: AsCompleted<'a, R>,
+}
+
+impl<R> std::fmt::Debug for AsCompletedTimeout<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompletedTimeout")
+            .field("left", &self.inner.left)
+            .finish()
+    }
+}
+
+impl<'a, R> Iterator for AsCompletedTimeout<'a, R> {
+    type Item = Result<&'a TaskFuture<R>, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next_until()
     }
 }

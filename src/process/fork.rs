@@ -90,6 +90,7 @@ impl Builder {
         let daemon = self.is_daemon();
         let (status_r, status_w) = os::fd::pipe_cloexec()?;
         let parent = os::current_pid();
+        let parent_name = super::spawn::current_name();
         // Buffered output would otherwise be written by both processes.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
@@ -100,6 +101,7 @@ impl Builder {
             Forked::Parent(pid) => pid,
             Forked::Child => {
                 drop(status_r);
+                super::spawn::set_parent(parent, parent_name);
                 child_after_fork(f, &name, daemon.then_some(parent), status_w)
             }
         };

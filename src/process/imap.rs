@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use super::core::{Chunker, Core, Ticket};
 use super::task::{self, Task, TaskError};
+use crate::os::Deadline;
 
 /// The result iterator of [`Pool::imap`](super::Pool::imap),
 /// [`Pool::imap_unordered`](super::Pool::imap_unordered) and
-/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: about
-/// two chunks per worker are in flight, and the input is read only as far
-/// as results are consumed (dropping it leaves the unread input unread).
+/// [`Executor::map`](super::Executor::map). For `imap` it is lazy: at most
+/// the task queue's capacity in chunks is in flight, and the input is read
+/// only as far as results are consumed (dropping it leaves the unread input unread).
 /// For `Executor::map` every chunk was submitted before it was returned.
 /// Each item is the result for one input, or the error of the chunk it
 /// was in.
@@ -30,6 +31,9 @@ pub struct Imap<I: Iterator, R> {
     exhausted: bool,
     prefetch: usize,
     ordered: bool,
+    /// `Executor::map`'s deadline for the next result.
+    deadline: Option<Deadline>,
+    timed_out: bool,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -67,12 +71,17 @@ where
             exhausted: false,
             prefetch: prefetch.max(1),
             ordered,
+            deadline: None,
+            timed_out: false,
             _r: PhantomData,
         }
     }
 
     /// The lazy iterator of `Pool::imap` (`ordered`) and
-    /// `Pool::imap_unordered`: about two chunks per worker in flight.
+    /// `Pool::imap_unordered`: as many chunks in flight as the task queue
+    /// holds, so that with tiny tasks the workers never run dry while
+    /// results travel back (with two per worker, each task waited for a
+    /// cross-process wake-up).
     pub(crate) fn lazy<A>(
         core: Arc<Core>,
         task: &Task<A, R>,
@@ -80,19 +89,22 @@ where
         chunksize: usize,
         ordered: bool,
     ) -> Self {
-        let prefetch = 2 * core.workers();
+        let prefetch = core.window().max(2 * core.workers());
         Self::new(core, task, iter, chunksize, prefetch, ordered)
     }
 
     /// Submits every chunk of `iter` now (for `Executor::map`); a
-    /// submission error is returned at once.
+    /// submission error is returned at once. Past `deadline`, the next
+    /// missing result is `Err(Timeout)` and the rest is cancelled.
     pub(crate) fn eager<A>(
         core: Arc<Core>,
         task: &Task<A, R>,
         iter: I,
         chunksize: usize,
+        deadline: Option<Deadline>,
     ) -> Result<Self, TaskError> {
         let mut it = Self::new(core, task, iter, chunksize, usize::MAX, true);
+        it.deadline = deadline;
         it.fill();
         match it.submit_err.take() {
             Some(e) => Err(e),
@@ -114,6 +126,17 @@ where
             }
         }
     }
+
+    /// The deadline passed: cancels what no worker has taken yet, drops
+    /// the rest (its results are discarded on arrival) and ends.
+    fn time_out(&mut self) -> TaskError {
+        for (t, _) in self.inflight.drain(..) {
+            self.core.cancel(t.id());
+        }
+        self.exhausted = true;
+        self.timed_out = true;
+        TaskError::Timeout
+    }
 }
 
 impl<I, R> Iterator for Imap<I, R>
@@ -125,6 +148,9 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.timed_out {
+            return None;
+        }
         loop {
             if let Some(r) = self.ready.next() {
                 return Some(Ok(r));
@@ -141,12 +167,19 @@ where
                 return self.submit_err.take().map(Err);
             }
             let (ticket, n) = if self.ordered {
+                let (front, _) = self.inflight.front()?;
+                if front.wait(self.deadline).is_none() {
+                    return Some(Err(self.time_out()));
+                }
                 self.inflight.pop_front()?
             } else {
                 let ids: Vec<u64> = self.inflight.iter().map(|(t, _)| t.id()).collect();
                 let id = loop {
-                    if let Some(id) = self.core.wait_any(&ids, None) {
+                    if let Some(id) = self.core.wait_any(&ids, self.deadline) {
                         break id;
+                    }
+                    if self.deadline.is_some_and(|d| d.has_passed()) {
+                        return Some(Err(self.time_out()));
                     }
                 };
                 let pos = self.inflight.iter().position(|(t, _)| t.id() == id)?;

@@ -102,8 +102,8 @@ mod unstarted;
 pub use entry::{entry_names, Entry, EntryResult};
 pub use error::SpawnError;
 pub use executor::{
-    as_completed, wait, AsCompleted, Executor, Future, ReturnWhen, Waited, ALL_COMPLETED,
-    FIRST_COMPLETED, FIRST_EXCEPTION,
+    as_completed, as_completed_timeout, wait, AsCompleted, AsCompletedTimeout, Executor,
+    ReturnWhen, TaskFuture, Waited, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 pub use exit::{active_children, DAEMON_GRACE};
 pub use fork::{fork, thread_count};
@@ -114,8 +114,8 @@ pub use log::{log_to_stderr, ProcessNameFormat};
 pub use pool::{cpu_count, AsyncResult, Pool, PoolBuilder, DEFAULT_MAX_MESSAGE};
 pub use run::{class_name, Run, RunEntry};
 pub use spawn::{
-    current_process, init, is_initialized, Builder, CurrentProcess, EXIT_PARENT_GONE,
-    EXIT_START_FAILED, PROTOCOL,
+    current_process, init, is_initialized, parent_process, Builder, CurrentProcess, ParentProcess,
+    EXIT_PARENT_GONE, EXIT_START_FAILED, PROTOCOL,
 };
 pub use task::{task_names, Task, TaskError};
 pub use unstarted::Unstarted;

@@ -24,14 +24,13 @@
 //! }
 //! ```
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{decode_one, encode_one, Chunker, Config, Core, Ticket};
+use super::core::{decode_one, encode_one, Callback, Chunker, Config, Core, Ticket};
 use super::imap::Imap;
 use super::task::{self, Task, TaskError};
 use crate::os::Deadline;
@@ -49,53 +48,111 @@ pub fn cpu_count() -> usize {
     crate::os::cpu::available_cpus()
 }
 
-/// The pending result of [`Pool::apply_async`] (Python's `AsyncResult`).
+/// The pending result of [`Pool::apply_async`] (one value) or
+/// [`Pool::map_async`] / [`Pool::starmap_async`] (`AsyncResult<Vec<R>>`,
+/// every result in input order): Python's `AsyncResult`.
 ///
-/// Dropping it without reading the result is fine: the result is
-/// discarded when it arrives.
-pub struct AsyncResult<R> {
-    ticket: Ticket,
-    _r: PhantomData<fn() -> R>,
+/// Dropping it without reading the result is fine: the work still runs
+/// and its result is discarded when it arrives. [`get`](AsyncResult::get)
+/// may be called more than once.
+///
+/// ```no_run
+/// use shmkit::process::{self, Pool};
+///
+/// shmkit::task! { static SQUARE: Task<u64, u64> = |x| x * x; }
+///
+/// fn main() -> Result<(), shmkit::process::TaskError> {
+///     process::init();
+///     let pool = Pool::new(2)?;
+///     let one = pool.apply_async(&SQUARE, 7)?;
+///     let all = pool.map_async(&SQUARE, 0..4, None)?;
+///     assert_eq!(one.get()?, 49);
+///     assert_eq!(all.get()?, vec![0, 1, 4, 9]);
+///     assert_eq!(all.successful(), Some(true));
+///     Ok(())
+/// }
+/// ```
+pub struct AsyncResult<T> {
+    /// The submitted chunks and their item counts, in input order.
+    parts: Vec<(Ticket, u32)>,
+    /// Decodes the outcomes of `parts` (all there) into the value.
+    decode: DecodeFn<T>,
 }
 
-impl<R> std::fmt::Debug for AsyncResult<R> {
+/// How an [`AsyncResult`] turns its chunks' outcomes into its value.
+type DecodeFn<T> = fn(&[(Ticket, u32)]) -> Result<T, TaskError>;
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncResult")
-            .field("id", &self.ticket.id())
+            .field("chunks", &self.parts.len())
+            .field("ready", &self.ready())
             .finish_non_exhaustive()
     }
 }
 
-impl<R: DeserializeOwned> AsyncResult<R> {
+/// The value of a one-item chunk.
+fn decode_single<R: DeserializeOwned>(parts: &[(Ticket, u32)]) -> Result<R, TaskError> {
+    match parts.first().and_then(|(t, _)| t.poll()) {
+        Some(o) => decode_one(o),
+        None => Err(TaskError::Failed("outcome vanished".into())),
+    }
+}
+
+/// Every chunk's values, in order; the first error (in input order) wins,
+/// as in Python's `map_async(...).get()`.
+fn decode_all<R: DeserializeOwned>(parts: &[(Ticket, u32)]) -> Result<Vec<R>, TaskError> {
+    let mut out = Vec::new();
+    for (t, k) in parts {
+        match t.poll() {
+            Some(Ok(bytes)) => task::decode_results_into(bytes, *k as usize, &mut out)?,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(TaskError::Failed("outcome vanished".into())),
+        }
+    }
+    Ok(out)
+}
+
+impl<T> AsyncResult<T> {
     /// Waits for the result.
-    pub fn get(&self) -> Result<R, TaskError> {
-        decode_one(self.ticket.wait(None).expect("waits forever"))
+    pub fn get(&self) -> Result<T, TaskError> {
+        for (t, _) in &self.parts {
+            t.wait(None);
+        }
+        (self.decode)(&self.parts)
     }
 
     /// Waits at most `timeout`; [`TaskError::Timeout`] if it has not
     /// arrived (the task keeps running; ask again later).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<R, TaskError> {
-        match self.ticket.wait(Some(Deadline::after(timeout))) {
-            Some(o) => decode_one(o),
-            None => Err(TaskError::Timeout),
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TaskError> {
+        if !self.wait_timeout(timeout) {
+            return Err(TaskError::Timeout);
         }
+        (self.decode)(&self.parts)
     }
 
     /// Waits until the result is there (or `timeout` passes); returns
     /// whether it is.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.ticket.wait(Some(Deadline::after(timeout))).is_some()
+        let deadline = Deadline::after(timeout);
+        self.parts
+            .iter()
+            .all(|(t, _)| t.wait(Some(deadline)).is_some())
     }
 
-    /// Whether the task has finished (successfully or not).
+    /// Whether the work has finished (successfully or not).
     pub fn ready(&self) -> bool {
-        self.ticket.poll().is_some()
+        self.parts.iter().all(|(t, _)| t.poll().is_some())
     }
 
     /// `Some(true)` if it finished with a value, `Some(false)` if with an
     /// error, `None` while not ready (Python raises there).
     pub fn successful(&self) -> Option<bool> {
-        self.ticket.poll().map(|o| o.is_ok())
+        self.ready().then(|| {
+            self.parts
+                .iter()
+                .all(|(t, _)| matches!(t.poll(), Some(Ok(_))))
+        })
     }
 }
 
@@ -226,7 +283,7 @@ impl PoolBuilder {
 ///     process::init();
 ///     let pool = Pool::new(2)?;
 ///     assert_eq!(pool.starmap(&MUL, [(2, 3), (4, 5)], None)?, vec![6, 20]);
-///     let lazy: Vec<u32> = pool.imap(&MUL, (0..4).map(|i| (i, i)), 1).map(Result::unwrap).collect();
+///     let lazy: Vec<u32> = pool.imap(&MUL, (0..4).map(|i| (i, i)), None).map(Result::unwrap).collect();
 ///     assert_eq!(lazy, vec![0, 1, 4, 9]);
 ///     Ok(())
 /// }
@@ -282,8 +339,74 @@ impl Pool {
         arg: A,
     ) -> Result<AsyncResult<R>, TaskError> {
         Ok(AsyncResult {
-            ticket: Ticket::submit_one(&self.core, task, &arg)?,
-            _r: PhantomData,
+            parts: vec![(Ticket::submit_one(&self.core, task, &arg)?, 1)],
+            decode: decode_single::<R>,
+        })
+    }
+
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and
+    /// `error_callback`: when the task finishes, exactly one of them is
+    /// called, with its value or with its error.
+    ///
+    /// Where they run: as in Python, on a thread of the pool's own in this
+    /// process (`shmkit-pool-callbacks`, started by the first callback),
+    /// one callback at a time, in the order results arrive, whether or
+    /// not the returned [`AsyncResult`] is kept or read. A callback should
+    /// be quick (it holds up the ones behind it); it may submit more work.
+    /// A panicking callback is logged and the others still run.
+    /// [`join`](Pool::join) and [`terminate`](Pool::terminate) return only
+    /// after every callback ran (after `terminate`, unfinished tasks call
+    /// `error_callback` with [`TaskError::Terminated`]).
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    /// use shmkit::process::{self, Pool};
+    ///
+    /// shmkit::task! { static HALF: Task<u64, u64> = |x| { assert!(x % 2 == 0, "odd"); x / 2 }; }
+    ///
+    /// fn main() -> Result<(), shmkit::process::TaskError> {
+    ///     process::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let (tx, rx) = mpsc::channel();
+    ///     for x in [10, 7] {
+    ///         let (ok, err) = (tx.clone(), tx.clone());
+    ///         pool.apply_async_with(
+    ///             &HALF,
+    ///             x,
+    ///             move |v| ok.send(Ok(v)).unwrap(),
+    ///             move |e| err.send(Err(e.to_string())).unwrap(),
+    ///         )?;
+    ///     }
+    ///     pool.close();
+    ///     pool.join(); // every callback has run
+    ///     let got: Vec<_> = rx.try_iter().collect();
+    ///     assert!(got.contains(&Ok(5)));
+    ///     assert!(got.iter().any(|r| r.as_ref().is_err_and(|e| e.contains("odd"))));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply_async_with<A, R, F, E>(
+        &self,
+        task: &Task<A, R>,
+        arg: A,
+        callback: F,
+        error_callback: E,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        F: FnOnce(R) + Send + 'static,
+        E: FnOnce(TaskError) + Send + 'static,
+    {
+        let msg = encode_one(task, &arg)?;
+        let cb: Callback = Box::new(move |o| match decode_one::<R>(o) {
+            Ok(v) => callback(v),
+            Err(e) => error_callback(e),
+        });
+        let id = self.core.submit_with(msg, Some(cb))?;
+        Ok(AsyncResult {
+            parts: vec![(Ticket::new(self.core.clone(), id), 1)],
+            decode: decode_single::<R>,
         })
     }
 
@@ -291,6 +414,12 @@ impl Pool {
     /// about `len / (4 × workers)`, as Python does, capped so a chunk stays
     /// under a quarter of the message size), and returns the results in
     /// order, or the first error.
+    ///
+    /// Every call that cuts its input into chunks takes `chunksize` as an
+    /// `Option<usize>`: `None` is Python's default for that call
+    /// (`map`/`starmap` and their `_async` forms: the computed size above;
+    /// `imap`, `imap_unordered` and `Executor::map`: 1), and `Some(0)`
+    /// counts as 1 (Python refuses it).
     pub fn map<A, R, I>(
         &self,
         task: &Task<A, R>,
@@ -333,23 +462,7 @@ impl Pool {
         R: DeserializeOwned,
         I: Iterator<Item = A>,
     {
-        let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()).max(1));
-        // Submit every chunk first (the monitor feeds them to the workers
-        // while we encode the rest), then collect in order, decoding each
-        // result chunk straight into the output.
-        let hard = self.core.max_message();
-        let mut chunker = Chunker::new(task.name(), items, chunk, hard);
-        let mut tickets = Vec::new();
-        let mut submit_err = None;
-        while let Some(c) = chunker.submit_next(&self.core) {
-            match c {
-                Ok(chunk) => tickets.push(chunk),
-                Err(e) => {
-                    submit_err = Some(e);
-                    break;
-                }
-            }
-        }
+        let (tickets, submit_err) = self.submit_chunks(task, items, n, chunksize);
         let mut out = Vec::new();
         // `n` may come from a size hint: a wrong one must not abort.
         let _ = out.try_reserve_exact(n);
@@ -360,6 +473,121 @@ impl Pool {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+
+    /// Cuts `items` into chunks (`chunksize`, or Python's default for `n`
+    /// items) and submits them all: the tickets, and the error that
+    /// stopped the submission early, if one did.
+    fn submit_chunks<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        n: usize,
+        chunksize: Option<usize>,
+    ) -> (Vec<(Ticket, u32)>, Option<TaskError>)
+    where
+        A: Serialize,
+        I: Iterator<Item = A>,
+    {
+        let chunk = chunksize.unwrap_or_else(|| n.div_ceil(4 * self.core.workers()));
+        // Submit every chunk (the monitor feeds them to the workers while
+        // we encode the rest); the caller collects them in order.
+        let hard = self.core.max_message();
+        let mut chunker = Chunker::new(task.name(), items, chunk.max(1), hard);
+        let mut tickets = Vec::new();
+        while let Some(c) = chunker.submit_next(&self.core) {
+            match c {
+                Ok(chunk) => tickets.push(chunk),
+                Err(e) => return (tickets, Some(e)),
+            }
+        }
+        (tickets, None)
+    }
+
+    /// Python's `map_async`: submits every chunk now (the whole input is
+    /// read and encoded before this returns; chunk sizes as in
+    /// [`map`](Pool::map)) and returns a handle whose
+    /// [`get`](AsyncResult::get) gives every result in input order, or the
+    /// first error. An error while submitting (the pool is closed, a chunk
+    /// too large for the transport) is returned here; chunks submitted
+    /// before it still run.
+    ///
+    /// ```no_run
+    /// use shmkit::process::{self, Pool};
+    ///
+    /// shmkit::task! { static INC: Task<u32, u32> = |x| x + 1; }
+    ///
+    /// fn main() -> Result<(), shmkit::process::TaskError> {
+    ///     process::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let pending = pool.map_async(&INC, 0..1000, Some(100))?;
+    ///     // ... the workers run while this process does something else ...
+    ///     let all = pending.get()?;
+    ///     assert_eq!(all.len(), 1000);
+    ///     assert_eq!(all[999], 1000);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn map_async<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        if self.core.is_closed() {
+            return Err(TaskError::Closed);
+        }
+        let iter = items.into_iter();
+        let parts = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.submit_chunks(task, iter, lo, chunksize),
+            _ => {
+                let items: Vec<A> = iter.collect();
+                let n = items.len();
+                self.submit_chunks(task, items.into_iter(), n, chunksize)
+            }
+        };
+        match parts {
+            (parts, None) => Ok(AsyncResult {
+                parts,
+                decode: decode_all::<R>,
+            }),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// [`map_async`](Pool::map_async) for a task over a tuple (Python's
+    /// `starmap_async`).
+    ///
+    /// ```no_run
+    /// use shmkit::process::{self, Pool};
+    ///
+    /// shmkit::task! { static POW: Task<(u64, u32), u64> = |(b, e)| b.pow(e); }
+    ///
+    /// fn main() -> Result<(), shmkit::process::TaskError> {
+    ///     process::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let r = pool.starmap_async(&POW, [(2, 10), (3, 3)], None)?;
+    ///     assert_eq!(r.get()?, vec![1024, 27]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn starmap_async<A, R, I>(
+        &self,
+        task: &Task<A, R>,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(task, items, chunksize)
     }
 
     /// [`map`](Pool::map) for a task over a tuple: each item is the
@@ -378,35 +606,57 @@ impl Pool {
         self.map(task, items, chunksize)
     }
 
-    /// Lazy, ordered map: reads the input only as far as needed to keep
-    /// about two chunks per worker in flight.
+    /// Lazy, ordered map (Python's `imap`): `chunksize` items per task
+    /// message (`None`: 1, as in Python). It reads the input only as far
+    /// as needed to keep the task queue supplied (at most its capacity in
+    /// chunks in flight), so an endless input is fine.
     pub fn imap<A, R, I>(
         &self,
         task: &Task<A, R>,
         items: I,
-        chunksize: usize,
+        chunksize: Option<usize>,
     ) -> Imap<I::IntoIter, R>
     where
         A: Serialize,
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, true)
+        let chunk = chunksize.unwrap_or(1);
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunk, true)
     }
 
-    /// Like [`imap`](Pool::imap), but yields chunks as they complete.
+    /// Like [`imap`](Pool::imap), but yields results as their chunks
+    /// complete (Python's `imap_unordered`).
+    ///
+    /// ```no_run
+    /// use shmkit::process::{self, Pool};
+    ///
+    /// shmkit::task! { static CUBE: Task<u64, u64> = |x| x * x * x; }
+    ///
+    /// fn main() -> Result<(), shmkit::process::TaskError> {
+    ///     process::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let mut got: Vec<u64> = pool
+    ///         .imap_unordered(&CUBE, 0..100, None)
+    ///         .collect::<Result<_, _>>()?;
+    ///     got.sort();
+    ///     assert_eq!(got, (0..100u64).map(|x| x * x * x).collect::<Vec<_>>());
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn imap_unordered<A, R, I>(
         &self,
         task: &Task<A, R>,
         items: I,
-        chunksize: usize,
+        chunksize: Option<usize>,
     ) -> Imap<I::IntoIter, R>
     where
         A: Serialize,
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        Imap::lazy(self.core.clone(), task, items.into_iter(), chunksize, false)
+        let chunk = chunksize.unwrap_or(1);
+        Imap::lazy(self.core.clone(), task, items.into_iter(), chunk, false)
     }
 
     /// How many tasks the pool still keeps bookkeeping for: queued, running,

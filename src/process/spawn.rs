@@ -31,6 +31,7 @@ const ENV_ENTRY: &str = "SHMKIT_SPAWN_ENTRY";
 const ENV_FDS: &str = "SHMKIT_SPAWN_FDS";
 const ENV_NAME: &str = "SHMKIT_SPAWN_NAME";
 const ENV_PARENT: &str = "SHMKIT_SPAWN_PARENT";
+const ENV_PARENT_NAME: &str = "SHMKIT_SPAWN_PARENT_NAME";
 
 /// Exit code of a child that could not start its entry (after reporting
 /// why to the parent).
@@ -44,6 +45,8 @@ const MAX_ARGS: u64 = 64 << 20;
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 static CURRENT_NAME: StdMutex<Option<String>> = StdMutex::new(None);
+/// The process that started this one through shmkit: (pid, name).
+static PARENT: StdMutex<Option<(u32, String)>> = StdMutex::new(None);
 
 /// Makes this binary able to spawn children and, when it *is* a spawned
 /// child, runs the requested entry and exits.
@@ -112,6 +115,77 @@ pub fn current_process() -> CurrentProcess {
         name: current_name(),
         pid: os::current_pid(),
     }
+}
+
+/// The process that started this one (Python's `parent_process()`): its
+/// pid and name, as [`parent_process`] gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentProcess {
+    name: String,
+    pid: u32,
+}
+
+impl ParentProcess {
+    /// The parent's name (`"MainProcess"` for a child of the main
+    /// program, `"Process-1"` for a grandchild started by it, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parent's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the parent is still running. It is exact: a process whose
+    /// parent exited is re-parented, so this compares the kernel's parent
+    /// pid of this process with [`pid`](ParentProcess::pid) (no pid-reuse
+    /// confusion).
+    pub fn is_alive(&self) -> bool {
+        std::os::unix::process::parent_id() == self.pid
+    }
+}
+
+/// The process that started this one through shmkit ([`spawn`](Builder::spawn),
+/// [`fork`](crate::process::fork), a pool worker's pool), like Python's
+/// `multiprocessing.parent_process()`; `None` in the main process (one not
+/// started by shmkit).
+///
+/// ```
+/// // The main program (here: this doctest) has no shmkit parent.
+/// assert!(shmkit::process::parent_process().is_none());
+/// ```
+///
+/// In a spawned child it names the parent:
+///
+/// ```no_run
+/// use shmkit::process::{self, parent_process, Process};
+///
+/// fn child(_: ()) -> i32 {
+///     let parent = parent_process().expect("started by shmkit");
+///     assert_eq!(parent.name(), "MainProcess");
+///     assert!(parent.is_alive());
+///     0
+/// }
+/// shmkit::entry! { static CHILD: Entry<()> = child; }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     process::init();
+///     let p = Process::builder().spawn(&CHILD, &())?;
+///     assert_eq!(p.join()?.exitcode(), 0);
+///     Ok(())
+/// }
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    PARENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .map(|(pid, name)| ParentProcess { name, pid })
+}
+
+pub(crate) fn set_parent(pid: u32, name: String) {
+    *PARENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, name));
 }
 
 pub(crate) fn current_name() -> String {
@@ -314,7 +388,8 @@ impl Builder {
             .env(ENV_ENTRY, entry)
             .env(ENV_FDS, fd_list)
             .env(ENV_NAME, &name)
-            .env(ENV_PARENT, os::current_pid().to_string());
+            .env(ENV_PARENT, os::current_pid().to_string())
+            .env(ENV_PARENT_NAME, current_name());
         let daemon = self.daemon;
         let parent = os::current_pid();
         // The hook runs in the forked child before exec and allocates nothing.
@@ -406,7 +481,16 @@ fn child_main(proto: OsString) -> ! {
     let entry = std::env::var(ENV_ENTRY).unwrap_or_default();
     let name = std::env::var(ENV_NAME).unwrap_or_else(|_| "Process-?".to_owned());
     let fd_list = std::env::var(ENV_FDS).unwrap_or_default();
-    for var in [ENV_PROTO, ENV_ENTRY, ENV_FDS, ENV_NAME, ENV_PARENT] {
+    let parent_pid = std::env::var(ENV_PARENT).ok().and_then(|p| p.parse().ok());
+    let parent_name = std::env::var(ENV_PARENT_NAME).unwrap_or_else(|_| "MainProcess".to_owned());
+    for var in [
+        ENV_PROTO,
+        ENV_ENTRY,
+        ENV_FDS,
+        ENV_NAME,
+        ENV_PARENT,
+        ENV_PARENT_NAME,
+    ] {
         std::env::remove_var(var);
     }
     let parsed: Option<Vec<RawFd>> = fd_list.split(',').map(|s| s.parse().ok()).collect();
@@ -431,6 +515,9 @@ fn child_main(proto: OsString) -> ! {
     let mut status_pipe = File::from(owned.pop().expect("two fds checked above"));
     let mut args_file = File::from(owned.pop().expect("two fds checked above"));
     set_current_name(&name);
+    if let Some(pid) = parent_pid {
+        set_parent(pid, parent_name);
+    }
 
     let fail = |pipe: &mut File, report: Report| -> ! {
         status::send(pipe, &report);

@@ -211,9 +211,47 @@ where
 /// }
 /// assert_ne!(MUL.name(), HELLO.name());
 /// ```
+///
+/// # No captures
+///
+/// A worker is another process: it receives the task's *name* and its
+/// encoded argument, never a closure, so a task cannot capture variables.
+/// Pass the value as (part of) the argument, e.g. `Task<(u64, u64), u64>`
+/// fed by `starmap`, or set it up once per worker with
+/// [`PoolBuilder::initializer`](crate::process::PoolBuilder::initializer)
+/// and keep it in a static. A `move` closure is refused with a message
+/// saying so:
+///
+/// ```compile_fail
+/// fn main() {
+///     let factor = 3u64;
+///     shmkit::task! {
+///         static SCALE: Task<u64, u64> = move |x| x * factor;
+///     }
+/// }
+/// ```
+///
+/// (error: "task `SCALE` cannot capture variables: a pool worker is
+/// another process and gets the task's name, not the closure; pass the
+/// value as an argument (e.g. `Task<(u64, Factor), u64>` with `starmap`)
+/// or set it up once per worker with `PoolBuilder::initializer` and a
+/// static".) A non-`move` closure that uses a local variable cannot be
+/// told apart by the macro; it fails with rustc's own "attempt to use a
+/// non-constant value in a constant" (E0435), pointing at the variable
+/// (ignore its hint to use `let`); the fix is the same.
 #[macro_export]
 macro_rules! task {
-    ($($(#[$meta:meta])* $vis:vis static $name:ident : Task<$a:ty, $r:ty> = $f:expr;)+) => {$(
+    () => {};
+    ($(#[$meta:meta])* $vis:vis static $name:ident : Task<$a:ty, $r:ty> = move $f:expr; $($rest:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "task `", ::core::stringify!($name), "` cannot capture variables: a pool worker is another ",
+            "process and gets the task's name, not the closure; pass the value as an argument ",
+            "(e.g. `Task<(u64, Factor), u64>` with `starmap`) or set it up once per worker with ",
+            "`PoolBuilder::initializer` and a static"
+        ));
+        $crate::task! { $($rest)* }
+    };
+    ($(#[$meta:meta])* $vis:vis static $name:ident : Task<$a:ty, $r:ty> = $f:expr; $($rest:tt)*) => {
         $(#[$meta])*
         $vis static $name: $crate::process::Task<$a, $r> =
             $crate::process::Task::__new(::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)));
@@ -233,7 +271,8 @@ macro_rules! task {
                 )
             }
         };
-    )+};
+        $crate::task! { $($rest)* }
+    };
 }
 
 /// Why a task (or a submission) produced no value.

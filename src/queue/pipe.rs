@@ -95,6 +95,18 @@ fn endpoint_err(e: EndpointError) -> Error {
     }
 }
 
+/// [`endpoint_err`] for `open`, which reports [`AttachError`]s.
+fn endpoint_attach_err(e: EndpointError) -> AttachError {
+    use std::io::{Error as IoError, ErrorKind};
+    match e {
+        EndpointError::Corrupt(c) => AttachError::Corrupt(c),
+        e @ EndpointError::AlreadyTaken(..) => AttachError::Io(IoError::other(e.to_string())),
+        e @ EndpointError::Closed(_) => {
+            AttachError::Io(IoError::new(ErrorKind::BrokenPipe, e.to_string()))
+        }
+    }
+}
+
 fn names(name: &str) -> (String, String) {
     (format!("{name}.ab"), format!("{name}.ba"))
 }
@@ -182,13 +194,32 @@ impl Pipe {
     }
 
     /// Opens the other end of the named pipe made by [`Pipe::create`].
-    pub fn open(name: &str) -> Result<Connection, Error> {
+    ///
+    /// Like every other `open`, it fails with an [`AttachError`]: a
+    /// missing name is [`NotFound`](AttachError::NotFound); an end that a
+    /// live process already holds, or that was closed, is an
+    /// [`Io`](AttachError::Io) error saying so (of kind `BrokenPipe` for a
+    /// closed end).
+    ///
+    /// ```
+    /// use shmkit::queue::Pipe;
+    /// use shmkit::AttachError;
+    ///
+    /// let name = format!("doc-pipe-open-{}", std::process::id());
+    /// assert!(matches!(Pipe::open(&name), Err(AttachError::NotFound(_))));
+    /// let mut a = Pipe::create(&name, 4096)?;
+    /// let mut b = Pipe::open(&name)?;
+    /// a.send(b"hi")?;
+    /// assert_eq!(b.recv()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Connection, AttachError> {
         let (n_ab, n_ba) = names(name);
         let ab = SpscRing::open(&n_ab)?;
         let ba = SpscRing::open(&n_ba)?;
         Ok(Connection::new(
-            ba.producer().map_err(endpoint_err)?,
-            ab.consumer().map_err(endpoint_err)?,
+            ba.producer().map_err(endpoint_attach_err)?,
+            ab.consumer().map_err(endpoint_attach_err)?,
         ))
     }
 }
@@ -350,5 +381,28 @@ impl Connection {
         self.claim();
         self.tx.close();
         self.rx.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "named segments need shm_open")]
+    fn open_reports_attach_errors() {
+        let name = format!("shmkit-unit-pipe-open-{}", std::process::id());
+        assert!(matches!(Pipe::open(&name), Err(AttachError::NotFound(_))));
+        let mut a = Pipe::create(&name, 4096).unwrap();
+        let mut b = Pipe::open(&name).unwrap();
+        // The other end is taken by a live handle (this process's `b`).
+        match Pipe::open(&name) {
+            Err(AttachError::Io(e)) => {
+                assert!(e.to_string().contains("already held"), "{e}");
+            }
+            other => panic!("expected a busy end, got {other:?}"),
+        }
+        b.send(b"still works").unwrap();
+        assert_eq!(a.recv().unwrap(), b"still works");
     }
 }

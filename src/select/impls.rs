@@ -13,7 +13,7 @@ use crate::Process;
 
 /// The executor's future type, named once here (and in `aio`) so that a
 /// rename is a one-line change.
-pub(crate) type PoolFuture<R> = crate::process::Future<R>;
+pub(crate) type PoolFuture<R> = crate::process::TaskFuture<R>;
 
 /// A queue hook's answer as a [`Ready`].
 fn ready_of(hook: Option<bool>) -> Option<Ready> {

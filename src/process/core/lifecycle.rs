@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex as StdMutex};
 use std::time::Duration;
 
 use super::worker::{WorkerArgs, WORKER};
-use super::{io_err, lock, Config, Core, State, Worker};
+use super::{io_err, lock, Config, Core, State, Worker, POLL_CREDIT_MAX};
 use crate::process::handoff::Shared;
 use crate::process::task::TaskError;
 use crate::queue::MpmcQueue;
@@ -38,9 +38,17 @@ impl Core {
             slots,
             workers: StdMutex::new(Vec::new()),
             monitor: StdMutex::new(None),
+            callback_thread: StdMutex::new(None),
+            helper_rx: StdMutex::new((None, Vec::new())),
+            helpers: std::sync::atomic::AtomicUsize::new(0),
+            cpus: crate::os::cpu::available_cpus(),
+            poll_credit: std::sync::atomic::AtomicU32::new(POLL_CREDIT_MAX),
+            waits: std::sync::atomic::AtomicU32::new(0),
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
             window,
         });
         let rx = core.result_q.receiver().map_err(io_err)?;
+        lock(&core.helper_rx).0 = Some(core.result_q.receiver().map_err(io_err)?);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let c = core.clone();
         let handle = std::thread::Builder::new()
@@ -115,6 +123,7 @@ impl Core {
         });
         self.task_q.close();
         self.join_monitor();
+        self.join_callbacks();
         let workers = std::mem::take(&mut *lock(&self.workers));
         for w in workers {
             if let Some(p) = w.process {
@@ -157,6 +166,7 @@ impl Core {
             }
         }
         self.join_monitor();
+        self.join_callbacks();
         // The monitor may have started a replacement before it saw the flag.
         let workers = std::mem::take(&mut *lock(&self.workers));
         for p in workers.into_iter().filter_map(|w| w.process) {

@@ -45,7 +45,38 @@
 //! with `WorkerDied`, so no caller waits forever. A replacement worker is
 //! started for every dead one (also for one that exited after
 //! `max_tasks_per_child`).
+//!
+//! # Keeping fine-grained work fast
+//!
+//! A round trip through the monitor costs two cross-CPU wake-ups (worker
+//! → monitor, monitor → caller) on top of the worker's own, ~20 µs each
+//! on a VM in its slow state. So:
+//!
+//! * a thread waiting for an outcome first polls for up to 100 µs,
+//!   draining the result queue itself through a second receiver (under
+//!   the state lock, like the monitor, so a result a dead worker sent is
+//!   never in a thread's hands while the monitor judges that worker);
+//!   meanwhile the monitor stays off the result queue's waiter list and
+//!   naps, so results do not wake it for nothing. Only then does the
+//!   thread sleep on the condition variable, and a completion wakes it
+//!   (a completion with no sleeper skips that syscall).
+//! * a worker polls the task queue for up to 50 µs after each task
+//!   before it blocks (more work is likely), so a submitter rarely pays
+//!   a futex wake and a task rarely waits for a worker to be scheduled.
+//! * `imap`/`imap_unordered` keep as many chunks in flight as the task
+//!   queue holds (they kept two per worker, and tiny tasks then waited
+//!   on wake-ups instead of running).
+//! * Polling yields the CPU every few microseconds (a poller that never
+//!   yields keeps the thread it waits for off the CPU when threads
+//!   outnumber CPUs: measured 5–10× slower `imap_unordered`); neither
+//!   side polls at all when the process may use only one CPU (the peer
+//!   cannot run meanwhile; sleeping at once is faster there); and polling
+//!   adapts: waiters (per pool) and each worker keep polling only while
+//!   recent polls got their answer before the first yield, so long tasks
+//!   and a peer on the same CPU fall back to sleeping at once (every 16th
+//!   wait polls again to notice when it pays).
 
+mod callbacks;
 mod chunker;
 mod dispatch;
 mod lifecycle;
@@ -62,11 +93,18 @@ use std::thread::JoinHandle;
 
 use super::handle::{ExitStatus, Process};
 use super::task::TaskError;
-use crate::queue::{MpmcQueue, MpmcSender};
+use crate::queue::{MpmcQueue, MpmcReceiver, MpmcSender};
 use crate::sync::ShmArray;
 
 /// What a finished task left: the encoded results, or why there are none.
 pub(crate) type Outcome = Result<Vec<u8>, TaskError>;
+
+/// A done-callback registered on one task: called once with its outcome,
+/// on the pool's callback thread (see [`Core::add_callback`]).
+pub(crate) type Callback = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// A callback bound to its outcome, queued for the callback thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Options common to pools and executors.
 #[derive(Clone, Debug)]
@@ -107,6 +145,10 @@ struct State {
     /// Workers that died holding no task id (a message may have been lost).
     suspects: Vec<(u32, ExitStatus)>,
     spawned: u64,
+    /// Done-callbacks of tasks not finished yet.
+    callbacks: HashMap<u64, Vec<Callback>>,
+    /// Feeds the callback thread (started by the first callback).
+    callback_tx: Option<std::sync::mpsc::Sender<Job>>,
 }
 
 /// A pool's workers, queues and bookkeeping, shared (in an `Arc`) by the
@@ -124,9 +166,39 @@ pub(crate) struct Core {
     slots: ShmArray<u64>,
     workers: StdMutex<Vec<Worker>>,
     monitor: StdMutex<Option<JoinHandle<()>>>,
+    /// The thread that runs done-callbacks (`None` until the first one).
+    callback_thread: StdMutex<Option<JoinHandle<()>>>,
+    /// A second receiver of the result queue, for threads that wait on an
+    /// outcome: they drain results themselves for a short while before
+    /// they sleep (see `dispatch`), sparing the monitor's wake-up and the
+    /// condition variable's. Locked only under `state`.
+    helper_rx: StdMutex<(Option<MpmcReceiver>, Vec<u8>)>,
+    /// How many threads are draining results that way now; while any is,
+    /// the monitor does not block on the result queue (where every result
+    /// would wake it for nothing).
+    helpers: std::sync::atomic::AtomicUsize,
+    /// CPUs this process may use (at start): with one, nobody polls.
+    cpus: usize,
+    /// Adaptive poll budget of waiting threads: raised by a wait whose
+    /// outcome came before its first yield, lowered by one that needed a
+    /// yield (the worker shares this thread's CPU) or timed out (a long
+    /// task). At zero, waiters sleep at once, but every 16th still polls
+    /// to notice when polling pays again.
+    poll_credit: std::sync::atomic::AtomicU32,
+    waits: std::sync::atomic::AtomicU32,
+    /// Threads asleep on `cond` (changed under `state`): a completion with
+    /// none skips the wake-up syscall.
+    sleepers: std::sync::atomic::AtomicUsize,
     /// Tasks dispatched into the shared queue at once.
     window: usize,
 }
+
+/// Most poll credit a pool's waiters or a worker accumulate.
+pub(crate) const POLL_CREDIT_MAX: u32 = 8;
+
+/// Polls before the first yield: an outcome that arrives within them
+/// came from a thread running on another CPU at the same time.
+pub(crate) const FREE_ROUNDS: u32 = 8;
 
 /// Locks `m`, taking it over if a panicking thread poisoned it.
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +219,11 @@ impl Core {
     /// Largest task or result message (the queues' slot size).
     pub(crate) fn max_message(&self) -> usize {
         self.cfg.max_message.max(64)
+    }
+
+    /// Tasks dispatched into the shared task queue at once.
+    pub(crate) fn window(&self) -> usize {
+        self.window
     }
 
     /// Pids of the live workers (in worker-index order).

@@ -2,6 +2,7 @@
 //! the task queue, and notices dead workers (see the module docs of
 //! [`core`](super) for what happens to their tasks).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{lock, Core, Outcome, State};
@@ -13,6 +14,9 @@ use crate::queue::MpmcReceiver;
 /// How often the monitor checks the workers (and the longest it blocks on
 /// the result queue).
 const TICK: Duration = Duration::from_millis(5);
+
+/// How long the monitor naps while waiting threads drain results.
+const HELPED_NAP: Duration = Duration::from_micros(200);
 
 impl Core {
     /// Records one result message.
@@ -28,7 +32,7 @@ impl Core {
     }
 
     /// Receives every result already queued.
-    fn drain(&self, st: &mut State, rx: &MpmcReceiver, buf: &mut Vec<u8>) -> usize {
+    pub(super) fn drain(&self, st: &mut State, rx: &MpmcReceiver, buf: &mut Vec<u8>) -> usize {
         let mut n = 0;
         while rx.try_recv(buf).is_ok() {
             self.complete_message(st, buf);
@@ -43,14 +47,29 @@ impl Core {
         let mut buf = Vec::new();
         let mut last_check = Instant::now();
         loop {
-            match rx.recv_timeout(&mut buf, TICK) {
-                Ok(_) => {
+            // While a waiting thread drains results itself, stay off the
+            // result queue's waiter list (each result would wake this
+            // thread for nothing) and look again shortly.
+            let received = if self.helpers.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(HELPED_NAP);
+                let mut st = lock(&self.state);
+                match self.drain(&mut st, &rx, &mut buf) {
+                    0 => Err(RecvTimeoutError::Timeout),
+                    n => Ok(n),
+                }
+            } else {
+                rx.recv_timeout(&mut buf, TICK).map(|_| {
                     let mut st = lock(&self.state);
                     self.complete_message(&mut st, &buf);
-                    self.drain(&mut st, &rx, &mut buf);
+                    1 + self.drain(&mut st, &rx, &mut buf)
+                })
+            };
+            match received {
+                Ok(_) => {
+                    let mut st = lock(&self.state);
                     self.pump(&mut st);
                     drop(st);
-                    self.cond.notify_all();
+                    self.notify();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),

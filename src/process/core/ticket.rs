@@ -1,10 +1,9 @@
 //! [`Ticket`]: one submitted chunk and, once it arrives, its outcome; the
 //! base of [`AsyncResult`](crate::process::AsyncResult),
-//! [`Future`](crate::process::Future) and [`Imap`](crate::process::Imap);
+//! [`TaskFuture`](crate::process::TaskFuture) and [`Imap`](crate::process::Imap);
 //! and the one-item encoders they share.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -54,29 +53,26 @@ impl Ticket {
 
     /// The outcome if it has arrived (non-blocking).
     pub(crate) fn poll(&self) -> Option<&Outcome> {
-        if let Some(o) = self.outcome.get() {
-            return Some(o);
-        }
-        if let Some(o) = self.core.take(self.id) {
-            let _ = self.outcome.set(o);
+        if self.outcome.get().is_none() {
+            self.core.take_into(self.id, &self.outcome);
         }
         self.outcome.get()
     }
 
     /// Waits for the outcome until `deadline` (`None` = forever).
     pub(crate) fn wait(&self, deadline: Option<Deadline>) -> Option<&Outcome> {
-        loop {
-            if let Some(o) = self.poll() {
-                return Some(o);
-            }
-            let slice = Deadline::earliest(deadline, Deadline::after(Duration::from_millis(50)));
-            if let Some(o) = self.core.wait(self.id, Some(slice)) {
-                let _ = self.outcome.set(o);
-                return self.outcome.get();
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                return None;
-            }
+        if self.outcome.get().is_none() {
+            self.core.wait_into(self.id, &self.outcome, deadline);
+        }
+        self.outcome.get()
+    }
+
+    /// Calls `f` with the outcome once there is one: at once (in this
+    /// thread) if the task has finished, else on the pool's callback
+    /// thread when it finishes.
+    pub(crate) fn on_done(&self, f: Box<dyn FnOnce(&Outcome) + Send>) {
+        if let Some((f, o)) = self.core.add_callback(self.id, &self.outcome, f) {
+            f(&o);
         }
     }
 

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::process::handoff::Shared;
 use crate::process::spawn::panic_message;
 use crate::process::task;
-use crate::queue::MpmcQueue;
+use std::time::{Duration, Instant};
+
+use crate::queue::error::TryRecvError;
+use crate::queue::{MpmcQueue, MpmcReceiver};
 use crate::segment::{OpenOptions, Segment};
 use crate::sync::ShmArray;
 
@@ -83,6 +86,66 @@ fn run_chunk(name: &str, payload: &[u8], count: u32, out: &mut Vec<u8>) -> u8 {
     status
 }
 
+/// How long an idle worker polls the task queue before it blocks.
+const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `rx` for up to [`WORKER_SPIN`], passing a message to `take`;
+/// `None` when none came (or the queue needs the blocking path to report
+/// why it failed).
+fn poll_briefly(
+    rx: &MpmcReceiver,
+    take: &mut impl FnMut(&[u8]),
+) -> Option<Result<(), crate::queue::RecvError>> {
+    // On one CPU the submitter cannot run while this polls: block at once.
+    static ALONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ALONE.get_or_init(|| crate::os::cpu::available_cpus() < 2) {
+        return None;
+    }
+    // The same adaptive credit as the parent's waiters: polling pays when
+    // the next task comes before the first yield.
+    thread_local! {
+        static CREDIT: std::cell::Cell<(u32, u32)> =
+            const { std::cell::Cell::new((super::POLL_CREDIT_MAX, 0)) };
+    }
+    let (credit, polls) = CREDIT.with(|c| c.get());
+    if credit == 0 && polls % 16 != 0 {
+        CREDIT.with(|c| c.set((0, polls.wrapping_add(1))));
+        return None;
+    }
+    let settle = |paid: bool| {
+        let c = if paid {
+            (credit + 1).min(super::POLL_CREDIT_MAX)
+        } else {
+            credit.saturating_sub(2)
+        };
+        CREDIT.with(|cell| cell.set((c, polls.wrapping_add(1))));
+    };
+    let until = Instant::now() + WORKER_SPIN;
+    let mut rounds = 0u32;
+    loop {
+        match rx.try_recv_with(&mut *take) {
+            Ok(()) => {
+                settle(rounds < super::FREE_ROUNDS);
+                return Some(Ok(()));
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(_) => return None,
+        }
+        rounds += 1;
+        if rounds % super::FREE_ROUNDS == 0 {
+            if Instant::now() >= until {
+                settle(false);
+                return None;
+            }
+            std::thread::yield_now();
+        } else {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 /// The worker loop; returns the worker's exit code.
 fn serve(args: WorkerArgs) -> i32 {
     let attach = || -> Result<_, Box<dyn std::error::Error>> {
@@ -124,13 +187,20 @@ fn serve(args: WorkerArgs) -> i32 {
     let mut reply = Vec::new();
     loop {
         slots.set(idx, 0);
-        let got = rx.recv_with(|b| {
+        let mut take = |b: &[u8]| {
             // Name the task before the claim is released: if we die from
             // here on, the parent knows which task it was.
             slots.set(idx, task::message_id(b));
             msg.clear();
             msg.extend_from_slice(b);
-        });
+        };
+        // More work is likely right after a task: poll for a short while
+        // before blocking (a parked worker costs the submitter a futex
+        // wake and the task a cross-CPU wake-up).
+        let got = match poll_briefly(&rx, &mut take) {
+            Some(r) => r,
+            None => rx.recv_with(&mut take),
+        };
         match got {
             Ok(()) => {}
             Err(crate::queue::RecvError::Disconnected) => return 0,
