@@ -14,7 +14,7 @@ use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::queue::peers::LivenessGate;
-use crate::sync::notifier::{wait, Slices, Waited};
+use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// `try_pop_into` could not deliver a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -261,8 +261,9 @@ impl Consumer {
         let ring = &*self.ring;
         let (owner, cur, gate) = (&mut self.owner, &mut self.cur, &self.gate);
         let mut spinner = self.spin.start();
-        let waited = wait(
+        let waited = wait_with(
             &ring.hdr().notify.data,
+            ring.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut spinner,

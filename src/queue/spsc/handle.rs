@@ -270,6 +270,7 @@ impl Owner {
             reg: Registration::current(0),
             side,
         };
+        ring.join_handshake();
         match C::load(ring) {
             Ok(cur) => Ok((owner, cur)),
             Err(e) => {
@@ -294,6 +295,7 @@ impl Owner {
             Ok(Reclaimed::Same) => true,
             Ok(Reclaimed::Moved) => match C::load(ring) {
                 Ok(c) => {
+                    ring.join_handshake();
                     *cur = c;
                     true
                 }

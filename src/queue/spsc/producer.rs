@@ -13,7 +13,7 @@ use super::ring::{frame_size, max_payload, ProducerCursor, PushError, RawRing, R
 use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{SendError, SendTimeoutError, TrySendError};
-use crate::sync::notifier::{wait, Slices, Waited};
+use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// The producing end of an [`SpscRing`](super::SpscRing). Not `Sync`: one
 /// thread pushes.
@@ -130,8 +130,9 @@ impl Producer {
         let ring = &*self.ring;
         let (owner, cur) = (&mut self.owner, &mut self.cur);
         let mut spinner = self.spin.start();
-        let waited = wait(
+        let waited = wait_with(
             &ring.hdr().notify.space,
+            ring.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut spinner,
