@@ -344,14 +344,7 @@ pub(crate) fn wait<T>(
     spin: &mut impl Spin,
     poll: impl FnMut(Probe) -> Option<T>,
 ) -> Waited<T> {
-    wait_with(
-        notifier,
-        Handshake::Symmetric,
-        deadline,
-        slices,
-        spin,
-        poll,
-    )
+    wait_with(notifier, Handshake::Symmetric, deadline, slices, spin, poll)
 }
 
 /// [`wait`] registering with the given [`Handshake`].

@@ -394,7 +394,11 @@ impl RawRing {
         let h = self.hdr();
         let popped = h.cons.frames.load(Ordering::Acquire);
         let pushed = h.prod.frames.load(Ordering::Acquire);
-        usize::try_from(pushed.saturating_sub(popped)).unwrap_or(usize::MAX)
+        // Frame counters wrap like the positions; a frame takes at least 8
+        // bytes, so more than `cap / 8` queued is a torn or hostile
+        // snapshot, reported as the most the ring can hold.
+        let n = pushed.wrapping_sub(popped).min(self.cap as u64 / 8);
+        n as usize
     }
 }
 
@@ -458,7 +462,10 @@ impl ProducerCursor {
     #[inline]
     pub(super) fn room(&mut self, ring: &RawRing, need: u64) -> Room {
         let cap = ring.cap as u64;
-        if cap - (self.tail - self.head_cache) >= need {
+        // Positions are counters modulo 2^64 (hostile or long-lived ones
+        // may wrap): differences are wrapping, and `check_indices` bounds
+        // them by `cap` before they are used.
+        if cap - self.tail.wrapping_sub(self.head_cache) >= need {
             return Room::Ok;
         }
         let head = ring.hdr().cons.pos.load(Ordering::Acquire);
@@ -467,7 +474,7 @@ impl ProducerCursor {
             return Room::Corrupt;
         }
         self.head_cache = head;
-        if cap - (self.tail - head) >= need {
+        if cap - self.tail.wrapping_sub(head) >= need {
             Room::Ok
         } else {
             Room::Full
@@ -493,13 +500,13 @@ impl ProducerCursor {
         match self.room(ring, to_end + fsize) {
             Room::Ok => {
                 ring.write_len(off, PAD);
-                Ok(self.tail + to_end)
+                Ok(self.tail.wrapping_add(to_end))
             }
             Room::Corrupt => Err(Room::Corrupt),
             Room::Full => {
                 if let Room::Ok = self.room(ring, to_end) {
                     ring.write_len(off, PAD);
-                    let tail = self.tail + to_end;
+                    let tail = self.tail.wrapping_add(to_end);
                     self.publish(ring, tail, self.pushed);
                 }
                 Err(Room::Full)
@@ -539,7 +546,7 @@ impl ProducerCursor {
         match self.place(ring, fsize) {
             Ok(at) => {
                 Self::write_frame(ring, at, msg);
-                self.publish(ring, at + fsize, self.pushed + 1);
+                self.publish(ring, at.wrapping_add(fsize), self.pushed.wrapping_add(1));
                 Ok(())
             }
             Err(Room::Full) => Err(PushError::Full),
@@ -609,7 +616,7 @@ impl ConsumerCursor {
                     return Ok(None);
                 }
             }
-            let avail = self.tail_cache - self.head;
+            let avail = self.tail_cache.wrapping_sub(self.head);
             let off = self.head & (cap - 1);
             let to_end = cap - off;
             let raw = ring.read_len(off);
@@ -619,7 +626,7 @@ impl ConsumerCursor {
                         "pad marker runs past the committed bytes",
                     ));
                 }
-                self.head += to_end;
+                self.head = self.head.wrapping_add(to_end);
                 self.publish_head(ring);
                 continue;
             }
@@ -647,8 +654,8 @@ impl ConsumerCursor {
     /// Steps past `f` without publishing (batches publish once).
     #[inline]
     pub(super) fn advance(&mut self, f: Frame) {
-        self.head += f.size;
-        self.popped += 1;
+        self.head = self.head.wrapping_add(f.size);
+        self.popped = self.popped.wrapping_add(1);
     }
 
     /// Steps past `f` and publishes the new head.
