@@ -549,6 +549,7 @@ impl Endpoint {
 
     fn register(&self) -> Result<u32, PeersFull> {
         let reg = Registration::current(self.table().register()?);
+        self.shared.raw.join_handshake();
         self.reg.store(reg.to_bits(), LocalOrdering::Relaxed);
         Ok(reg.pid())
     }

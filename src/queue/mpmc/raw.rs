@@ -61,6 +61,17 @@
 //! stored length exceeds the slot size, or a position whose index is past
 //! the capacity, is reported as corrupt instead of being read.
 //!
+//! *Wake-ups.* Blocked senders and receivers park on the `not_full` /
+//! `not_empty` notifiers. The handshake is asymmetric, as in the SPSC
+//! ring (SAFETY.md, "SPSC publish"): a waiter registers, issues a
+//! process-wide barrier (`membarrier`), then re-checks; a publisher follows
+//! its `Release` stamp store with a compiler barrier and a plain load of
+//! the waiter count, instead of a `SeqCst` fence, and calls `futex_wake`
+//! only when someone may sleep. A process that cannot register for the
+//! barrier sets the sticky `full_fence` word when its endpoint registers,
+//! and from then on every publisher fences (the symmetric protocol that
+//! `tests/loom_mpmc.rs` model-checks).
+//!
 //! Sequence numbers are 32-bit and compared with wrapping arithmetic: an
 //! ABA on a stamp needs a thread stalled between loading `tail` and its
 //! CAS while 2^32 other positions pass, which we accept (crossbeam's
@@ -72,7 +83,7 @@
 //! |---|---|
 //! | 0 | `tail: u64`, padded to 128 bytes |
 //! | 128 | `head: u64`, padded to 128 bytes |
-//! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
+//! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `full_fence: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
 //! | 384 | `MAX_PEERS` sender `PeerSlot`s, then `MAX_PEERS` receiver slots (8 bytes each) |
 //! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32`, `pad: u32`, payload |
 //!
@@ -84,6 +95,7 @@ use crate::os;
 use crate::primitives::{spin_hint, AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::queue::peers::{PeerSlot, PeerTable, PeerTableHeader};
 use crate::segment::LayoutBuilder;
+use crate::sync::notifier::Handshake;
 use crate::sync::Notifier;
 
 /// Claimer pid marking a slot abandoned by a dead producer: consumers free
@@ -100,10 +112,12 @@ pub const MAX_SLOT_SIZE: usize = 1 << 20;
 /// Largest capacity accepted (2^24 slots).
 pub const MAX_CAPACITY: usize = 1 << 24;
 
-/// Version of the body layout and position encoding, recorded in the
-/// segment header. 1: power-of-two capacities, 64-byte lines. 2: any
-/// capacity (lap positions), 128-byte lines.
-pub const LAYOUT_TAG: u64 = 2;
+/// Version of the body layout, position encoding and wake-up protocol,
+/// recorded in the segment header. 1: power-of-two capacities, 64-byte
+/// lines. 2: any capacity (lap positions), 128-byte lines. 3: the
+/// asymmetric wake-up handshake (a `full_fence` word in the control line;
+/// see "Wake-ups" above).
+pub const LAYOUT_TAG: u64 = 3;
 
 /// Bytes of slot metadata in front of each payload.
 pub(super) const SLOT_META_SIZE: usize = 16;
@@ -132,6 +146,9 @@ pub(super) struct Control {
     pub(super) all_done: Notifier,
     /// Bumped whenever an endpoint leaves: a cue to re-check liveness now.
     pub(super) departures: AtomicU32,
+    /// Sticky: nonzero once a process that cannot take part in the
+    /// asymmetric handshake registered; publishers then fence.
+    pub(super) full_fence: AtomicU32,
     pub(super) unfinished: AtomicU64,
     pub(super) senders: PeerTableHeader,
     pub(super) receivers: PeerTableHeader,
@@ -155,6 +172,7 @@ impl QueueHeader {
                 not_full: Notifier::new(),
                 all_done: Notifier::new(),
                 departures: AtomicU32::new(0),
+                full_fence: AtomicU32::new(0),
                 unfinished: AtomicU64::new(0),
                 senders: PeerTableHeader::default(),
                 receivers: PeerTableHeader::default(),
@@ -554,6 +572,38 @@ impl RawQueue {
             self.ctl().not_full.notify_all();
         }
         ok
+    }
+
+    /// Sets up the calling process for the asymmetric handshake (once per
+    /// process); if it cannot take part, switches the queue to the
+    /// symmetric one for good. Called whenever an endpoint registers.
+    pub(super) fn join_handshake(&self) {
+        if !crate::os::membarrier::register() {
+            self.ctl().full_fence.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How a waiter on this queue registers.
+    #[inline]
+    pub(super) fn handshake(&self) -> Handshake {
+        if crate::os::membarrier::supported() {
+            Handshake::Asymmetric
+        } else {
+            Handshake::Symmetric
+        }
+    }
+
+    /// Wakes one waiter on `notifier` after a message was published or a
+    /// slot freed with a `Release` stamp store (no syscall and, unless the
+    /// queue fell back to the symmetric handshake, no fence when nobody
+    /// sleeps).
+    #[inline]
+    pub(super) fn notify_published(&self, notifier: &Notifier) {
+        if self.ctl().full_fence.load(Ordering::Relaxed) == 0 {
+            notifier.notify_one_after_release();
+        } else {
+            notifier.notify_one();
+        }
     }
 
     /// Messages in the queue (claimed-but-unpublished ones included).

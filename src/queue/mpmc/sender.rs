@@ -8,7 +8,7 @@ use super::MpmcQueue;
 use crate::os::Deadline;
 use crate::primitives::Backoff;
 use crate::queue::error::{SendError, SendTimeoutError, TrySendError};
-use crate::sync::notifier::{wait, Probe, Slices, Waited};
+use crate::sync::notifier::{wait_with, Probe, Slices, Waited};
 
 /// The sending end of an [`MpmcQueue`]. Clone it for more senders in the
 /// same process; a handle inherited over `fork` registers the child on
@@ -46,7 +46,7 @@ fn attempt<'a>(
     }
     match raw.try_push(msg, me) {
         Ok(()) => {
-            raw.ctl().not_empty.notify_one();
+            raw.notify_published(&raw.ctl().not_empty);
             Some(Ok(()))
         }
         Err(PushError::TooLarge) => Some(Err(SendTimeoutError::TooLarge(msg))),
@@ -78,7 +78,7 @@ impl MpmcSender {
         loop {
             match raw.try_push(msg, me) {
                 Ok(()) => {
-                    raw.ctl().not_empty.notify_one();
+                    raw.notify_published(&raw.ctl().not_empty);
                     return Ok(());
                 }
                 Err(PushError::TooLarge) => return Err(TrySendError::TooLarge(msg)),
@@ -131,8 +131,9 @@ impl MpmcSender {
         if let Some(r) = attempt(ep, raw, msg, me) {
             return r;
         }
-        let waited = wait(
+        let waited = wait_with(
             &raw.ctl().not_full,
+            raw.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut Backoff::new(),

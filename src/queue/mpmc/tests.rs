@@ -319,7 +319,8 @@ proptest::proptest! {
 #[test]
 fn layout_is_pinned() {
     use super::raw::{layout, Control, QueueHeader, LAYOUT_TAG, MAX_PEERS};
-    assert_eq!(LAYOUT_TAG, 2);
+    assert_eq!(LAYOUT_TAG, 3);
+    assert_eq!(std::mem::offset_of!(Control, full_fence), 28);
     assert_eq!(std::mem::size_of::<QueueHeader>(), 384);
     assert_eq!(std::mem::offset_of!(QueueHeader, head), 128);
     assert_eq!(std::mem::offset_of!(QueueHeader, ctl), 256);
