@@ -243,6 +243,20 @@ pub(super) fn layout(slot_size: usize, capacity: usize, peers: usize) -> Result<
     })
 }
 
+/// Publishes a claimed producer slot as skipped (`(pos + 1, SKIPPED)`)
+/// when dropped: consumers free it and move on, as for a dead producer's
+/// claim.
+struct SkipOnDrop<'a> {
+    stamp: &'a AtomicU64,
+    skipped: u64,
+}
+
+impl Drop for SkipOnDrop<'_> {
+    fn drop(&mut self) {
+        self.stamp.store(self.skipped, Ordering::Release);
+    }
+}
+
 /// Why a raw push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PushError {
@@ -359,12 +373,32 @@ impl RawQueue {
         }
     }
 
-    /// One attempt to append `msg`, claiming as `me`.
-    #[inline]
+    /// One attempt to append `msg`, claiming as `me` (the unit tests'
+    /// entry; endpoints go through [`try_push_with`](Self::try_push_with)).
+    #[cfg(test)]
     pub(super) fn try_push(&self, msg: &[u8], me: u32) -> Result<(), PushError> {
         if msg.len() > self.slot_size {
             return Err(PushError::TooLarge);
         }
+        let mut copy = Some(|dst: &mut [u8]| {
+            dst[..msg.len()].copy_from_slice(msg);
+            Some(msg.len())
+        });
+        self.try_push_with(me, &mut copy)
+    }
+
+    /// One attempt to append a message that `write` puts straight into the
+    /// claimed slot (all `slot_size` bytes of it), returning its length;
+    /// `None` (or a length past the slot) means it does not fit, and the
+    /// slot is given up as skipped (`TooLarge`). `write` is called at most
+    /// once, and only once a slot is claimed; if it panics, the slot is
+    /// skipped too, so no position stays claimed by a live process.
+    #[inline]
+    pub(super) fn try_push_with<W: FnOnce(&mut [u8]) -> Option<usize>>(
+        &self,
+        me: u32,
+        write: &mut Option<W>,
+    ) -> Result<(), PushError> {
         let lap = self.lap as i32;
         let tail = &*self.hdr().tail;
         let mut pos = tail.load(Ordering::SeqCst);
@@ -388,10 +422,22 @@ impl RawQueue {
                         .is_ok()
                     {
                         self.advance_from(tail, pos);
-                        // SAFETY: we own the slot (our pid is in its stamp);
-                        // msg.len() <= slot_size, the payload's length.
-                        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), payload, msg.len()) };
-                        meta.len.store(msg.len() as u32, Ordering::Relaxed);
+                        // Skips the slot if `write` unwinds or refuses.
+                        let skip = SkipOnDrop {
+                            stamp: &meta.stamp,
+                            skipped: pack(seq.wrapping_add(1), SKIPPED),
+                        };
+                        // SAFETY: we own the slot (our pid is in its stamp)
+                        // and its `slot_size` payload bytes are in bounds;
+                        // nothing else in this process refers to them.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(payload, self.slot_size) };
+                        let len = match write.take().and_then(|w| w(dst)) {
+                            Some(n) if n <= self.slot_size => n,
+                            _ => return Err(PushError::TooLarge),
+                        };
+                        std::mem::forget(skip);
+                        meta.len.store(len as u32, Ordering::Relaxed);
                         meta.stamp
                             .store(pack(seq.wrapping_add(1), 0), Ordering::Release);
                         return Ok(());
