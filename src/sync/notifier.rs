@@ -8,6 +8,12 @@
 //! sees the change, so no wake-up is lost; the `seq` bump makes a waiter
 //! that registered but has not slept yet return from `futex_wait` at once.
 //!
+//! The queues use an asymmetric form of the same pair
+//! ([`Handshake::Asymmetric`]): the waiter adds a process-wide barrier
+//! (`membarrier`) after registering, and the notifier, which runs once per
+//! message, drops its fence for a compiler barrier
+//! ([`Notifier::notify_one_after_release`]).
+//!
 //! # The one park loop
 //!
 //! Every blocking call in the queues and the sync primitives waits through
