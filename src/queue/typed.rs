@@ -824,7 +824,12 @@ mod tests {
     fn byte_payloads_match_postcard_wire_format() {
         let mut ours = vec![0u8; 70_100];
         let mut theirs = vec![0u8; 70_100];
-        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+        let lens: &[usize] = if cfg!(miri) {
+            &[0, 1, 127, 128, 300]
+        } else {
+            &[0, 1, 127, 128, 300, 16_383, 16_384, 70_000]
+        };
+        for &len in lens {
             let v: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let n = <Postcard as Codec<Vec<u8>>>::encode_into(&v, &mut ours).unwrap();
             let want = postcard::to_slice(&v, &mut theirs).unwrap();
