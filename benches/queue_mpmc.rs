@@ -350,5 +350,51 @@ fn bench(c: &mut Criterion) {
     common::report_pingpongs("end", &[Placement::Unpinned]);
 }
 
-criterion_group!(benches, bench, typed);
+/// One thread sends and receives 8-byte messages on an in-process queue
+/// (and the same on crossbeam's `ArrayQueue`): the per-message cost of the
+/// protocol with no cache line crossing CPUs.
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mpmc_single_thread");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("shmkit_send_recv_8B", |b| {
+        let q = MpmcQueue::in_process(8, CAPACITY).unwrap();
+        let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
+        b.iter(|| {
+            tx.try_send(&[7u8; 8]).unwrap();
+            black_box(rx.try_recv_with(|m| m[0]).unwrap());
+        })
+    });
+    g.bench_function("crossbeam_push_pop_8B", |b| {
+        let q = ArrayQueue::<u64>::new(CAPACITY);
+        b.iter(|| {
+            q.push(7).unwrap();
+            black_box(q.pop().unwrap());
+        })
+    });
+    g.bench_function("typed_postcard_u64", |b| {
+        let q = Queue::<u64>::in_process(16, CAPACITY).unwrap();
+        b.iter(|| {
+            q.try_send(7).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.bench_function("typed_pod_u64", |b| {
+        let q = PodQueue::<u64>::in_process(CAPACITY).unwrap();
+        b.iter(|| {
+            q.try_send(7).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.bench_function("typed_postcard_vec_4KiB", |b| {
+        let q = Queue::<Vec<u8>>::in_process(4096 + 8, 64).unwrap();
+        let msg = vec![7u8; 4096];
+        b.iter(|| {
+            q.try_send(msg.clone()).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, typed, single_thread);
 criterion_main!(benches);
