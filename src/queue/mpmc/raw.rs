@@ -244,16 +244,19 @@ pub(super) fn layout(slot_size: usize, capacity: usize, peers: usize) -> Result<
 }
 
 /// Publishes a claimed producer slot as skipped (`(pos + 1, SKIPPED)`)
-/// when dropped: consumers free it and move on, as for a dead producer's
-/// claim.
+/// when dropped, and wakes a receiver to pass it (so the slot it holds is
+/// freed without waiting for the next message): consumers free it and move
+/// on, as for a dead producer's claim.
 struct SkipOnDrop<'a> {
     stamp: &'a AtomicU64,
     skipped: u64,
+    not_empty: &'a Notifier,
 }
 
 impl Drop for SkipOnDrop<'_> {
     fn drop(&mut self) {
         self.stamp.store(self.skipped, Ordering::Release);
+        self.not_empty.notify_one();
     }
 }
 
@@ -426,6 +429,7 @@ impl RawQueue {
                         let skip = SkipOnDrop {
                             stamp: &meta.stamp,
                             skipped: pack(seq.wrapping_add(1), SKIPPED),
+                            not_empty: &self.ctl().not_empty,
                         };
                         // SAFETY: we own the slot (our pid is in its stamp)
                         // and its `slot_size` payload bytes are in bounds;
