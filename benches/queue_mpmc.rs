@@ -7,6 +7,9 @@
 //!   is also run pinned (every process on CPU 0).
 //! * In-process: the same thread counts, shmkit `MpmcQueue::in_process`
 //!   vs `crossbeam_queue::ArrayQueue`, interleaved per configuration.
+//! * Typed, in-process 1×1 (`typed_1x1/…`): `Queue<u64>` (postcard) vs
+//!   `PodQueue<u64>` at 8 B, and `Queue<Vec<u8>>` vs `PodQueue<[u8; 4096]>`
+//!   at 4 KiB, each driven by blocking `send`/`recv`.
 //!
 //! A cache-line ping-pong between two processes is printed at the start
 //! and the end: this VM's CPUs flip between a fast and a slow state, and
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use common::{Peer, Placement};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
-use shmkit::queue::MpmcQueue;
+use shmkit::queue::{MpmcQueue, PodQueue, Queue};
 use shmkit::{ShmBox, ShmValue};
 
 const CAPACITY: usize = 1024;
@@ -248,6 +251,54 @@ fn crossbeam_threads(iters: u64, p: u64, c: u64) -> Duration {
     )
 }
 
+/// One producer thread and one consumer thread over a typed queue.
+fn typed_1x1(iters: u64, send: &(dyn Fn(u64) + Sync), recv: &(dyn Fn() + Sync)) -> Duration {
+    threads(iters, 1, 1, &|n| (0..n).for_each(send), &|n| {
+        (0..n).for_each(|_| recv())
+    })
+}
+
+fn typed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("typed_1x1");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("postcard_u64_8B", |b| {
+        b.iter_custom(|n| {
+            let q = Queue::<u64>::in_process(16, CAPACITY).unwrap();
+            typed_1x1(n, &|i| q.send(i).unwrap(), &|| {
+                black_box(q.recv().unwrap());
+            })
+        })
+    });
+    g.bench_function("pod_u64_8B", |b| {
+        b.iter_custom(|n| {
+            let q = PodQueue::<u64>::in_process(CAPACITY).unwrap();
+            typed_1x1(n, &|i| q.send(i).unwrap(), &|| {
+                black_box(q.recv().unwrap());
+            })
+        })
+    });
+    g.bench_function("postcard_vec_4KiB", |b| {
+        b.iter_custom(|n| {
+            let q = Queue::<Vec<u8>>::in_process(4096 + 8, 64).unwrap();
+            let msg = vec![7u8; 4096];
+            typed_1x1(n, &|_| q.send(msg.clone()).unwrap(), &|| {
+                black_box(q.recv().unwrap());
+            })
+        })
+    });
+    g.bench_function("pod_array_4KiB", |b| {
+        b.iter_custom(|n| {
+            let q = PodQueue::<[u8; 4096]>::in_process(64).unwrap();
+            let msg = [7u8; 4096];
+            typed_1x1(n, &|_| q.send(msg).unwrap(), &|| {
+                black_box(q.recv().unwrap());
+            })
+        })
+    });
+    g.finish();
+}
+
 const COUNTS: [u64; 3] = [1, 2, 4];
 
 fn bench(c: &mut Criterion) {
@@ -299,5 +350,51 @@ fn bench(c: &mut Criterion) {
     common::report_pingpongs("end", &[Placement::Unpinned]);
 }
 
-criterion_group!(benches, bench);
+/// One thread sends and receives 8-byte messages on an in-process queue
+/// (and the same on crossbeam's `ArrayQueue`): the per-message cost of the
+/// protocol with no cache line crossing CPUs.
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mpmc_single_thread");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("shmkit_send_recv_8B", |b| {
+        let q = MpmcQueue::in_process(8, CAPACITY).unwrap();
+        let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
+        b.iter(|| {
+            tx.try_send(&[7u8; 8]).unwrap();
+            black_box(rx.try_recv_with(|m| m[0]).unwrap());
+        })
+    });
+    g.bench_function("crossbeam_push_pop_8B", |b| {
+        let q = ArrayQueue::<u64>::new(CAPACITY);
+        b.iter(|| {
+            q.push(7).unwrap();
+            black_box(q.pop().unwrap());
+        })
+    });
+    g.bench_function("typed_postcard_u64", |b| {
+        let q = Queue::<u64>::in_process(16, CAPACITY).unwrap();
+        b.iter(|| {
+            q.try_send(7).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.bench_function("typed_pod_u64", |b| {
+        let q = PodQueue::<u64>::in_process(CAPACITY).unwrap();
+        b.iter(|| {
+            q.try_send(7).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.bench_function("typed_postcard_vec_4KiB", |b| {
+        let q = Queue::<Vec<u8>>::in_process(4096 + 8, 64).unwrap();
+        let msg = vec![7u8; 4096];
+        b.iter(|| {
+            q.try_send(msg.clone()).unwrap();
+            black_box(q.try_recv().unwrap());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, typed, single_thread);
 criterion_main!(benches);

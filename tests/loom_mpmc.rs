@@ -7,6 +7,12 @@
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --test loom_mpmc`
+//!
+//! Under loom `membarrier` is unavailable, so every endpoint sets the
+//! queue's sticky `full_fence` word and the models check the symmetric
+//! (fallback) wake-up handshake; the asymmetric one rests on the kernel's
+//! barrier, argued in SAFETY.md and stress-tested across processes
+//! (`xproc_spsc::park_wake_storm`).
 #![cfg(loom)]
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};

@@ -2,6 +2,12 @@
 //! frames across wrap-around and pad markers) and the park/wake protocol
 //! (no lost wake-up). Run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom cargo test --release --test loom_spsc`.
+//!
+//! Under loom `membarrier` is unavailable, so every endpoint sets the
+//! ring's sticky `full_fence` word and the models check the symmetric
+//! (fallback) wake-up handshake; the asymmetric one rests on the kernel's
+//! barrier, argued in SAFETY.md and stress-tested across processes
+//! (`xproc_spsc::park_wake_storm`).
 #![cfg(loom)]
 
 use loom::thread;

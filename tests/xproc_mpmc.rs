@@ -41,11 +41,18 @@ fn four_by_four_exactly_once() {
     };
     let q = MpmcQueue::create(&unique_name("mpmc44"), 8, 64).unwrap();
     let seen = ShmArray::<u8>::anonymous((4 * PER) as usize).unwrap();
+    // The parent holds the sending side open until every producer has
+    // registered: otherwise, on a loaded machine, one producer could send
+    // everything and leave before another registered, and the receivers
+    // would rightly see every (registered) sender gone.
+    let keep = q.sender().unwrap();
+    let registered = ShmArray::<u8>::anonymous(4).unwrap();
     let mut kids = Vec::new();
     for p in 0..4u64 {
-        let q = q.clone();
+        let (q, registered) = (q.clone(), &registered);
         kids.push(fork(move || {
             let tx = q.sender().unwrap();
+            lock_counts(registered)[p as usize] = 1;
             for i in 0..PER {
                 tx.send(&(p * PER + i).to_le_bytes()).unwrap();
             }
@@ -82,6 +89,10 @@ fn four_by_four_exactly_once() {
             0
         }));
     }
+    common::wait_until(LONG, "producers registered", || {
+        lock_counts(&registered).iter().all(|&r| r == 1)
+    });
+    drop(keep);
     for k in &mut kids {
         k.join_ok("4x4 peer");
     }

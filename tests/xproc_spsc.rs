@@ -77,6 +77,74 @@ fn million_messages() {
     assert!(bytes >= 16 * n);
 }
 
+/// Spins for about `micros` µs (a delay that lets the peer's spin run out
+/// so it parks; never a limit on the test).
+fn delay(micros: u64) {
+    let until = Instant::now() + Duration::from_micros(micros);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// The asymmetric wake-up handshake under fire: a ping-pong across two
+/// rings where each side blocks on every message (and, after a random
+/// delay, usually parks), so a waiter's registration races the other
+/// side's release-only publish on every round. Every message arrives
+/// exactly once and in order; the hang watchdog fails the run if a side
+/// stays asleep. (A lost wake-up would cost a 1 ms park slice rather than
+/// a hang, so the run also prints how many rounds took over 1 ms: a
+/// figure to compare between protocol versions, not a pass criterion.)
+fn park_wake_storm() {
+    let n: u64 = if stress() {
+        3_000_000
+    } else if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
+    let data = SpscRing::anonymous(256).unwrap();
+    let ack = SpscRing::anonymous(64).unwrap();
+    let mut child = fork(|| {
+        let mut tx = data.producer().unwrap();
+        let mut back = ack.consumer().unwrap();
+        let mut rng = Rng::new(0x5eed_cafe);
+        let mut m = Vec::new();
+        let mut a = Vec::new();
+        for seq in 0..n {
+            // Mostly no delay (the race between the peer registering and
+            // this publish), sometimes long enough for the peer to park.
+            match rng.below(8) {
+                0 => delay(rng.below(40)),
+                1 => std::thread::yield_now(),
+                _ => {}
+            }
+            make_msg(seq, 24, &mut m);
+            tx.push(&m).unwrap();
+            back.pop(&mut a).unwrap();
+            assert_eq!(a, seq.to_le_bytes(), "ack out of order");
+        }
+        0
+    });
+    let mut rx = data.consumer().unwrap();
+    let mut tx = ack.producer().unwrap();
+    let mut rng = Rng::new(0xfeed_beef);
+    let mut buf = Vec::new();
+    let mut slow = 0u64;
+    for seq in 0..n {
+        let t = Instant::now();
+        rx.pop(&mut buf).unwrap();
+        slow += u64::from(t.elapsed() >= Duration::from_millis(1));
+        assert_eq!(check_msg(&buf), seq);
+        if rng.below(8) == 0 {
+            delay(rng.below(40));
+        }
+        tx.push(&seq.to_le_bytes()).unwrap();
+    }
+    child.join_ok("ping-pong producer");
+    assert_eq!(rx.pop(&mut buf), Err(RecvError::Disconnected));
+    println!("  park_wake_storm: {n} rounds, {slow} waited over 1 ms");
+}
+
 fn blocking_pop_sees_killed_producer() {
     let ring = SpscRing::anonymous(1024).unwrap();
     let mut rx = ring.consumer().unwrap();
@@ -467,6 +535,7 @@ fn main() {
     run(
         &[
             ("million_messages", million_messages),
+            ("park_wake_storm", park_wake_storm),
             (
                 "blocking_pop_sees_killed_producer",
                 blocking_pop_sees_killed_producer,

@@ -9,13 +9,15 @@
 //! Crate-internal wrappers serve the process layer: descriptors (`fd`),
 //! forking and the die-with-parent set-up (`fork`), waiting for and
 //! signalling children (`child`), signal names (`signal`), exit hooks
-//! (`exit`) and the usable CPU count (`cpu`).
+//! (`exit`), the usable CPU count (`cpu`), and the asymmetric barrier
+//! the queues' wake-up handshake uses (`membarrier`).
 
 pub(crate) mod child;
 pub(crate) mod cpu;
 pub(crate) mod exit;
 pub(crate) mod fd;
 pub(crate) mod fork;
+pub(crate) mod membarrier;
 pub(crate) mod signal;
 
 /// The errno type of the `rustix` calls behind these wrappers (for

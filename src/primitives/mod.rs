@@ -20,6 +20,12 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// A compiler-only barrier (no instruction): keeps the compiler from
+/// moving memory accesses across it. The asymmetric wake-up handshake
+/// (`os::membarrier`) relies on it between a publisher's store and its
+/// load; loom never takes that path, so std's is used in every build.
+pub(crate) use std::sync::atomic::compiler_fence;
+
 /// The cell for data guarded by a shmkit lock (e.g. `Mutex<T>`'s value).
 ///
 /// It is std's `UnsafeCell` under loom too: that data lives in shared

@@ -6,8 +6,14 @@
 //! How values become bytes is the codec parameter `C`:
 //!
 //! * [`Postcard`] (the default) for `T: Serialize + DeserializeOwned`: each
-//!   value is postcard-encoded into the slot; the slot size is the largest
-//!   encoding you allow, chosen at create. A value whose encoding does not
+//!   value is postcard-encoded straight into its slot (no intermediate
+//!   buffer); the slot size is the largest encoding you allow, chosen at
+//!   create. Byte payloads are copied with one `memcpy`, with nothing to
+//!   opt into: `Vec<u8>` and `Box<[u8]>` values are recognised and written
+//!   as a length and their bytes (postcard's own wire format for them, so
+//!   either side may use plain postcard), and so is anything serde
+//!   serialises as bytes (`serde_bytes::ByteBuf`, fields marked
+//!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose encoding does not
 //!   fit is refused at send with `TooLarge(value)`. A message that does not
 //!   decode is an error for that message only ([`GetError::Decode`]); the
 //!   queue stays usable.
@@ -42,6 +48,7 @@
 //! `Disconnected` once every writer and the creator are gone. `close()`
 //! disconnects both sides for everyone.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -71,6 +78,25 @@ pub trait Codec<T>: Send + Sync + 'static {
     /// Encodes `value` (at most `max` bytes) and passes the bytes to `f`;
     /// `None` when the encoding does not fit.
     fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
+    /// The length of `value`'s encoding, if the codec can tell without
+    /// writing it. A send checks it against the slot size before claiming
+    /// a slot; with `None` (the default) a value found too large only while
+    /// it is written into a claimed slot is refused all the same, but that
+    /// position is given up as skipped (it counts in `len()` until a
+    /// receiver passes it).
+    fn encoded_len(value: &T) -> Option<usize> {
+        let _ = value;
+        None
+    }
+    /// Encodes `value` straight into `buf` (a claimed slot) and returns the
+    /// bytes used; `None` when the encoding does not fit. The default goes
+    /// through [`with_encoded`](Self::with_encoded) and copies.
+    fn encode_into(value: &T, buf: &mut [u8]) -> Option<usize> {
+        Self::with_encoded(value, buf.len(), |b| {
+            buf[..b.len()].copy_from_slice(b);
+            b.len()
+        })
+    }
     /// Decodes one message.
     fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
     /// The fingerprint of `T` under this codec, recorded by a creator and
@@ -155,13 +181,109 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for Postcard {
         })
     }
 
-    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
-        postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+    #[inline]
+    fn encoded_len(value: &T) -> Option<usize> {
+        if let Some(bytes) = byte_payload(value) {
+            return Some(varint_len(bytes.len()) + bytes.len());
+        }
+        postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+            value,
+            postcard::ser_flavors::Size::default(),
+        )
+        .ok()
     }
 
     fn type_tag() -> TypeTag {
         TypeTag::of_serde::<T>()
     }
+
+    #[inline]
+    fn encode_into(value: &T, buf: &mut [u8]) -> Option<usize> {
+        if let Some(bytes) = byte_payload(value) {
+            return encode_bytes(bytes, buf);
+        }
+        postcard::to_slice(value, buf).ok().map(|used| used.len())
+    }
+
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
+        let mut out: Option<T> = None;
+        if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+            *v = Some(decode_bytes(bytes)?.to_vec());
+        } else if let Some(v) = (&mut out as &mut dyn Any).downcast_mut::<Option<Box<[u8]>>>() {
+            *v = Some(decode_bytes(bytes)?.into());
+        }
+        match out {
+            Some(value) => Ok(value),
+            None => postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string())),
+        }
+    }
+}
+
+/// The bytes of a value the postcard codec copies whole (postcard would
+/// write a `Vec<u8>` element by element).
+#[inline]
+fn byte_payload<T: 'static>(value: &T) -> Option<&[u8]> {
+    let any = value as &dyn Any;
+    if let Some(v) = any.downcast_ref::<Vec<u8>>() {
+        Some(v)
+    } else {
+        any.downcast_ref::<Box<[u8]>>().map(|b| &b[..])
+    }
+}
+
+/// Largest LEB128 encoding of a `u64` (postcard's `usize` varint).
+const VARINT_MAX: usize = 10;
+
+/// Bytes of the LEB128 encoding of `n`.
+#[inline]
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - (n | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Writes `bytes` as postcard writes a byte sequence (a LEB128 length,
+/// then the bytes) into `buf`; `None` if it does not fit.
+#[inline]
+fn encode_bytes(bytes: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut n = bytes.len() as u64;
+    let mut at = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        *buf.get_mut(at)? = if n == 0 { byte } else { byte | 0x80 };
+        at += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    let end = at.checked_add(bytes.len())?;
+    buf.get_mut(at..end)?.copy_from_slice(bytes);
+    Some(end)
+}
+
+/// Reads a byte sequence written by [`encode_bytes`] (or by postcard for a
+/// `Vec<u8>`): the bytes after the length. Trailing bytes are ignored, as
+/// `postcard::from_bytes` ignores them.
+#[inline]
+fn decode_bytes(msg: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut len: u64 = 0;
+    for (i, &byte) in msg.iter().take(VARINT_MAX).enumerate() {
+        let bits = u64::from(byte & 0x7f);
+        // The tenth byte may only carry the top bit of a u64.
+        if i == VARINT_MAX - 1 && bits > 1 {
+            break;
+        }
+        len |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            let body = &msg[i + 1..];
+            return usize::try_from(len)
+                .ok()
+                .and_then(|len| body.get(..len))
+                .ok_or_else(|| DecodeError("byte message shorter than its length".into()));
+        }
+    }
+    Err(DecodeError("bad length prefix in a byte message".into()))
 }
 
 impl<T: Pod + Send + Sync> Codec<T> for PodCodec {
@@ -172,6 +294,18 @@ impl<T: Pod + Send + Sync> Codec<T> for PodCodec {
     fn with_encoded<R>(value: &T, max: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let bytes = bytemuck::bytes_of(value);
         (bytes.len() <= max).then(|| f(bytes))
+    }
+
+    #[inline]
+    fn encoded_len(_: &T) -> Option<usize> {
+        Some(std::mem::size_of::<T>())
+    }
+
+    #[inline]
+    fn encode_into(value: &T, buf: &mut [u8]) -> Option<usize> {
+        let bytes = bytemuck::bytes_of(value);
+        buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(bytes.len())
     }
 
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -528,13 +662,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
         let Some(tx) = self.tx() else {
             return Err(TrySendError::Disconnected(value));
         };
-        match C::with_encoded(&value, self.queue.slot_size(), |b| {
-            tx.try_send(b).map_err(strip_try)
-        }) {
-            None => Err(TrySendError::TooLarge(value)),
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(restore_try(e, value)),
+        if C::encoded_len(&value).is_some_and(|n| n > self.queue.slot_size()) {
+            return Err(TrySendError::TooLarge(value));
         }
+        tx.try_send_with(|slot| C::encode_into(&value, slot))
+            .map_err(|e| restore_try(e, value))
     }
 
     /// Sends `value`, waiting at most until `deadline` (`None` = forever).
@@ -546,14 +678,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
         let Some(tx) = self.tx() else {
             return Err(SendTimeoutError::Disconnected(value));
         };
-        let r = C::with_encoded(&value, self.queue.slot_size(), |b| {
-            tx.send_deadline(b, deadline).map_err(strip_timeout)
-        });
-        match r {
-            None => Err(SendTimeoutError::TooLarge(value)),
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(restore_timeout(e, value)),
+        if C::encoded_len(&value).is_some_and(|n| n > self.queue.slot_size()) {
+            return Err(SendTimeoutError::TooLarge(value));
         }
+        tx.send_deadline_with(deadline, |slot| C::encode_into(&value, slot))
+            .map_err(|e| restore_timeout(e, value))
     }
 
     /// Sends `value`, waiting while the queue is full.
@@ -708,27 +837,11 @@ impl<'a, T, C: Codec<T>> IntoIterator for &'a Queue<T, C> {
     }
 }
 
-fn strip_try<X>(e: TrySendError<X>) -> TrySendError<()> {
-    match e {
-        TrySendError::Full(_) => TrySendError::Full(()),
-        TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
-        TrySendError::TooLarge(_) => TrySendError::TooLarge(()),
-    }
-}
-
 fn restore_try<T>(e: TrySendError<()>, v: T) -> TrySendError<T> {
     match e {
         TrySendError::Full(()) => TrySendError::Full(v),
         TrySendError::Disconnected(()) => TrySendError::Disconnected(v),
         TrySendError::TooLarge(()) => TrySendError::TooLarge(v),
-    }
-}
-
-fn strip_timeout<X>(e: SendTimeoutError<X>) -> SendTimeoutError<()> {
-    match e {
-        SendTimeoutError::Timeout(_) => SendTimeoutError::Timeout(()),
-        SendTimeoutError::Disconnected(_) => SendTimeoutError::Disconnected(()),
-        SendTimeoutError::TooLarge(_) => SendTimeoutError::TooLarge(()),
     }
 }
 
@@ -768,6 +881,122 @@ mod tests {
         assert!(matches!(q.put_nowait(vec![4]), Err(TrySendError::Full(v)) if v == [4]));
         assert_eq!(q.qsize(), 2);
         assert_eq!(q.get().unwrap(), vec![1, 2]);
+    }
+
+    /// The byte fast path writes exactly what postcard writes for a
+    /// `Vec<u8>`, and reads what postcard wrote.
+    #[test]
+    fn byte_payloads_match_postcard_wire_format() {
+        let mut ours = vec![0u8; 70_100];
+        let mut theirs = vec![0u8; 70_100];
+        let lens: &[usize] = if cfg!(miri) {
+            &[0, 1, 127, 128, 300]
+        } else {
+            &[0, 1, 127, 128, 300, 16_383, 16_384, 70_000]
+        };
+        for &len in lens {
+            let v: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let n = <Postcard as Codec<Vec<u8>>>::encode_into(&v, &mut ours).unwrap();
+            let want = postcard::to_slice(&v, &mut theirs).unwrap();
+            assert_eq!(&ours[..n], want, "len {len}");
+            assert_eq!(<Postcard as Codec<Vec<u8>>>::encoded_len(&v), Some(n));
+            assert_eq!(<Postcard as Codec<Vec<u8>>>::decode(want), Ok(v.clone()));
+            let boxed: Box<[u8]> = v.clone().into();
+            let n = <Postcard as Codec<Box<[u8]>>>::encode_into(&boxed, &mut ours).unwrap();
+            assert_eq!(&ours[..n], want, "boxed len {len}");
+            assert_eq!(<Postcard as Codec<Box<[u8]>>>::decode(want), Ok(boxed));
+            // One byte short of room: refused, not truncated.
+            assert_eq!(
+                <Postcard as Codec<Vec<u8>>>::encode_into(&v, &mut ours[..want.len() - 1]),
+                None
+            );
+        }
+    }
+
+    /// Hostile byte messages are a decode error for that message: a length
+    /// past the end, an unterminated or overlong length prefix.
+    #[test]
+    fn malformed_byte_messages_are_decode_errors() {
+        let q = Queue::<Vec<u8>>::in_process(16, 8).unwrap();
+        let raw = q.as_mpmc().sender().unwrap();
+        for bad in [
+            &[5u8, 1, 2][..],
+            &[0x80][..],
+            &[],
+            &[0xff; 10][..],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02][..],
+        ] {
+            raw.send(bad).unwrap();
+            assert!(
+                matches!(q.get_nowait(), Err(GetError::Decode(_))),
+                "{bad:?}"
+            );
+        }
+        q.put(vec![9; 3]).unwrap();
+        assert_eq!(q.get_nowait(), Ok(vec![9; 3]));
+    }
+
+    /// A too-large value is refused before it claims a slot (capacity
+    /// stays exact). With a codec that cannot size values up front, a value
+    /// found too large while written into its slot, or whose encoder
+    /// panics, gives that one position up as skipped: the value comes back
+    /// (or the panic propagates), the receiver passes the position, and
+    /// nothing wedges.
+    #[test]
+    fn failed_encode_in_the_slot_skips_it() {
+        let q = Queue::<String>::in_process(8, 2).unwrap();
+        let long = "x".repeat(20);
+        assert!(matches!(q.put_nowait(long.clone()), Err(TrySendError::TooLarge(v)) if v == long));
+        assert!(matches!(
+            q.send_timeout(long.clone(), Duration::from_secs(5)),
+            Err(SendTimeoutError::TooLarge(v)) if v == long
+        ));
+        q.put_nowait("a".into()).unwrap();
+        q.put_nowait("b".into()).unwrap();
+        assert!(q.full());
+        assert_eq!(q.get_nowait(), Ok("a".into()));
+        assert_eq!(q.get_nowait(), Ok("b".into()));
+
+        /// 0 panics mid-encode, 1 does not fit, others are one byte.
+        struct Flaky;
+        impl Codec<u8> for Flaky {
+            fn natural_slot_size() -> Option<usize> {
+                Some(1)
+            }
+            fn with_encoded<R>(v: &u8, _: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+                Some(f(&[*v]))
+            }
+            fn encode_into(v: &u8, buf: &mut [u8]) -> Option<usize> {
+                buf[0] = 0xee; // a partial write the receiver must never see
+                match v {
+                    0 => panic!("encoder panicked"),
+                    1 => None,
+                    _ => {
+                        buf[0] = *v;
+                        Some(1)
+                    }
+                }
+            }
+            fn decode(b: &[u8]) -> Result<u8, DecodeError> {
+                Ok(b[0])
+            }
+        }
+        let f = Queue::<u8, Flaky>::from_mpmc(MpmcQueue::in_process(1, 2).unwrap()).unwrap();
+        f.put_nowait(5).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.put_nowait(0)));
+        assert!(r.is_err(), "the encoder's panic propagates");
+        assert_eq!(f.get_nowait(), Ok(5));
+        assert!(matches!(f.put_nowait(1), Err(TrySendError::TooLarge(1))));
+        // Both refused positions hold a slot until a receiver passes them.
+        assert_eq!(f.len(), 2);
+        assert!(matches!(f.get_nowait(), Err(GetError::Empty)));
+        assert_eq!(f.len(), 0);
+        for v in 2..40u8 {
+            f.put_nowait(v).unwrap();
+            assert_eq!(f.get_nowait(), Ok(v));
+        }
+        assert!(matches!(f.get_nowait(), Err(GetError::Empty)));
+        assert!(f.is_empty());
     }
 
     #[test]

@@ -26,7 +26,10 @@
 //! members' notifiers at once:
 //!
 //! 1. register as a waiter on every notifier (`prepare_wait`: waiter count
-//!    `+1`, `SeqCst` fence, read the word);
+//!    `+1`, `SeqCst` fence, read the word), then, where `membarrier` is
+//!    available, issue one process-wide barrier (the waiter's half of the
+//!    queues' asymmetric handshake, in which a sender's fast path has no
+//!    fence);
 //! 2. re-check every member's readiness; if any is ready, deregister and
 //!    return them;
 //! 3. sleep with `futex_waitv` (Linux 5.16+) on all the words, each with
@@ -387,6 +390,16 @@ impl<'a> Registered<'a> {
         let mut keys = Vec::with_capacity(notifiers.len() + 1);
         for n in notifiers {
             keys.push((n.word(), n.prepare_wait()));
+        }
+        // The queues publish with a release store and a relaxed look at
+        // the waiter count when the process-wide barrier is available
+        // (the asymmetric handshake of `sync::notifier`): a waiter must
+        // then issue the barrier between registering and re-checking, or
+        // a publish racing the re-check could miss both this registration
+        // and the selector miss the message. One barrier covers every
+        // notifier registered above.
+        if crate::os::membarrier::supported() {
+            let _ = crate::os::membarrier::heavy_barrier();
         }
         Registered { notifiers, keys }
     }

@@ -8,6 +8,12 @@
 //! sees the change, so no wake-up is lost; the `seq` bump makes a waiter
 //! that registered but has not slept yet return from `futex_wait` at once.
 //!
+//! The queues use an asymmetric form of the same pair
+//! ([`Handshake::Asymmetric`]): the waiter adds a process-wide barrier
+//! (`membarrier`) after registering, and the notifier, which runs once per
+//! message, drops its fence for a compiler barrier
+//! ([`Notifier::notify_one_after_release`]).
+//!
 //! # The one park loop
 //!
 //! Every blocking call in the queues and the sync primitives waits through
@@ -24,8 +30,8 @@
 use std::mem::ManuallyDrop;
 use std::time::Duration;
 
-use crate::os::{futex, Deadline};
-use crate::primitives::{fence, AtomicU32, Ordering, Spin};
+use crate::os::{futex, membarrier, Deadline};
+use crate::primitives::{compiler_fence, fence, AtomicU32, Ordering, Spin};
 
 /// A process-shared event count (8 bytes, `#[repr(C)]`: `seq: u32`,
 /// `waiters: u32`; all-zero is a valid initial state).
@@ -73,9 +79,27 @@ impl Notifier {
     /// condition while holding it.
     #[inline]
     pub(crate) fn register(&self) -> WaitGuard<'_> {
+        self.register_with(Handshake::Symmetric)
+    }
+
+    /// [`register`](Self::register) for the given handshake: with
+    /// [`Handshake::Asymmetric`] the registration is followed by a
+    /// process-wide barrier ([`membarrier::heavy_barrier`]) so that
+    /// notifiers may use [`notify_one_after_release`](Self::notify_one_after_release).
+    #[inline]
+    pub(crate) fn register_with(&self, handshake: Handshake) -> WaitGuard<'_> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if handshake == Handshake::Asymmetric {
+            // If the barrier cannot be issued (refused at run time after
+            // the support query said yes), a release-only publisher may be
+            // missed until this park slice ends; the callers that use this
+            // handshake all sleep in bounded slices.
+            let _ = membarrier::heavy_barrier();
+        }
         WaitGuard {
             notifier: self,
-            key: self.prepare_wait(),
+            key: self.seq.load(Ordering::Acquire),
         }
     }
 
@@ -157,6 +181,25 @@ impl Notifier {
         }
     }
 
+    /// [`notify_one`](Self::notify_one) for a caller that published its
+    /// change with a plain `Release` store, when every waiter registers
+    /// with [`Handshake::Asymmetric`] and the calling process is
+    /// registered for the barrier ([`membarrier::register`]).
+    ///
+    /// Only a compiler barrier separates the caller's store from the load
+    /// of the waiter count: a waiter's process-wide barrier, issued after
+    /// it registered and before it re-checks, either finds this thread
+    /// before the load (then the load sees the waiter) or after the store
+    /// (then the store is visible to the re-check). SAFETY.md ("SPSC
+    /// publish") gives the argument in full.
+    #[inline]
+    pub(crate) fn notify_one_after_release(&self) {
+        compiler_fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.notify_slow(1);
+        }
+    }
+
     #[inline]
     fn notify(&self, count: u32) {
         fence(Ordering::SeqCst);
@@ -208,6 +251,18 @@ impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         self.notifier.cancel_wait();
     }
+}
+
+/// How a waiter's registration is ordered before its re-check (see
+/// [`Notifier::register_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// A `SeqCst` fence: notifiers must fence too (or publish with a
+    /// `SeqCst` read-modify-write).
+    Symmetric,
+    /// A `SeqCst` fence and a process-wide barrier: notifiers in
+    /// registered processes may publish with a plain `Release` store.
+    Asymmetric,
 }
 
 /// How long one park of [`wait`] may sleep before the waiter probes its
@@ -301,6 +356,18 @@ pub(crate) fn wait<T>(
     deadline: Option<Deadline>,
     slices: Slices,
     spin: &mut impl Spin,
+    poll: impl FnMut(Probe) -> Option<T>,
+) -> Waited<T> {
+    wait_with(notifier, Handshake::Symmetric, deadline, slices, spin, poll)
+}
+
+/// [`wait`] registering with the given [`Handshake`].
+pub(crate) fn wait_with<T>(
+    notifier: &Notifier,
+    handshake: Handshake,
+    deadline: Option<Deadline>,
+    slices: Slices,
+    spin: &mut impl Spin,
     mut poll: impl FnMut(Probe) -> Option<T>,
 ) -> Waited<T> {
     while spin.spin() {
@@ -312,7 +379,7 @@ pub(crate) fn wait<T>(
     let mut probe = Probe::Quick;
     let mut phase = Phase::Registered;
     loop {
-        let guard = notifier.register();
+        let guard = notifier.register_with(handshake);
         if let Some(value) = poll(probe) {
             drop(guard);
             return Waited::Ready(value, phase);

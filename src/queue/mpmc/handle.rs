@@ -294,8 +294,9 @@ impl MpmcQueue {
     /// The layout (`#[repr(C)]`, little-endian, offsets from the start of
     /// the memory): 0 `tail: u64` (a 128-byte line); 128 `head: u64` (a
     /// line); 256 the control line (`not_empty`, `not_full`, `all_done`
-    /// notifiers of 8 bytes each, a departure counter, the unfinished-task
-    /// counter, the sender and receiver registry headers); 384 64 sender
+    /// notifiers of 8 bytes each, a departure counter, the sticky
+    /// `full_fence` word, the unfinished-task counter, the sender and
+    /// receiver registry headers); 384 64 sender
     /// registry slots of 8 bytes, then 64 receiver slots; then `capacity`
     /// slots of `16 + slot_size` rounded up to 8 bytes (`stamp: u64`,
     /// `len: u32`, padding, payload); the total is rounded up to
@@ -801,6 +802,7 @@ impl Endpoint {
 
     fn register(&self) -> Result<u32, PeersFull> {
         let reg = Registration::current(self.table().register()?);
+        self.shared.raw.join_handshake();
         self.reg.store(reg.to_bits(), LocalOrdering::Relaxed);
         Ok(reg.pid())
     }

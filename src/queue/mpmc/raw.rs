@@ -61,6 +61,17 @@
 //! stored length exceeds the slot size, or a position whose index is past
 //! the capacity, is reported as corrupt instead of being read.
 //!
+//! *Wake-ups.* Blocked senders and receivers park on the `not_full` /
+//! `not_empty` notifiers. The handshake is asymmetric, as in the SPSC
+//! ring (SAFETY.md, "SPSC publish"): a waiter registers, issues a
+//! process-wide barrier (`membarrier`), then re-checks; a publisher follows
+//! its `Release` stamp store with a compiler barrier and a plain load of
+//! the waiter count, instead of a `SeqCst` fence, and calls `futex_wake`
+//! only when someone may sleep. A process that cannot register for the
+//! barrier sets the sticky `full_fence` word when its endpoint registers,
+//! and from then on every publisher fences (the symmetric protocol that
+//! `tests/loom_mpmc.rs` model-checks).
+//!
 //! Sequence numbers are 32-bit and compared with wrapping arithmetic: an
 //! ABA on a stamp needs a thread stalled between loading `tail` and its
 //! CAS while 2^32 other positions pass, which we accept (crossbeam's
@@ -72,7 +83,7 @@
 //! |---|---|
 //! | 0 | `tail: u64`, padded to 128 bytes |
 //! | 128 | `head: u64`, padded to 128 bytes |
-//! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
+//! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `full_fence: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
 //! | 384 | `MAX_PEERS` sender `PeerSlot`s, then `MAX_PEERS` receiver slots (8 bytes each) |
 //! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32`, `pad: u32`, payload |
 //!
@@ -83,6 +94,7 @@ use crate::error::Error;
 use crate::primitives::{spin_hint, AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::queue::peers::{PeerSlot, PeerTable, PeerTableHeader};
 use crate::segment::LayoutBuilder;
+use crate::sync::notifier::Handshake;
 use crate::sync::Notifier;
 
 /// Claimer pid marking a slot abandoned by a dead producer: consumers free
@@ -99,10 +111,12 @@ pub const MAX_SLOT_SIZE: usize = 1 << 20;
 /// Largest capacity accepted (2^24 slots).
 pub const MAX_CAPACITY: usize = 1 << 24;
 
-/// Version of the body layout and position encoding, recorded in the
-/// segment header. 1: power-of-two capacities, 64-byte lines. 2: any
-/// capacity (lap positions), 128-byte lines.
-pub const LAYOUT_TAG: u64 = 2;
+/// Version of the body layout, position encoding and wake-up protocol,
+/// recorded in the segment header. 1: power-of-two capacities, 64-byte
+/// lines. 2: any capacity (lap positions), 128-byte lines. 3: the
+/// asymmetric wake-up handshake (a `full_fence` word in the control line;
+/// see "Wake-ups" above).
+pub const LAYOUT_TAG: u64 = 3;
 
 /// Bytes of slot metadata in front of each payload.
 pub(super) const SLOT_META_SIZE: usize = 16;
@@ -131,6 +145,9 @@ pub(super) struct Control {
     pub(super) all_done: Notifier,
     /// Bumped whenever an endpoint leaves: a cue to re-check liveness now.
     pub(super) departures: AtomicU32,
+    /// Sticky: nonzero once a process that cannot take part in the
+    /// asymmetric handshake registered; publishers then fence.
+    pub(super) full_fence: AtomicU32,
     pub(super) unfinished: AtomicU64,
     pub(super) senders: PeerTableHeader,
     pub(super) receivers: PeerTableHeader,
@@ -154,6 +171,7 @@ impl QueueHeader {
                 not_full: Notifier::new(),
                 all_done: Notifier::new(),
                 departures: AtomicU32::new(0),
+                full_fence: AtomicU32::new(0),
                 unfinished: AtomicU64::new(0),
                 senders: PeerTableHeader::default(),
                 receivers: PeerTableHeader::default(),
@@ -222,6 +240,23 @@ pub(super) fn layout(slot_size: usize, capacity: usize, peers: usize) -> Result<
         stride,
         size: l.size(),
     })
+}
+
+/// Publishes a claimed producer slot as skipped (`(pos + 1, SKIPPED)`)
+/// when dropped, and wakes a receiver to pass it (so the slot it holds is
+/// freed without waiting for the next message): consumers free it and move
+/// on, as for a dead producer's claim.
+struct SkipOnDrop<'a> {
+    stamp: &'a AtomicU64,
+    skipped: u64,
+    not_empty: &'a Notifier,
+}
+
+impl Drop for SkipOnDrop<'_> {
+    fn drop(&mut self) {
+        self.stamp.store(self.skipped, Ordering::Release);
+        self.not_empty.notify_one();
+    }
 }
 
 /// Why a raw push failed.
@@ -340,12 +375,32 @@ impl RawQueue {
         }
     }
 
-    /// One attempt to append `msg`, claiming as `me`.
-    #[inline]
+    /// One attempt to append `msg`, claiming as `me` (the unit tests'
+    /// entry; endpoints go through [`try_push_with`](Self::try_push_with)).
+    #[cfg(test)]
     pub(super) fn try_push(&self, msg: &[u8], me: u32) -> Result<(), PushError> {
         if msg.len() > self.slot_size {
             return Err(PushError::TooLarge);
         }
+        let mut copy = Some(|dst: &mut [u8]| {
+            dst[..msg.len()].copy_from_slice(msg);
+            Some(msg.len())
+        });
+        self.try_push_with(me, &mut copy)
+    }
+
+    /// One attempt to append a message that `write` puts straight into the
+    /// claimed slot (all `slot_size` bytes of it), returning its length;
+    /// `None` (or a length past the slot) means it does not fit, and the
+    /// slot is given up as skipped (`TooLarge`). `write` is called at most
+    /// once, and only once a slot is claimed; if it panics, the slot is
+    /// skipped too, so no position stays claimed by a live process.
+    #[inline]
+    pub(super) fn try_push_with<W: FnOnce(&mut [u8]) -> Option<usize>>(
+        &self,
+        me: u32,
+        write: &mut Option<W>,
+    ) -> Result<(), PushError> {
         let lap = self.lap as i32;
         let tail = &*self.hdr().tail;
         let mut pos = tail.load(Ordering::SeqCst);
@@ -372,10 +427,23 @@ impl RawQueue {
                         #[cfg(loom)]
                         os::process::loom_liveness::crash_point();
                         self.advance_from(tail, pos);
-                        // SAFETY: we own the slot (our pid is in its stamp);
-                        // msg.len() <= slot_size, the payload's length.
-                        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), payload, msg.len()) };
-                        meta.len.store(msg.len() as u32, Ordering::Relaxed);
+                        // Skips the slot if `write` unwinds or refuses.
+                        let skip = SkipOnDrop {
+                            stamp: &meta.stamp,
+                            skipped: pack(seq.wrapping_add(1), SKIPPED),
+                            not_empty: &self.ctl().not_empty,
+                        };
+                        // SAFETY: we own the slot (our pid is in its stamp)
+                        // and its `slot_size` payload bytes are in bounds;
+                        // nothing else in this process refers to them.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(payload, self.slot_size) };
+                        let len = match write.take().and_then(|w| w(dst)) {
+                            Some(n) if n <= self.slot_size => n,
+                            _ => return Err(PushError::TooLarge),
+                        };
+                        std::mem::forget(skip);
+                        meta.len.store(len as u32, Ordering::Relaxed);
                         meta.stamp
                             .store(pack(seq.wrapping_add(1), 0), Ordering::Release);
                         return Ok(());
@@ -578,6 +646,38 @@ impl RawQueue {
             let (seq, pid) = unpack(meta.stamp.load(Ordering::Acquire));
             diff(seq, pos as u32) == 0 && pid == 0
         })
+    }
+
+    /// Sets up the calling process for the asymmetric handshake (once per
+    /// process); if it cannot take part, switches the queue to the
+    /// symmetric one for good. Called whenever an endpoint registers.
+    pub(super) fn join_handshake(&self) {
+        if !crate::os::membarrier::register() {
+            self.ctl().full_fence.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How a waiter on this queue registers.
+    #[inline]
+    pub(super) fn handshake(&self) -> Handshake {
+        if crate::os::membarrier::supported() {
+            Handshake::Asymmetric
+        } else {
+            Handshake::Symmetric
+        }
+    }
+
+    /// Wakes one waiter on `notifier` after a message was published or a
+    /// slot freed with a `Release` stamp store (no syscall and, unless the
+    /// queue fell back to the symmetric handshake, no fence when nobody
+    /// sleeps).
+    #[inline]
+    pub(super) fn notify_published(&self, notifier: &Notifier) {
+        if self.ctl().full_fence.load(Ordering::Relaxed) == 0 {
+            notifier.notify_one_after_release();
+        } else {
+            notifier.notify_one();
+        }
     }
 
     /// Messages in the queue (claimed-but-unpublished ones included).

@@ -10,7 +10,7 @@ use super::MpmcQueue;
 use crate::os::Deadline;
 use crate::primitives::Backoff;
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
-use crate::sync::notifier::{wait, Slices, Waited};
+use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// The receiving end of an [`MpmcQueue`]. Clone it for more receivers in
 /// the same process; a handle inherited over `fork` registers the child on
@@ -46,7 +46,7 @@ fn attempt<R, F: FnOnce(&[u8]) -> R>(
 ) -> Result<R, PopError> {
     let r = raw.try_pop(me, f);
     if r.is_ok() {
-        raw.ctl().not_full.notify_one();
+        raw.notify_published(&raw.ctl().not_full);
     }
     r
 }
@@ -232,8 +232,9 @@ impl MpmcReceiver {
             Err(PopError::Corrupt(c)) => return Err(RecvTimeoutError::Corrupt(c)),
             Err(PopError::Empty) => {}
         }
-        let waited = wait(
+        let waited = wait_with(
             &raw.ctl().not_empty,
+            raw.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut Backoff::new(),

@@ -8,7 +8,7 @@ use super::MpmcQueue;
 use crate::os::Deadline;
 use crate::primitives::Backoff;
 use crate::queue::error::{SendError, SendTimeoutError, TrySendError};
-use crate::sync::notifier::{wait, Probe, Slices, Waited};
+use crate::sync::notifier::{wait_with, Probe, Slices, Waited};
 
 /// The sending end of an [`MpmcQueue`]. Clone it for more senders in the
 /// same process; a handle inherited over `fork` registers the child on
@@ -33,25 +33,35 @@ pub struct MpmcSender {
     pub(super) ep: Endpoint,
 }
 
-/// One push attempt as `me`: `None` = full.
+/// One push attempt as `me`, the message written by `write` into the
+/// claimed slot: `None` = full.
 #[inline]
-fn attempt<'a>(
+fn attempt<W: FnOnce(&mut [u8]) -> Option<usize>>(
     ep: &Endpoint,
     raw: &RawQueue,
-    msg: &'a [u8],
+    write: &mut Option<W>,
     me: u32,
-) -> Option<Result<(), SendTimeoutError<&'a [u8]>>> {
+) -> Option<Result<(), SendTimeoutError<()>>> {
     if ep.closed() {
-        return Some(Err(SendTimeoutError::Disconnected(msg)));
+        return Some(Err(SendTimeoutError::Disconnected(())));
     }
-    match raw.try_push(msg, me) {
+    match raw.try_push_with(me, write) {
         Ok(()) => {
-            raw.ctl().not_empty.notify_one();
+            raw.notify_published(&raw.ctl().not_empty);
             Some(Ok(()))
         }
-        Err(PushError::TooLarge) => Some(Err(SendTimeoutError::TooLarge(msg))),
-        Err(PushError::Corrupt) => Some(Err(SendTimeoutError::Disconnected(msg))),
+        Err(PushError::TooLarge) => Some(Err(SendTimeoutError::TooLarge(()))),
+        Err(PushError::Corrupt) => Some(Err(SendTimeoutError::Disconnected(()))),
         Err(PushError::Full) => None,
+    }
+}
+
+/// A writer that copies `msg` into the slot (length checked by the caller).
+#[inline]
+fn copy_of(msg: &[u8]) -> impl FnOnce(&mut [u8]) -> Option<usize> + '_ {
+    move |dst: &mut [u8]| {
+        dst[..msg.len()].copy_from_slice(msg);
+        Some(msg.len())
     }
 }
 
@@ -68,34 +78,14 @@ impl MpmcSender {
     /// after an endpoint left).
     #[inline]
     pub fn try_send<'a>(&self, msg: &'a [u8]) -> Result<(), TrySendError<&'a [u8]>> {
-        let Ok(me) = self.ep.me() else {
-            return Err(TrySendError::Disconnected(msg));
-        };
-        if self.ep.closed() {
-            return Err(TrySendError::Disconnected(msg));
+        if msg.len() > self.raw().slot_size {
+            return Err(TrySendError::TooLarge(msg));
         }
-        let raw = self.raw();
-        loop {
-            match raw.try_push(msg, me) {
-                Ok(()) => {
-                    raw.ctl().not_empty.notify_one();
-                    return Ok(());
-                }
-                Err(PushError::TooLarge) => return Err(TrySendError::TooLarge(msg)),
-                Err(PushError::Corrupt) => return Err(TrySendError::Disconnected(msg)),
-                Err(PushError::Full) => {}
-            }
-            let other = self.ep.other();
-            if !self.ep.gate.due(&other) {
-                return Err(TrySendError::Full(msg));
-            }
-            if other.is_disconnected() {
-                return Err(TrySendError::Disconnected(msg));
-            }
-            if !raw.recover_tail() {
-                return Err(TrySendError::Full(msg));
-            }
-        }
+        self.try_send_with(copy_of(msg)).map_err(|e| match e {
+            TrySendError::Full(()) => TrySendError::Full(msg),
+            TrySendError::Disconnected(()) => TrySendError::Disconnected(msg),
+            TrySendError::TooLarge(()) => TrySendError::TooLarge(msg),
+        })
     }
 
     /// Sends `msg`, waiting while the queue is full.
@@ -124,31 +114,91 @@ impl MpmcSender {
         msg: &'a [u8],
         deadline: Option<Deadline>,
     ) -> Result<(), SendTimeoutError<&'a [u8]>> {
+        if msg.len() > self.raw().slot_size {
+            return Err(SendTimeoutError::TooLarge(msg));
+        }
+        self.send_deadline_with(deadline, copy_of(msg))
+            .map_err(|e| match e {
+                SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(msg),
+                SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(msg),
+                SendTimeoutError::TooLarge(()) => SendTimeoutError::TooLarge(msg),
+            })
+    }
+
+    /// [`try_send`](Self::try_send) of a message that `write` encodes
+    /// straight into the claimed slot (the typed queue's path: no
+    /// intermediate buffer). `write` gets the whole slot and returns the
+    /// length used, or `None` when the message does not fit (`TooLarge`;
+    /// the position is given up as skipped). It runs at most once, and only
+    /// when a slot was claimed.
+    #[inline]
+    pub(crate) fn try_send_with(
+        &self,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), TrySendError<()>> {
         let Ok(me) = self.ep.me() else {
-            return Err(SendTimeoutError::Disconnected(msg));
+            return Err(TrySendError::Disconnected(()));
+        };
+        if self.ep.closed() {
+            return Err(TrySendError::Disconnected(()));
+        }
+        let raw = self.raw();
+        let mut write = Some(write);
+        loop {
+            match raw.try_push_with(me, &mut write) {
+                Ok(()) => {
+                    raw.notify_published(&raw.ctl().not_empty);
+                    return Ok(());
+                }
+                Err(PushError::TooLarge) => return Err(TrySendError::TooLarge(())),
+                Err(PushError::Corrupt) => return Err(TrySendError::Disconnected(())),
+                Err(PushError::Full) => {}
+            }
+            let other = self.ep.other();
+            if !self.ep.gate.due(&other) {
+                return Err(TrySendError::Full(()));
+            }
+            if other.is_disconnected() {
+                return Err(TrySendError::Disconnected(()));
+            }
+            if !raw.recover_tail() {
+                return Err(TrySendError::Full(()));
+            }
+        }
+    }
+
+    /// [`send_deadline`](Self::send_deadline) of a message that `write`
+    /// encodes into the slot, as in [`try_send_with`](Self::try_send_with).
+    pub(crate) fn send_deadline_with(
+        &self,
+        deadline: Option<Deadline>,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), SendTimeoutError<()>> {
+        let Ok(me) = self.ep.me() else {
+            return Err(SendTimeoutError::Disconnected(()));
         };
         let (ep, raw) = (&self.ep, self.raw());
-        if let Some(r) = attempt(ep, raw, msg, me) {
+        let mut write = Some(write);
+        if let Some(r) = attempt(ep, raw, &mut write, me) {
             return r;
         }
-        let waited = wait(
+        let waited = wait_with(
             &raw.ctl().not_full,
+            raw.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut Backoff::new(),
             |probe| loop {
-                if let Some(r) = attempt(ep, raw, msg, me) {
+                if let Some(r) = attempt(ep, raw, &mut write, me) {
                     return Some(r);
                 }
-                // Still full. Look for the dead when a whole slice passed
-                // without a wake-up, or at once when an endpoint left.
                 let other = ep.other();
                 if probe != Probe::Expired && !ep.gate.departed(&other) {
                     return None;
                 }
                 ep.gate.mark(&other);
                 if other.is_disconnected() {
-                    return Some(Err(SendTimeoutError::Disconnected(msg)));
+                    return Some(Err(SendTimeoutError::Disconnected(())));
                 }
                 if !raw.recover_tail() {
                     return None;
@@ -157,7 +207,7 @@ impl MpmcSender {
         );
         match waited {
             Waited::Ready(r, _) => r,
-            Waited::TimedOut => Err(SendTimeoutError::Timeout(msg)),
+            Waited::TimedOut => Err(SendTimeoutError::Timeout(())),
         }
     }
 

@@ -320,7 +320,8 @@ proptest::proptest! {
 #[test]
 fn layout_is_pinned() {
     use super::raw::{layout, Control, QueueHeader, LAYOUT_TAG, MAX_PEERS};
-    assert_eq!(LAYOUT_TAG, 2);
+    assert_eq!(LAYOUT_TAG, 3);
+    assert_eq!(std::mem::offset_of!(Control, full_fence), 28);
     assert_eq!(std::mem::size_of::<QueueHeader>(), 384);
     assert_eq!(std::mem::offset_of!(QueueHeader, head), 128);
     assert_eq!(std::mem::offset_of!(QueueHeader, ctl), 256);
@@ -333,7 +334,7 @@ fn layout_is_pinned() {
     assert_eq!(l.slots + 3 * l.stride, 1504);
     assert_eq!(l.size, 1536, "rounded up to the header's alignment");
     // The embedded layout documented at `MpmcQueue::embedded_size`.
-    assert_eq!(MpmcQueue::LAYOUT_VERSION, 2);
+    assert_eq!(MpmcQueue::LAYOUT_VERSION, 3);
     assert_eq!(MpmcQueue::EMBED_ALIGN, 128);
     assert_eq!(MpmcQueue::embedded_size(10, 3).unwrap(), l.size);
 }
@@ -388,5 +389,46 @@ fn embedded_queue_refuses_bad_memory_and_parameters() {
         ));
         drop((tx, rx, q));
         std::alloc::dealloc(ptr, layout);
+    }
+}
+
+/// issue #10 item 11: positions near 2^64 (a hostile or very long-lived
+/// queue) wrap to 0 with the sequence stamps, and every message arrives
+/// once, in order, across the wrap.
+#[test]
+fn positions_wrap_at_u64_max() {
+    for cap in [1usize, 3, 4] {
+        let (q, tx, rx) = mk(8, cap);
+        let raw = &q.shared.raw;
+        let base: u64 = 0xFFFF_FFFF_FFFF_FFF8;
+        assert_eq!(base % raw.lap, 0);
+        for i in 0..cap {
+            raw.slot(base + i as u64)
+                .unwrap()
+                .0
+                .stamp
+                .store(pack((base + i as u64) as u32, 0), Ordering::Relaxed);
+        }
+        raw.hdr().head.0.store(base, Ordering::Relaxed);
+        raw.hdr().tail.0.store(base, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        for i in 0..50u64 {
+            tx.try_send(&i.to_le_bytes()).unwrap();
+            assert_eq!(q.len(), 1);
+            assert_eq!(rx.try_recv(&mut buf), Ok(8));
+            assert_eq!(buf, i.to_le_bytes());
+        }
+        // Fill to capacity across the wrap, then drain.
+        for i in 0..cap as u64 {
+            tx.try_send(&i.to_le_bytes()).unwrap();
+        }
+        assert!(matches!(tx.try_send(b"x"), Err(TrySendError::Full(_))));
+        assert_eq!(q.len(), cap);
+        for i in 0..cap as u64 {
+            assert_eq!(rx.try_recv(&mut buf), Ok(8));
+            assert_eq!(buf, i.to_le_bytes());
+        }
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        assert!(raw.hdr().tail.0.load(Ordering::Relaxed) < base);
     }
 }

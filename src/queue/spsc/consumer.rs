@@ -15,7 +15,7 @@ use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::queue::peers::LivenessGate;
 use crate::sync::guard_count::Held;
-use crate::sync::notifier::{wait, Slices, Waited};
+use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// `try_pop_into` could not deliver a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +52,8 @@ pub struct Consumer {
     owner: Owner,
     /// When an empty `try_pop` may check the producer's liveness.
     gate: LivenessGate,
+    /// Liveness checks the gate let through (every 16th asks the kernel).
+    dues: u32,
     /// Adaptive spin before parking while empty (process-local).
     spin: SpinBudget,
     _not_sync: PhantomData<std::cell::Cell<()>>,
@@ -66,16 +68,26 @@ impl fmt::Debug for Consumer {
     }
 }
 
+/// How many due liveness checks of an empty non-blocking poll look only
+/// at shared memory before one asks the kernel whether the registered
+/// producer still lives (about every 16 ms of polling).
+const KERNEL_CHECK_EVERY: u32 = 16;
+
 /// The next committed frame, or why there is none. An empty ring reads
 /// as `Disconnected` (after draining) once the producer side is gone: the
-/// closed flag is looked at on every call, liveness when `check` is set or
-/// the gate says a check is due.
+/// closed flag is looked at on every call; liveness in full when `check`
+/// is set (after a park slice). A non-blocking poll, when the gate says a
+/// check is due (once a millisecond), looks at the registry in shared
+/// memory (a producer that left has cleared its slot: no syscall), and
+/// only every [`KERNEL_CHECK_EVERY`]th time asks the kernel whether the
+/// registered producer still lives (a SIGKILLed one clears nothing).
 #[inline]
 fn next_frame(
     ring: &RawRing,
     owner: &mut Owner,
     cur: &mut ConsumerCursor,
     gate: &LivenessGate,
+    dues: &mut u32,
     check: bool,
 ) -> Result<Frame, TryRecvError> {
     if !owner.ensure(ring, cur) {
@@ -85,7 +97,15 @@ fn next_frame(
         return Ok(f);
     }
     let table = Side::Consumer.peer(ring);
-    let gone = table.is_closed() || ((check || gate.due(&table)) && table.is_disconnected());
+    let gone = table.is_closed()
+        || if check {
+            table.is_disconnected()
+        } else if gate.due(&table) {
+            *dues = dues.wrapping_add(1);
+            (table.slot_pid(0) == 0 || *dues % KERNEL_CHECK_EVERY == 0) && table.is_disconnected()
+        } else {
+            false
+        };
     if !gone {
         return Err(TryRecvError::Empty);
     }
@@ -103,6 +123,7 @@ impl Consumer {
             cur,
             owner,
             gate: LivenessGate::default(),
+            dues: 0,
             spin: SpinBudget::default(),
             _not_sync: PhantomData,
         })
@@ -115,6 +136,7 @@ impl Consumer {
             &mut self.owner,
             &mut self.cur,
             &self.gate,
+            &mut self.dues,
             false,
         )
     }
@@ -278,15 +300,16 @@ impl Consumer {
             Err(e) => return Err(map(e)),
         }
         let ring = &*self.ring;
-        let (owner, cur, gate) = (&mut self.owner, &mut self.cur, &self.gate);
+        let (owner, cur, gate, dues) = (&mut self.owner, &mut self.cur, &self.gate, &mut self.dues);
         let mut spinner = self.spin.start();
-        let waited = wait(
+        let waited = wait_with(
             &ring.hdr().notify.data,
+            ring.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut spinner,
             // The liveness check (syscalls) only once a park slice ended.
-            |probe| match next_frame(ring, owner, cur, gate, probe.after_park()) {
+            |probe| match next_frame(ring, owner, cur, gate, dues, probe.after_park()) {
                 Err(TryRecvError::Empty) => None,
                 other => Some(other),
             },

@@ -164,7 +164,9 @@ impl SpscRing {
     /// start of the memory): 0 `tail: u64`, 8 `pushed: u64` (producer
     /// line, 128 bytes); 128 `head: u64`, 136 `popped: u64` (consumer
     /// line); 256 `data` and 264 `space` notifiers (8 bytes each: a `u32`
-    /// futex sequence word, a `u32` waiter count); 384 the producer's
+    /// futex sequence word, a `u32` waiter count), 272 `full_fence: u32`
+    /// (sticky: nonzero once a process that cannot use `membarrier` took
+    /// a side, so both sides publish with a full fence); 384 the producer's
     /// registry header (`ever: u32`, `closed: u32`) and 392 its one slot
     /// (`u64`: pid | handles << 32), 400 and 408 the consumer's; 512 the
     /// frames (a `u32` length, the payload, padding to 8 bytes). Which
@@ -406,6 +408,7 @@ impl Owner {
             reg: Registration::current(0),
             side,
         };
+        ring.join_handshake();
         match C::load(ring) {
             Ok(cur) => Ok((owner, cur)),
             Err(e) => {
@@ -430,6 +433,7 @@ impl Owner {
             Ok(Reclaimed::Same) => true,
             Ok(Reclaimed::Moved) => match C::load(ring) {
                 Ok(c) => {
+                    ring.join_handshake();
                     *cur = c;
                     true
                 }

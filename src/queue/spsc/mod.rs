@@ -20,7 +20,14 @@
 //! for the producer) in slices of 1 ms doubling to 64 ms; after each slice
 //! the waiter applies the endpoint registry's disconnection rule
 //! ([`peers`](crate::queue::peers)) to the other side. The notifying side
-//! makes no syscall while nobody sleeps.
+//! makes no syscall while nobody sleeps, and no full barrier either: a
+//! push or pop publishes with one `Release` store and a plain load of the
+//! other side's waiter count, and the side about to sleep pays for the
+//! handshake with a process-wide barrier (`membarrier(2)`; SAFETY.md,
+//! "SPSC publish"), falling back to a `SeqCst` publish where that is not
+//! available. An empty non-blocking `try_pop` looks at the producer's
+//! registry in shared memory once a millisecond and asks the kernel about
+//! its liveness about every 16 ms.
 //!
 //! Each side has one exclusive registry slot. An endpoint used in a forked
 //! child takes its side over from the parent on first use; dropping an

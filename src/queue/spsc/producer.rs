@@ -14,7 +14,7 @@ use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{SendError, SendTimeoutError, TrySendError};
 use crate::sync::guard_count::Held;
-use crate::sync::notifier::{wait, Slices, Waited};
+use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// The producing end of an [`SpscRing`](super::SpscRing). Not `Sync`: one
 /// thread pushes.
@@ -131,8 +131,9 @@ impl Producer {
         let ring = &*self.ring;
         let (owner, cur) = (&mut self.owner, &mut self.cur);
         let mut spinner = self.spin.start();
-        let waited = wait(
+        let waited = wait_with(
             &ring.hdr().notify.space,
+            ring.handshake(),
             deadline,
             Slices::LIVENESS,
             &mut spinner,
@@ -181,7 +182,7 @@ impl Producer {
             match cur.place(ring, fsize) {
                 Ok(at) => {
                     ProducerCursor::write_frame(ring, at, msg);
-                    cur.tail = at + fsize;
+                    cur.tail = at.wrapping_add(fsize);
                     n += 1;
                 }
                 Err(_) => break,
@@ -189,7 +190,7 @@ impl Producer {
         }
         if n > 0 || cur.tail != start_tail {
             let tail = cur.tail;
-            cur.publish(ring, tail, start_pushed + n as u64);
+            cur.publish(ring, tail, start_pushed.wrapping_add(n as u64));
         }
         n
     }
@@ -328,8 +329,8 @@ impl WriteGrant<'_> {
         ring.write_len(at & ring.mask(), len as u32);
         // frame_size cannot fail: len <= reserved len, which fit.
         let fsize = frame_size(len).unwrap_or(0);
-        let pushed = p.cur.pushed + 1;
-        p.cur.publish(ring, at + fsize, pushed);
+        let pushed = p.cur.pushed.wrapping_add(1);
+        p.cur.publish(ring, at.wrapping_add(fsize), pushed);
     }
 
     fn payload_ptr(&self) -> *mut u8 {

@@ -20,11 +20,19 @@
 //!   wraps around the end of the buffer: if it does not fit before the end,
 //!   the producer writes a [`PAD`] marker in the header position and
 //!   continues at offset 0; the consumer skips the marker.
-//! * Publishing is one store of `tail` (a `SeqCst` swap: `Release` for the
-//!   frame bytes plus the StoreLoad half of the wake-up handshake) after
-//!   the frame's bytes are written; consuming is the same store of `head`
-//!   after the bytes are read. The other side `Acquire`s the index before
-//!   touching bytes.
+//! * Publishing is one `Release` store of `tail` after the frame's bytes
+//!   are written, then a plain load of the consumer's waiter count;
+//!   consuming is the same store of `head` after the bytes are read. The
+//!   other side `Acquire`s the index before touching bytes.
+//! * The wake-up handshake is *asymmetric*: the side about to sleep
+//!   registers, issues a process-wide barrier (`membarrier(2)`
+//!   `GLOBAL_EXPEDITED`, see [`os::membarrier`](crate::os::membarrier)),
+//!   then re-checks; so the publisher needs no barrier of its own
+//!   (SAFETY.md, "SPSC publish"). Every endpoint registers its process
+//!   for the barrier when it takes its side; one that cannot sets the
+//!   ring's sticky `full_fence` word, and from then on both sides publish
+//!   with a `SeqCst` swap (the symmetric Dekker protocol, the one the loom
+//!   models check).
 //!
 //! The process-local halves of the algorithm are [`ProducerCursor`] and
 //! [`ConsumerCursor`]; blocking, ownership and the public API live in the
@@ -41,7 +49,7 @@
 //! |---|---|
 //! | 0 | producer line: `tail: u64`, `pushed: u64` (frames ever pushed) |
 //! | 128 | consumer line: `head: u64`, `popped: u64` (frames ever popped) |
-//! | 256 | `data: Notifier`, `space: Notifier` |
+//! | 256 | `data: Notifier`, `space: Notifier`, `full_fence: u32` (nonzero = symmetric handshake) |
 //! | 384 | producer `PeerTable` (header + 1 slot), consumer `PeerTable` (header + 1 slot) |
 //! | 512 | `capacity` bytes of frames |
 //!
@@ -50,10 +58,11 @@
 use std::ptr::NonNull;
 
 use crate::error::AttachError;
-use crate::primitives::{AtomicU64, CachePadded, Ordering};
+use crate::primitives::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::queue::error::TryRecvError;
 use crate::queue::peers::{PeerSlot, PeerTable, PeerTableHeader};
 use crate::segment::{HeaderInfo, Region, Segment};
+use crate::sync::notifier::Handshake;
 use crate::sync::Notifier;
 
 /// Frame header value marking "skip to the end of the buffer".
@@ -64,8 +73,11 @@ pub const RING_HEADER_SIZE: usize = 512;
 pub const MIN_CAPACITY: usize = 16;
 /// Largest accepted capacity in bytes (2 GiB).
 pub const MAX_CAPACITY: usize = 1 << 31;
-/// Version of the frame format recorded in the segment header.
-pub(super) const FRAME_FORMAT: u64 = 1;
+/// Version of the frame format and wake-up protocol recorded in the
+/// segment header. 1: `SeqCst` publish. 2: asymmetric handshake with the
+/// `full_fence` fallback word (a version-1 peer would neither issue the
+/// waiter's barrier nor honour the word, so the versions do not mix).
+pub(super) const FRAME_FORMAT: u64 = 2;
 /// Bytes of the length header in front of each payload.
 pub(super) const LEN_BYTES: u64 = 4;
 
@@ -84,6 +96,9 @@ pub(super) struct NotifyLine {
     pub(super) data: Notifier,
     /// The producer sleeps here while the ring is full.
     pub(super) space: Notifier,
+    /// Sticky: nonzero once an endpoint's process could not register for
+    /// the asymmetric barrier; both sides then publish with `SeqCst`.
+    pub(super) full_fence: AtomicU32,
 }
 
 #[repr(C)]
@@ -115,6 +130,7 @@ impl RingHeader {
             notify: CachePadded::new(NotifyLine {
                 data: Notifier::new(),
                 space: Notifier::new(),
+                full_fence: AtomicU32::new(0),
             }),
             peers: CachePadded::new(PeerLine {
                 prod_hdr: PeerTableHeader::default(),
@@ -367,12 +383,53 @@ impl RawRing {
         unsafe { p.write_volatile(len) }
     }
 
+    /// Sets up the calling process for the asymmetric handshake (once per
+    /// process); if it cannot take part, switches the ring to the
+    /// symmetric one for good. Called whenever an endpoint takes its side.
+    pub(super) fn join_handshake(&self) {
+        if !crate::os::membarrier::register() {
+            self.hdr().notify.full_fence.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How a waiter on this ring registers: asymmetric unless the ring
+    /// fell back, or this process cannot issue the barrier.
+    #[inline]
+    pub(super) fn handshake(&self) -> Handshake {
+        if crate::os::membarrier::supported() {
+            Handshake::Asymmetric
+        } else {
+            Handshake::Symmetric
+        }
+    }
+
+    /// Publishes `value` into a side's index (`Release` for the bytes it
+    /// hands over) and wakes a waiter on `notifier` if one may sleep.
+    #[inline]
+    pub(super) fn publish_index(&self, index: &AtomicU64, value: u64, notifier: &Notifier) {
+        if self.hdr().notify.full_fence.load(Ordering::Relaxed) == 0 {
+            // Asymmetric: a waiter's process-wide barrier orders this store
+            // before the waiter-count load (SAFETY.md, "SPSC publish").
+            index.store(value, Ordering::Release);
+            notifier.notify_one_after_release();
+        } else {
+            // Symmetric: a SeqCst RMW is Release for the bytes and the
+            // StoreLoad half of the Dekker pair (`notify_one_after_rmw`).
+            index.swap(value, Ordering::SeqCst);
+            notifier.notify_one_after_rmw();
+        }
+    }
+
     /// Frames queued (pushed and not yet popped); a snapshot.
     pub(super) fn len(&self) -> usize {
         let h = self.hdr();
         let popped = h.cons.frames.load(Ordering::Acquire);
         let pushed = h.prod.frames.load(Ordering::Acquire);
-        usize::try_from(pushed.saturating_sub(popped)).unwrap_or(usize::MAX)
+        // Frame counters wrap like the positions; a frame takes at least 8
+        // bytes, so more than `cap / 8` queued is a torn or hostile
+        // snapshot, reported as the most the ring can hold.
+        let n = pushed.wrapping_sub(popped).min(self.cap as u64 / 8);
+        n as usize
     }
 }
 
@@ -436,7 +493,10 @@ impl ProducerCursor {
     #[inline]
     pub(super) fn room(&mut self, ring: &RawRing, need: u64) -> Room {
         let cap = ring.cap as u64;
-        if cap - (self.tail - self.head_cache) >= need {
+        // Positions are counters modulo 2^64 (hostile or long-lived ones
+        // may wrap): differences are wrapping, and `check_indices` bounds
+        // them by `cap` before they are used.
+        if cap - self.tail.wrapping_sub(self.head_cache) >= need {
             return Room::Ok;
         }
         let head = ring.hdr().cons.pos.load(Ordering::Acquire);
@@ -445,7 +505,7 @@ impl ProducerCursor {
             return Room::Corrupt;
         }
         self.head_cache = head;
-        if cap - (self.tail - head) >= need {
+        if cap - self.tail.wrapping_sub(head) >= need {
             Room::Ok
         } else {
             Room::Full
@@ -471,13 +531,13 @@ impl ProducerCursor {
         match self.room(ring, to_end + fsize) {
             Room::Ok => {
                 ring.write_len(off, PAD);
-                Ok(self.tail + to_end)
+                Ok(self.tail.wrapping_add(to_end))
             }
             Room::Corrupt => Err(Room::Corrupt),
             Room::Full => {
                 if let Room::Ok = self.room(ring, to_end) {
                     ring.write_len(off, PAD);
-                    let tail = self.tail + to_end;
+                    let tail = self.tail.wrapping_add(to_end);
                     self.publish(ring, tail, self.pushed);
                 }
                 Err(Room::Full)
@@ -493,12 +553,7 @@ impl ProducerCursor {
         self.tail = tail;
         self.pushed = pushed;
         h.prod.frames.store(pushed, Ordering::Release);
-        // Publish with a SeqCst RMW: Release for the frame bytes, and the
-        // StoreLoad half of the Dekker pair with a parking consumer, so the
-        // waiter check below needs no separate fence (one locked
-        // instruction per publish; see `Notifier::notify_one_after_rmw`).
-        h.prod.pos.swap(tail, Ordering::SeqCst);
-        h.notify.data.notify_one_after_rmw();
+        ring.publish_index(&h.prod.pos, tail, &h.notify.data);
     }
 
     /// Writes one frame at counter position `at` (room already checked).
@@ -522,7 +577,7 @@ impl ProducerCursor {
         match self.place(ring, fsize) {
             Ok(at) => {
                 Self::write_frame(ring, at, msg);
-                self.publish(ring, at + fsize, self.pushed + 1);
+                self.publish(ring, at.wrapping_add(fsize), self.pushed.wrapping_add(1));
                 Ok(())
             }
             Err(Room::Full) => Err(PushError::Full),
@@ -574,10 +629,7 @@ impl ConsumerCursor {
     pub(super) fn publish_head(&mut self, ring: &RawRing) {
         let h = ring.hdr();
         h.cons.frames.store(self.popped, Ordering::Release);
-        // SeqCst RMW publish, as in `ProducerCursor::publish`: Release for
-        // the freed bytes, and the StoreLoad barrier for the waiter check.
-        h.cons.pos.swap(self.head, Ordering::SeqCst);
-        h.notify.space.notify_one_after_rmw();
+        ring.publish_index(&h.cons.pos, self.head, &h.notify.space);
     }
 
     /// Finds the next frame (skipping pad markers), validating everything
@@ -595,7 +647,7 @@ impl ConsumerCursor {
                     return Ok(None);
                 }
             }
-            let avail = self.tail_cache - self.head;
+            let avail = self.tail_cache.wrapping_sub(self.head);
             let off = self.head & (cap - 1);
             let to_end = cap - off;
             let raw = ring.read_len(off);
@@ -605,7 +657,7 @@ impl ConsumerCursor {
                         "pad marker runs past the committed bytes",
                     ));
                 }
-                self.head += to_end;
+                self.head = self.head.wrapping_add(to_end);
                 self.publish_head(ring);
                 continue;
             }
@@ -633,8 +685,8 @@ impl ConsumerCursor {
     /// Steps past `f` without publishing (batches publish once).
     #[inline]
     pub(super) fn advance(&mut self, f: Frame) {
-        self.head += f.size;
-        self.popped += 1;
+        self.head = self.head.wrapping_add(f.size);
+        self.popped = self.popped.wrapping_add(1);
     }
 
     /// Steps past `f` and publishes the new head.

@@ -24,7 +24,7 @@ fn layout_is_pinned() {
     assert_eq!(std::mem::offset_of!(RingHeader, notify), 256);
     assert_eq!(std::mem::offset_of!(RingHeader, peers), 384);
     // The embedded layout documented at `SpscRing::embedded_size`.
-    assert_eq!(SpscRing::LAYOUT_VERSION, 1);
+    assert_eq!(SpscRing::LAYOUT_VERSION, 2);
     assert_eq!(SpscRing::EMBED_ALIGN, 128);
     assert_eq!(SpscRing::embedded_size(1024).unwrap(), 512 + 1024);
     let h = RingHeader::new();
@@ -36,6 +36,7 @@ fn layout_is_pinned() {
     assert_eq!(at(&h.cons.frames as *const _ as *const u8), 136);
     assert_eq!(at(&h.notify.data as *const _ as *const u8), 256);
     assert_eq!(at(&h.notify.space as *const _ as *const u8), 264);
+    assert_eq!(at(&h.notify.full_fence as *const _ as *const u8), 272);
     assert_eq!(std::mem::size_of::<ring::PeerLine>(), 32);
 }
 
@@ -268,4 +269,67 @@ fn corrupt_indices_and_lengths_are_errors() {
     // misaligned tail
     h.prod.pos.store(12, Ordering::Release);
     assert!(matches!(c.try_pop(&mut b), Err(TryRecvError::Corrupt(_))));
+}
+
+/// Sets the shared counters before any endpoint loads them.
+fn ring_with_counters(cap: usize, pos: u64, pushed: u64, popped: u64) -> SpscRing {
+    let r = SpscRing::in_process(cap).unwrap();
+    let h = r.ring.hdr();
+    h.prod.pos.store(pos, Ordering::Relaxed);
+    h.cons.pos.store(pos, Ordering::Relaxed);
+    h.prod.frames.store(pushed, Ordering::Relaxed);
+    h.cons.frames.store(popped, Ordering::Relaxed);
+    r
+}
+
+/// issue #10 item 11: frame counters at `u64::MAX` wrap (no overflow panic
+/// in a debug build) and `len` stays right across the wrap.
+#[test]
+fn frame_counters_wrap_at_u64_max() {
+    let r = ring_with_counters(64, 0, u64::MAX, u64::MAX);
+    let (mut p, mut c) = (r.producer().unwrap(), r.consumer().unwrap());
+    let mut buf = Vec::new();
+    for i in 0..3u8 {
+        p.try_push(&[i; 5]).unwrap();
+        assert_eq!(r.len(), 1);
+        c.try_pop(&mut buf).unwrap();
+        assert_eq!(buf, [i; 5]);
+        assert_eq!(r.len(), 0);
+    }
+    // Batches and grants take the same arithmetic.
+    assert_eq!(p.push_batch(&[b"ab", b"cd"]), 2);
+    assert_eq!(r.len(), 2);
+    let mut g = p.reserve(3).unwrap();
+    g.copy_from_slice(b"xyz");
+    g.commit(3);
+    let mut got = Vec::new();
+    assert_eq!(c.try_pop_batch(8, |m| got.push(m.to_vec())), Ok(3));
+    assert_eq!(got, [&b"ab"[..], b"cd", b"xyz"]);
+    assert_eq!(r.len(), 0);
+}
+
+/// issue #10 item 11: byte positions just below 2^64 wrap to 0 (a pad
+/// marker and frames straddle the wrap) and every frame arrives intact.
+#[test]
+fn positions_wrap_at_u64_max() {
+    let r = ring_with_counters(64, 0xFFFF_FFFF_FFFF_FFF8, 0, 0);
+    let (mut p, mut c) = (r.producer().unwrap(), r.consumer().unwrap());
+    let mut buf = Vec::new();
+    for i in 0..40u8 {
+        let msg = vec![i; (i % 13) as usize];
+        p.try_push(&msg).unwrap();
+        c.try_pop(&mut buf).unwrap();
+        assert_eq!(buf, msg);
+    }
+    assert_eq!(c.try_pop(&mut buf), Err(TryRecvError::Empty));
+    let tail = r.ring.hdr().prod.pos.load(Ordering::Relaxed);
+    assert!(tail < 0xFFFF_FFFF_FFFF_FFF8, "the tail wrapped past 2^64");
+}
+
+/// A hostile frame count cannot make `len` report more frames than the
+/// ring can hold.
+#[test]
+fn hostile_frame_counts_bound_len() {
+    let r = ring_with_counters(64, 0, 5, u64::MAX - 100);
+    assert_eq!(r.len(), 64 / 8);
 }
