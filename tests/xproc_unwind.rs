@@ -220,6 +220,32 @@ fn assert_refused(r: Result<shmkit::Process, SpawnError>, what: &str) {
 /// (the child would share the borrowed ring bytes), and a grant copied by
 /// a raw `libc::fork` refuses to lend its bytes in the child. Before the
 /// fix, fork ran the child and the copy read the parent's frame.
+/// A slice lent by an MPMC `*_with` is shared memory borrowed for the
+/// call: `shmkit::process::fork` from inside the closure is refused, and
+/// the message still counts as received exactly once.
+fn fork_refuses_inside_mpmc_recv_with() {
+    let q = MpmcQueue::anonymous(16, 4).unwrap();
+    let (tx, rx) = (q.sender().unwrap(), q.receiver().unwrap());
+    tx.send(&msg(7)).unwrap();
+    let refused = rx
+        .try_recv_with(|m| {
+            let r = shmkit::process::fork(|| m.len() == 8);
+            r.is_err()
+        })
+        .unwrap();
+    assert!(refused, "fork inside try_recv_with is refused");
+    tx.send(&msg(8)).unwrap();
+    let refused = rx
+        .recv_with(|m| shmkit::process::fork(|| m[0] == 8).is_err())
+        .unwrap();
+    assert!(refused, "fork inside recv_with is refused");
+    // Outside the closure fork works again, and nothing was left behind.
+    let p = shmkit::process::fork(|| 0).unwrap();
+    assert_eq!(p.join().unwrap().exitcode(), 0);
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+}
+
 fn fork_refuses_while_spsc_grant_alive() {
     let ring = SpscRing::anonymous(256).unwrap();
     let mut tx = ring.producer().unwrap();
@@ -283,6 +309,10 @@ fn main() {
             (
                 "fork_refuses_while_spsc_grant_alive",
                 fork_refuses_while_spsc_grant_alive,
+            ),
+            (
+                "fork_refuses_inside_mpmc_recv_with",
+                fork_refuses_inside_mpmc_recv_with,
             ),
         ],
         120,

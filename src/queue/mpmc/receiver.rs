@@ -10,6 +10,7 @@ use super::MpmcQueue;
 use crate::os::Deadline;
 use crate::primitives::Backoff;
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::sync::guard_count::Held;
 use crate::sync::notifier::{wait_with, Slices, Waited};
 
 /// The receiving end of an [`MpmcQueue`]. Clone it for more receivers in
@@ -51,13 +52,19 @@ fn attempt<R, F: FnOnce(&[u8]) -> R>(
     r
 }
 
-/// `f` with its panic caught, so that the slot it reads is freed before
-/// the panic goes on (see [`rethrow`]).
+/// A user's `f` with its panic caught, so that the slot it reads is freed
+/// before the panic goes on (see [`rethrow`]), and run while this thread
+/// counts as holding a guard: the slice `f` gets is shared memory lent
+/// for the call, so `process::fork` from inside `f` is refused (a child
+/// would keep reading a slot the parent frees).
 #[inline(always)]
 fn caught<R>(f: impl FnOnce(&[u8]) -> R) -> impl FnOnce(&[u8]) -> Result<R, Box<dyn Any + Send>> {
     // AssertUnwindSafe: nothing `f` may have left half-done is observed
     // here; the same panic resumes at once in the caller's frame.
-    move |m| dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m))))
+    move |m| {
+        let _lent = Held::enter();
+        dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m))))
+    }
 }
 
 /// Under loom, a simulated process that died in the closure frees
@@ -122,7 +129,7 @@ impl MpmcReceiver {
     /// Takes the oldest message into `buf` (cleared first); returns its
     /// length.
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.try_recv_with(|m| {
+        self.try_recv_caught(|m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()
@@ -171,11 +178,15 @@ impl MpmcReceiver {
 
     /// Waits for a message and copies it into `buf`; returns its length.
     pub fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_with(|m| {
+        match self.recv_deadline_caught(None, |m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()
-        })
+        }) {
+            Ok(r) => Ok(r),
+            Err(RecvTimeoutError::Corrupt(c)) => Err(RecvError::Corrupt(c)),
+            Err(_) => Err(RecvError::Disconnected),
+        }
     }
 
     /// Waits at most `timeout` for a message and copies it into `buf`.
@@ -184,7 +195,7 @@ impl MpmcReceiver {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_deadline_with(Some(Deadline::after(timeout)), |m| {
+        self.recv_deadline_caught(Some(Deadline::after(timeout)), |m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()
