@@ -425,7 +425,7 @@ impl RawQueue {
                     {
                         // A loom model may kill the producer here.
                         #[cfg(loom)]
-                        os::process::loom_liveness::crash_point();
+                        crate::os::process::loom_liveness::crash_point();
                         self.advance_from(tail, pos);
                         // Skips the slot if `write` unwinds or refuses.
                         let skip = SkipOnDrop {
