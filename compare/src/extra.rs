@@ -381,7 +381,7 @@ pub fn pool(workers: usize, tasks: u64, rounds: u64) -> Result<PoolNs, String> {
         .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let mut sum = 0u64;
-    for r in pool.imap_unordered(&ADD_ONE, 0..tasks, 1) {
+    for r in pool.imap_unordered(&ADD_ONE, 0..tasks, Some(1)) {
         sum += r.map_err(|e| e.to_string())?;
     }
     let imap = tasks as f64 / t0.elapsed().as_secs_f64();
