@@ -470,10 +470,10 @@ fn named_segment_unlinked_by_creator_not_child() {
                 !ev.segment().is_owner(),
                 "a forked child is never the owner"
             );
+            // As a child that owns an inherited handle would at exit:
             // SAFETY: fork gave the child its own copy of the parent's
             // memory; the child takes the inherited (owning) handle out of
-            // its ManuallyDrop exactly once and drops it, as a child that
-            // owns an inherited handle would at exit.
+            // its ManuallyDrop exactly once and drops it.
             let inherited: ShmBox<Event> = unsafe { std::ptr::read(&**ev) };
             drop(inherited);
             let opened = ShmBox::<Event>::open(&name).expect("name survives the child's drop");

@@ -522,7 +522,7 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                 pl,
                 n,
                 warm,
-                // SAFETY (both closures): each queue gets exactly one
+                // SAFETY: each queue gets exactly one
                 // producer (one side) and one consumer (the other side).
                 move || unsafe {
                     (
@@ -536,6 +536,7 @@ pub fn roundtrip(sys: Sys, mode: Mode, n: u64, pl: Placement) -> Result<Vec<f64>
                         ),
                     )
                 },
+                // SAFETY: the other side: one producer, one consumer each.
                 move || unsafe {
                     (
                         ShaqTx(

@@ -164,10 +164,10 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Deadline>) -> Opti
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `v` holds `words.len()` initialised entries whose addresses
-    // are live, aligned `AtomicU32`s borrowed for this call; `ts_ptr` is
-    // null or points at a timespec on this stack frame. The kernel only
-    // reads them. The timeout is absolute on CLOCK_MONOTONIC.
+    // The kernel only reads them; the timeout is absolute (CLOCK_MONOTONIC).
+    // SAFETY: `v` holds `words.len()` initialised entries: live, aligned
+    // `AtomicU32`s borrowed for this call; `ts_ptr` is null or points at
+    // a timespec on this stack frame.
     let r = unsafe {
         libc::syscall(
             SYS_FUTEX_WAITV,

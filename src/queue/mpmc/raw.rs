@@ -433,9 +433,8 @@ impl RawQueue {
                             skipped: pack(seq.wrapping_add(1), SKIPPED),
                             not_empty: &self.ctl().not_empty,
                         };
-                        // SAFETY: we own the slot (our pid is in its stamp)
-                        // and its `slot_size` payload bytes are in bounds;
-                        // nothing else in this process refers to them.
+                        // SAFETY: we own the slot (our pid is in its stamp);
+                        // its `slot_size` payload bytes are in bounds.
                         let dst =
                             unsafe { std::slice::from_raw_parts_mut(payload, self.slot_size) };
                         let len = match write.take().and_then(|w| w(dst)) {

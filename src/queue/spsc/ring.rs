@@ -699,11 +699,11 @@ impl ConsumerCursor {
     /// The payload of a frame found by [`peek`](Self::peek).
     #[inline]
     pub(super) fn payload(ring: &RawRing, f: Frame) -> &[u8] {
+        // A hostile process could still write these bytes; that changes
+        // the bytes we see, never where we read (SAFETY.md §7).
         // SAFETY: `peek` checked `off + 4 + len <= cap` and that the bytes
-        // are committed (below the Acquire-loaded tail), so they are in
-        // bounds and the producer does not write them until we publish a
-        // head past them. A hostile process could still write them; that
-        // changes the bytes we see, never where we read (SAFETY.md §7).
+        // are committed (below the Acquire-loaded tail): in bounds, and
+        // not rewritten by the producer until we publish a head past them.
         unsafe { std::slice::from_raw_parts(ring.at(f.off + LEN_BYTES), f.len) }
     }
 }
