@@ -121,6 +121,29 @@ fn check_empty<R, F: FnOnce(&[u8]) -> R>(
     Err(())
 }
 
+/// The copying receives' closure: the message into `buf` (cleared
+/// first), returning its length. It runs no user code, so it needs neither
+/// a guard token nor a caught panic.
+#[inline(always)]
+fn copy_into(buf: &mut Vec<u8>) -> impl FnOnce(&[u8]) -> usize + '_ {
+    move |m| {
+        buf.clear();
+        buf.extend_from_slice(m);
+        m.len()
+    }
+}
+
+/// An untimed wait's outcome: it cannot time out, so anything but
+/// `Corrupt` is the sending side being gone.
+#[inline]
+fn untimed<R>(r: Result<R, RecvTimeoutError>) -> Result<R, RecvError> {
+    match r {
+        Ok(r) => Ok(r),
+        Err(RecvTimeoutError::Corrupt(c)) => Err(RecvError::Corrupt(c)),
+        Err(_) => Err(RecvError::Disconnected),
+    }
+}
+
 impl MpmcReceiver {
     fn raw(&self) -> &RawQueue {
         &self.ep.shared.raw
@@ -129,11 +152,7 @@ impl MpmcReceiver {
     /// Takes the oldest message into `buf` (cleared first); returns its
     /// length.
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.try_recv_caught(|m| {
-            buf.clear();
-            buf.extend_from_slice(m);
-            m.len()
-        })
+        self.try_recv_caught(copy_into(buf))
     }
 
     /// Takes the oldest message and passes it to `f` while the slot is
@@ -178,15 +197,7 @@ impl MpmcReceiver {
 
     /// Waits for a message and copies it into `buf`; returns its length.
     pub fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        match self.recv_deadline_caught(None, |m| {
-            buf.clear();
-            buf.extend_from_slice(m);
-            m.len()
-        }) {
-            Ok(r) => Ok(r),
-            Err(RecvTimeoutError::Corrupt(c)) => Err(RecvError::Corrupt(c)),
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        untimed(self.recv_deadline_caught(None, copy_into(buf)))
     }
 
     /// Waits at most `timeout` for a message and copies it into `buf`.
@@ -195,20 +206,12 @@ impl MpmcReceiver {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_deadline_caught(Some(Deadline::after(timeout)), |m| {
-            buf.clear();
-            buf.extend_from_slice(m);
-            m.len()
-        })
+        self.recv_deadline_caught(Some(Deadline::after(timeout)), copy_into(buf))
     }
 
     /// Waits for a message and passes it to `f` (zero-copy).
     pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
-        match self.recv_deadline_with(None, f) {
-            Ok(r) => Ok(r),
-            Err(RecvTimeoutError::Corrupt(c)) => Err(RecvError::Corrupt(c)),
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        untimed(self.recv_deadline_with(None, f))
     }
 
     /// Waits until `deadline` (`None` = forever) for a message and passes
