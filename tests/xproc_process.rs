@@ -180,12 +180,14 @@ type TreeChildArgs = (
     u64,
 );
 
-/// A child of the tree: puts `k` into the queue and the dict, then stays
+/// A child of the tree: puts `k` into the dict and the queue, then stays
 /// attached until the test releases it or its parent is gone.
 fn tree_child((q, d, ctl, k): TreeChildArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (q, d, ctl) = (q.attach()?, d.attach()?, ctl.attach()?);
-    q.put(k).map_err(|_| "put failed")?;
+    // The dict entry first: the root reads the dict once it has both
+    // queue items, so the put must come after the insert.
     d.insert(&format!("child-{k}"), &k)?;
+    q.put(k).map_err(|_| "put failed")?;
     let parent = parent_process().ok_or("no parent")?;
     while ctl.get(T_RELEASE) != Some(1) && parent.is_alive() {
         std::thread::sleep(Duration::from_millis(1));
