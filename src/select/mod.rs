@@ -23,7 +23,10 @@
 //! Every blocking primitive in shmkit parks on a [`Notifier`] (a futex
 //! word and a waiter count, in `sync::notifier`).
 //! A selector does the same *register → re-check → sleep* on all of its
-//! members' notifiers at once:
+//! members' notifiers at once, after the same short spin as the queues'
+//! blocking calls (a backoff of `spin_loop` hints ending in two `yield`s,
+//! re-checking every member each round: a few microseconds, so that an
+//! answer that comes that quickly costs no futex sleep and wake):
 //!
 //! 1. register as a waiter on every notifier (`prepare_wait`: waiter count
 //!    `+1`, `SeqCst` fence, read the word), then, where `membarrier` is
@@ -92,7 +95,7 @@ pub use fd::{ReadyFd, Watchable};
 pub(crate) use impls::{MpmcWatch, PoolFuture};
 
 use crate::os::{futex, Deadline};
-use crate::primitives::AtomicU32;
+use crate::primitives::{AtomicU32, Backoff, Spin};
 use crate::sync::Notifier;
 
 /// Why a member is ready.
@@ -476,6 +479,21 @@ fn select_loop(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<S
     let ready = scan(members, false);
     if !ready.is_empty() || members.is_empty() {
         return finish(members, ready);
+    }
+    // Spin briefly before registering anywhere, as the queues' own
+    // blocking calls do: a peer that answers within a few microseconds
+    // is then seen without a futex sleep and the ~20 µs cross-CPU wake
+    // that ends it (the backoff ends in two `yield`s, for a peer that
+    // shares this CPU).
+    let mut backoff = Backoff::new();
+    while backoff.spin() {
+        let ready = scan(members, false);
+        if !ready.is_empty() {
+            return finish(members, ready);
+        }
+        if deadline.is_some_and(|d| d.has_passed()) {
+            return Vec::new();
+        }
     }
     let notifiers = notifiers_of(members.iter().copied());
     let sliced = !members.iter().all(|m| m.notifies_every_change());

@@ -81,8 +81,28 @@ const KERNEL_CHECK_EVERY: u32 = 16;
 /// memory (a producer that left has cleared its slot: no syscall), and
 /// only every [`KERNEL_CHECK_EVERY`]th time asks the kernel whether the
 /// registered producer still lives (a SIGKILLed one clears nothing).
-#[inline]
+#[inline(always)]
 fn next_frame(
+    ring: &RawRing,
+    owner: &mut Owner,
+    cur: &mut ConsumerCursor,
+    gate: &LivenessGate,
+    dues: &mut u32,
+    check: bool,
+) -> Result<Frame, TryRecvError> {
+    // The per-message path: this process owns the side and a plain frame
+    // is committed. Everything else (empty, pad, liveness, takeover,
+    // corruption) goes through the full, out-of-line path.
+    if owner.is_current() {
+        if let Some(f) = cur.peek_ready(ring) {
+            return Ok(f);
+        }
+    }
+    next_frame_slow(ring, owner, cur, gate, dues, check)
+}
+
+#[inline(never)]
+fn next_frame_slow(
     ring: &RawRing,
     owner: &mut Owner,
     cur: &mut ConsumerCursor,

@@ -418,6 +418,13 @@ impl Owner {
         }
     }
 
+    /// Whether this process still owns the side (no fork or takeover
+    /// since it was claimed): the check [`ensure`](Self::ensure) starts with.
+    #[inline(always)]
+    pub(super) fn is_current(&self) -> bool {
+        self.reg.is_current()
+    }
+
     /// Checks that this process owns the side: a pid comparison, the one
     /// ownership check per endpoint operation. In a forked child's first
     /// use it takes the side over from the parent (reloading `cur`). False

@@ -568,21 +568,36 @@ impl ProducerCursor {
     }
 
     /// Pushes one frame if there is room now (ownership already checked).
-    #[inline]
+    #[inline(always)]
     pub(super) fn try_push(&mut self, ring: &RawRing, msg: &[u8]) -> Result<(), PushError> {
         let fsize = match frame_size(msg.len()) {
             Some(f) if msg.len() <= max_payload(ring.cap) => f,
             _ => return Err(PushError::TooLarge),
         };
-        match self.place(ring, fsize) {
-            Ok(at) => {
-                Self::write_frame(ring, at, msg);
-                self.publish(ring, at.wrapping_add(fsize), self.pushed.wrapping_add(1));
-                Ok(())
+        let cap = ring.cap as u64;
+        // The per-message case inline: the frame fits before the end of
+        // the buffer and the cached head already shows room (the same
+        // test `room` starts with); anything else goes through `place`.
+        let at = if fsize <= cap - (self.tail & (cap - 1))
+            && cap - self.tail.wrapping_sub(self.head_cache) >= fsize
+        {
+            self.tail
+        } else {
+            match self.place_slow(ring, fsize) {
+                Ok(at) => at,
+                Err(Room::Full) => return Err(PushError::Full),
+                Err(_) => return Err(PushError::Disconnected),
             }
-            Err(Room::Full) => Err(PushError::Full),
-            Err(_) => Err(PushError::Disconnected),
-        }
+        };
+        Self::write_frame(ring, at, msg);
+        self.publish(ring, at.wrapping_add(fsize), self.pushed.wrapping_add(1));
+        Ok(())
+    }
+
+    /// [`place`](Self::place), kept out of line for [`try_push`](Self::try_push).
+    #[inline(never)]
+    fn place_slow(&mut self, ring: &RawRing, fsize: u64) -> Result<u64, Room> {
+        self.place(ring, fsize)
     }
 }
 
@@ -630,6 +645,36 @@ impl ConsumerCursor {
         let h = ring.hdr();
         h.cons.frames.store(self.popped, Ordering::Release);
         ring.publish_index(&h.cons.pos, self.head, &h.notify.space);
+    }
+
+    /// The common case of [`peek`](Self::peek), small enough to inline
+    /// into every receive: a committed frame (no pad marker) that passes
+    /// the same checks. `None` says "ask `peek`": nothing committed, a pad
+    /// marker, or something `peek` will report as corrupt.
+    #[inline(always)]
+    pub(super) fn peek_ready(&mut self, ring: &RawRing) -> Option<Frame> {
+        let cap = ring.cap as u64;
+        if self.tail_cache == self.head {
+            let tail = ring.hdr().prod.pos.load(Ordering::Acquire);
+            if tail == self.head || check_indices(self.head, tail, ring.cap).is_err() {
+                return None;
+            }
+            self.tail_cache = tail;
+        }
+        let avail = self.tail_cache.wrapping_sub(self.head);
+        let off = self.head & (cap - 1);
+        let raw = ring.read_len(off);
+        let size = (raw as u64 + LEN_BYTES + 7) & !7;
+        // A pad marker's size overflows past `avail` (it is u32::MAX), so
+        // it takes the slow path with everything else unusual.
+        if raw == PAD || size > avail || size > cap - off {
+            return None;
+        }
+        Some(Frame {
+            off,
+            len: raw as usize,
+            size,
+        })
     }
 
     /// Finds the next frame (skipping pad markers), validating everything
