@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::handle::{EndpointError, Owner, Side};
 use super::learn;
-use super::ring::{ConsumerCursor, Frame, RawRing};
+use super::ring::{ConsumerCursor, Frame, Peeked, RawRing};
 use crate::os::Deadline;
 use crate::primitives::{Ordering, SpinBudget};
 use crate::queue::error::{RecvError, RecvTimeoutError, TryRecvError};
@@ -91,11 +91,14 @@ fn next_frame(
     check: bool,
 ) -> Result<Frame, TryRecvError> {
     // The per-message path: this process owns the side and a plain frame
-    // is committed. Everything else (empty, pad, liveness, takeover,
-    // corruption) goes through the full, out-of-line path.
+    // is committed; an empty ring goes straight to the liveness rule.
+    // Everything else (pad, takeover, corruption) goes through the full,
+    // out-of-line path.
     if owner.is_current() {
-        if let Some(f) = cur.peek_ready(ring) {
-            return Ok(f);
+        match cur.peek_ready(ring) {
+            Peeked::Frame(f) => return Ok(f),
+            Peeked::Empty => return when_empty(ring, cur, gate, dues, check),
+            Peeked::Other => {}
         }
     }
     next_frame_slow(ring, owner, cur, gate, dues, check)
@@ -116,6 +119,20 @@ fn next_frame_slow(
     if let Some(f) = cur.peek(ring)? {
         return Ok(f);
     }
+    when_empty(ring, cur, gate, dues, check)
+}
+
+/// Nothing is committed: `Empty`, unless the producer side is closed or
+/// gone (by the liveness rule), in which case whatever it committed in
+/// the meantime is still delivered before `Disconnected`.
+#[inline(never)]
+fn when_empty(
+    ring: &RawRing,
+    cur: &mut ConsumerCursor,
+    gate: &LivenessGate,
+    dues: &mut u32,
+    check: bool,
+) -> Result<Frame, TryRecvError> {
     let table = Side::Consumer.peer(ring);
     let gone = table.is_closed()
         || if check {

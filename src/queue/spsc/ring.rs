@@ -601,6 +601,13 @@ impl ProducerCursor {
     }
 }
 
+/// What [`ConsumerCursor::peek_ready`] found.
+pub(super) enum Peeked {
+    Frame(Frame),
+    Empty,
+    Other,
+}
+
 /// A frame found at the head: where its payload is and how long it is.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Frame {
@@ -647,17 +654,20 @@ impl ConsumerCursor {
         ring.publish_index(&h.cons.pos, self.head, &h.notify.space);
     }
 
-    /// The common case of [`peek`](Self::peek), small enough to inline
+    /// The common cases of [`peek`](Self::peek), small enough to inline
     /// into every receive: a committed frame (no pad marker) that passes
-    /// the same checks. `None` says "ask `peek`": nothing committed, a pad
-    /// marker, or something `peek` will report as corrupt.
+    /// the same checks, or nothing committed. [`Peeked::Other`] says "ask
+    /// `peek`": a pad marker, or something `peek` will report as corrupt.
     #[inline(always)]
-    pub(super) fn peek_ready(&mut self, ring: &RawRing) -> Option<Frame> {
+    pub(super) fn peek_ready(&mut self, ring: &RawRing) -> Peeked {
         let cap = ring.cap as u64;
         if self.tail_cache == self.head {
             let tail = ring.hdr().prod.pos.load(Ordering::Acquire);
-            if tail == self.head || check_indices(self.head, tail, ring.cap).is_err() {
-                return None;
+            if tail == self.head {
+                return Peeked::Empty;
+            }
+            if check_indices(self.head, tail, ring.cap).is_err() {
+                return Peeked::Other;
             }
             self.tail_cache = tail;
         }
@@ -668,9 +678,9 @@ impl ConsumerCursor {
         // A pad marker's size overflows past `avail` (it is u32::MAX), so
         // it takes the slow path with everything else unusual.
         if raw == PAD || size > avail || size > cap - off {
-            return None;
+            return Peeked::Other;
         }
-        Some(Frame {
+        Peeked::Frame(Frame {
             off,
             len: raw as usize,
             size,
