@@ -19,6 +19,7 @@ pub mod mpmc;
 #[doc(hidden)]
 pub mod peers;
 pub mod pipe;
+pub mod spill;
 pub mod spsc;
 pub mod typed;
 
@@ -30,9 +31,11 @@ pub use joinable::{JoinableQueue, TaskDoneError};
 pub use mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
 pub use peers::PeersFull;
 pub use pipe::{Connection, Pipe, PipeError, DEFAULT_PIPE_CAPACITY};
+pub use spill::DEFAULT_MAX_SPILL;
 pub use spsc::{
     Consumer, EndpointError, Producer, ReadGrant, SpscRing, TryPopIntoError, WriteGrant,
 };
 pub use typed::{
     Codec, DecodeError, GetError, Iter, PodCodec, PodQueue, Postcard, Queue, Sizing, TryIter,
+    DEFAULT_CAPACITY, DEFAULT_SLOT_SIZE,
 };
