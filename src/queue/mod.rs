@@ -4,6 +4,15 @@
 //! * `MpmcQueue`: fixed-size slots, many producers and consumers (Vyukov).
 //! * `JoinableQueue`, `Pipe`, and typed wrappers on top.
 //!
+//! Typed queues ([`Queue`], [`JoinableQueue`]) take values of any size:
+//! one whose encoding is larger than a slot *spills* into a shared segment
+//! of its own, named from the queue's uid ([`spill`] has the record
+//! format and the lifetime rules: a spilled value survives its sender
+//! until received or until the queue is destroyed; the last holder of a
+//! destroyed queue, or [`gc()`](crate::gc), removes what is left).
+//! `Queue::new()` / `Queue::bounded(n)` need no sizes (Python's `Queue()`
+//! and `Queue(n)`).
+//!
 //! Shared pieces live here: the error types ([`error`]) and the endpoint
 //! registry (`peers`, internal) that turns a closed or dead peer into
 //! `Disconnected` by one rule for every queue: a blocked receive returns

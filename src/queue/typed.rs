@@ -13,13 +13,29 @@
 //!   as a length and their bytes (postcard's own wire format for them, so
 //!   either side may use plain postcard), and so is anything serde
 //!   serialises as bytes (`serde_bytes::ByteBuf`, fields marked
-//!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose encoding does not
-//!   fit is refused at send with `TooLarge(value)`. A message that does not
-//!   decode is an error for that message only ([`GetError::Decode`]); the
-//!   queue stays usable.
+//!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose
+//!   encoding does not fit its slot *spills*: the encoding goes into a
+//!   shared segment of its own and the slot carries a small record naming
+//!   it (see [`spill`](super::spill)); it still takes one slot, in order
+//!   with the others. Only a value over the queue's largest spill
+//!   ([`QueueConfig::max_spill`], 1 GiB by default) is refused at send
+//!   with `TooLarge(value)`. A message that does not decode (or whose
+//!   spill segment is missing or malformed) is an error for that message
+//!   only ([`GetError::Decode`]); the queue stays usable.
 //! * [`PodCodec`] for `T: bytemuck::Pod`: the value's bytes are the
 //!   message (slot size = `size_of::<T>()`), no serialisation at all.
 //!   [`PodQueue<T>`] names this form.
+//!
+//! # Sizes
+//!
+//! [`Queue::new`] is Python's `Queue()`: nothing to choose —
+//! [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256) bytes,
+//! larger values spilling. Unlike Python's unbounded queue, `put` blocks
+//! once 1024 values wait. [`Queue::bounded(n)`](Queue::bounded) is
+//! `Queue(maxsize=n)`: exactly `n` values. `create_default` and
+//! `open_or_create_default` are the named forms. The memory is reserved
+//! at create (about 280 KiB for the default queue); spill segments are
+//! made per large value.
 //!
 //! The creator records `T`'s [`TypeTag`] in the segment header (the traced
 //! serde shape for [`Postcard`], name, size and alignment for
