@@ -9,7 +9,7 @@
 //! of its own, named from the queue's uid ([`spill`] has the record
 //! format and the lifetime rules: a spilled value survives its sender
 //! until received or until the queue is destroyed; the last holder of a
-//! destroyed queue, or [`gc()`](crate::gc), removes what is left).
+//! destroyed queue, or [`gc()`](crate::gc()), removes what is left).
 //! `Queue::new()` / `Queue::bounded(n)` need no sizes (Python's `Queue()`
 //! and `Queue(n)`).
 //!

@@ -48,7 +48,7 @@
 //!   keeps its spills.
 //! * A sender killed between creating a spill segment and sending its
 //!   record leaves the segment; it goes with the queue as above.
-//! * [`gc()`](crate::gc) removes a spill family whose anchor nobody holds
+//! * [`gc()`](crate::gc()) removes a spill family whose anchor nobody holds
 //!   and whose queue segment is gone, never one of a live queue.
 //!
 //! Limits: a queue handed to a spawned child by descriptor must stay held
@@ -81,14 +81,11 @@ pub(crate) fn new_uid() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     loop {
-        // RandomState is seeded from the OS's randomness.
+        // RandomState's keys come from the OS's randomness (per thread,
+        // then stepped per call); pid and counter make each input unique.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
         h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        h.write_u64(now);
         let uid = h.finish();
         if uid != 0 {
             return uid;

@@ -16,7 +16,7 @@
 //!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose
 //!   encoding does not fit its slot *spills*: the encoding goes into a
 //!   shared segment of its own and the slot carries a small record naming
-//!   it (see [`spill`](super::spill)); it still takes one slot, in order
+//!   it (see [`spill`]); it still takes one slot, in order
 //!   with the others. Only a value over the queue's largest spill
 //!   ([`QueueConfig::max_spill`], 1 GiB by default) is refused at send
 //!   with `TooLarge(value)`. A message that does not decode (or whose
@@ -504,7 +504,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
     /// [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256)
     /// bytes; a value whose encoding is larger spills into a segment of
     /// its own (up to [`DEFAULT_MAX_SPILL`](super::spill::DEFAULT_MAX_SPILL), 1 GiB; see
-    /// [`spill`](super::spill)). Unlike Python's, `put` blocks once 1024
+    /// [`spill`]). Unlike Python's, `put` blocks once 1024
     /// values wait (use [`bounded`](Self::bounded) for another number).
     ///
     /// ```
@@ -818,7 +818,7 @@ impl<T, C> Queue<T, C> {
 
 impl<T, C: Codec<T>> Queue<T, C> {
     /// Sends `value` if a slot is free now. A value whose encoding is
-    /// larger than a slot spills (see [`spill`](super::spill)) and still
+    /// larger than a slot spills (see [`spill`]) and still
     /// takes one slot.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let Some(tx) = self.tx() else {

@@ -355,7 +355,7 @@ impl SpillAnchor {
                     file.write_all_at(&body, 0)?;
                     shm_names::try_hold_shared(&file)?;
                     match shm_names::link_name(&file, &mut temp, &name) {
-                        Ok(()) => return Ok(Self::held(uid, file, queue)?),
+                        Ok(()) => return Self::held(uid, file, queue),
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                         Err(e) => return Err(e),
                     }
