@@ -55,7 +55,7 @@
 //! by the parent until the child has attached; an embedded queue
 //! (`MpmcQueue::from_raw`) has no uid and never spills.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::typed::DecodeError;
 use crate::error::Error;
@@ -144,7 +144,9 @@ impl SpillRecord {
 pub(crate) struct Spill {
     uid: u64,
     max: u64,
-    _anchor: SpillAnchor,
+    anchor: SpillAnchor,
+    /// This process has marked the anchor as spilled.
+    marked: AtomicBool,
 }
 
 impl Spill {
@@ -162,7 +164,8 @@ impl Spill {
             Ok(anchor) => Some(Spill {
                 uid,
                 max,
-                _anchor: anchor,
+                anchor,
+                marked: AtomicBool::new(false),
             }),
             Err(e) => {
                 tracing::debug!(error = %e, "queue: no spill anchor; large values are refused");
@@ -191,6 +194,12 @@ impl Spill {
         let size = len
             .checked_add(FILE_HEADER)
             .ok_or(Error::InvalidArgument("spill size overflows"))?;
+        if !self.marked.load(Ordering::Relaxed) {
+            // Before the first spill segment exists: the last holder only
+            // looks for spill segments of a queue marked so.
+            self.anchor.mark_spilled()?;
+            self.marked.store(true, Ordering::Relaxed);
+        }
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let pid = crate::os::current_pid();
         let mut encode = Some(encode);

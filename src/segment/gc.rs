@@ -238,8 +238,12 @@ pub const SPILL_PREFIX: &str = "shmkit-spill-";
 /// Magic at the start of an anchor file: `b"SHMKANC1"` as a
 /// little-endian u64.
 const ANCHOR_MAGIC: u64 = u64::from_le_bytes(*b"SHMKANC1");
-/// Bytes of an anchor file before the queue's name.
+/// Bytes of an anchor file before the queue's name: magic, the queue
+/// segment's `(device, inode)`, the name's length, and a word set to 1
+/// once the queue has spilled.
 const ANCHOR_FIXED: usize = 32;
+/// Offset of the anchor's "has spilled" word.
+const SPILLED_AT: u64 = 28;
 
 /// The anchor name of the queue with spill uid `uid`.
 pub(crate) fn spill_anchor_name(uid: u64) -> String {
@@ -313,7 +317,7 @@ fn anchor_contents(queue: Option<(&str, (u64, u64))>) -> Vec<u8> {
     v.extend_from_slice(&id.0.to_le_bytes());
     v.extend_from_slice(&id.1.to_le_bytes());
     v.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes()); // spilled flag
     v.extend_from_slice(name.as_bytes());
     v
 }
@@ -402,6 +406,24 @@ impl SpillAnchor {
     }
 }
 
+impl SpillAnchor {
+    /// Records in the anchor that the queue has spilled at least once, so
+    /// that its last holder knows to look for spill segments. Called by a
+    /// sender before it creates its first one.
+    pub(crate) fn mark_spilled(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(&1u32.to_le_bytes(), SPILLED_AT)
+    }
+
+    /// Whether any process marked the queue as having spilled (`true`
+    /// when the anchor cannot be read: then look anyway).
+    fn has_spilled(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut word = [0u8; 4];
+        self.file.read_exact_at(&mut word, SPILLED_AT).is_err() || word != [0; 4]
+    }
+}
+
 impl Drop for SpillAnchor {
     /// The last holder of a queue whose segment is gone (no name left that
     /// points at it) removes the queue's spill segments and the anchor.
@@ -420,7 +442,9 @@ impl Drop for SpillAnchor {
             .as_ref()
             .is_some_and(|(name, id)| shm_names::name_id(name).ok().flatten() == Some(*id));
         if !queue_present {
-            let _ = remove_spills(self.uid);
+            if self.has_spilled() {
+                let _ = remove_spills(self.uid);
+            }
             let _ = shm_names::unlink_if_id(&spill_anchor_name(self.uid), self.id);
         }
     }
