@@ -53,7 +53,10 @@
 //!
 //! Limits: a queue handed to a spawned child by descriptor must stay held
 //! by the parent until the child has attached; an embedded queue
-//! (`MpmcQueue::from_raw`) has no uid and never spills.
+//! (`MpmcQueue::from_raw`) has no uid and never spills, nor does a queue
+//! whose slots are smaller than a record ([`RECORD_LEN`], 24 bytes); a
+//! forked child takes its own hold on at most 256 anchors (those of the
+//! typed queues alive in the parent at the fork).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -308,7 +308,7 @@ pub(crate) struct SpillAnchor {
 /// without one the parent could not tell that the child still holds it).
 /// A `pthread_atfork` child handler reopens every anchor listed here;
 /// atomics only, as the handler runs in a freshly forked child.
-static SPILL_FORK_TABLE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+static SPILL_FORK_TABLE: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 fn anchor_contents(queue: Option<(&str, (u64, u64))>) -> Vec<u8> {
     let (name, id) = queue.unwrap_or(("", (0, 0)));
