@@ -269,6 +269,29 @@ fn gc_keeps_live_spills_and_removes_dead_ones() {
     assert_eq!(live.get_nowait(), Ok(pattern(3, 100_000)));
 }
 
+/// `JoinableQueue::new()` spills too: a consumer process gets two 1 MiB
+/// tasks intact and marks them done; the producer's `join` returns.
+fn joinable_queue_spills_across_processes() {
+    let q = shmkit::JoinableQueue::<Vec<u8>>::new().unwrap();
+    let cq = q.clone();
+    let mut consumer = fork(move || {
+        for seed in [11, 12] {
+            if cq.get() != Ok(pattern(seed, 1 << 20)) {
+                return 2;
+            }
+            if cq.task_done().is_err() {
+                return 3;
+            }
+        }
+        0
+    });
+    q.put(pattern(11, 1 << 20)).unwrap();
+    q.put(pattern(12, 1 << 20)).unwrap();
+    assert!(q.join_timeout(Duration::from_secs(60)), "every task done");
+    assert_eq!(q.unfinished(), 0);
+    consumer.join_ok("joinable consumer");
+}
+
 fn main() {
     run(
         &[
@@ -288,6 +311,10 @@ fn main() {
             (
                 "gc_keeps_live_spills_and_removes_dead_ones",
                 gc_keeps_live_spills_and_removes_dead_ones,
+            ),
+            (
+                "joinable_queue_spills_across_processes",
+                joinable_queue_spills_across_processes,
             ),
         ],
         120,
