@@ -12,6 +12,14 @@
 //! Never touched: files without shmkit's magic (other programs'), segments
 //! of other layout versions (their processes may not take holds), files of
 //! other users, and anything a live process holds.
+//!
+//! **Spill families** (`shmkit-spill-<uid>` and `shmkit-spill-<uid>-…`,
+//! the large values of a typed queue; see
+//! [`queue::spill`](crate::queue::spill)) follow their queue instead: they
+//! are judged after the segments, and removed only when no process holds
+//! the family's anchor and the queue segment it records (if named) is
+//! gone. A spill segment of a live queue is never removed, even though no
+//! process holds the spill segment itself.
 
 use super::header::{identity_alive, LAYOUT_VERSION};
 use super::raw::{validate_os_name, Segment};
@@ -562,21 +570,28 @@ fn judge_spill_family(uid: u64, names: &[String], dry_run: bool) -> Vec<GcEntry>
     // from this queue while its spills go.
     names
         .iter()
-        .map(|n| {
+        .filter_map(|n| {
             let gone = match (&anchor, n == &anchor_name) {
                 (Some(file), true) => shm_names::file_id(file)
                     .and_then(|id| shm_names::unlink_if_id(n, id))
                     .unwrap_or(false),
-                _ => crate::os::shm::unlink_named(n).is_ok(),
+                // Only our own files (another user's are not ours to judge).
+                _ => match open_named(n, OwnerCheck::ThisUserOnly) {
+                    Ok(file) => shm_names::file_id(&file)
+                        .and_then(|id| shm_names::unlink_if_id(n, id))
+                        .unwrap_or(false),
+                    Err(crate::os::shm::OpenNamedError::Untrusted(_)) => return None,
+                    Err(_) => false,
+                },
             };
-            GcEntry {
+            Some(GcEntry {
                 name: n.clone(),
                 verdict: if gone {
                     Verdict::Removed
                 } else {
                     Verdict::Gone
                 },
-            }
+            })
         })
         .collect()
 }
