@@ -826,18 +826,21 @@ impl<T, C: Codec<T>> Queue<T, C> {
         };
         match C::encoded_len(&value) {
             Some(n) if n > self.queue.slot_size() => {
-                if self.queue.is_full() {
-                    // Checked first so a full queue costs no spill segment.
-                    return Err(TrySendError::Full(value));
-                }
-                let Ok(Some((spill, rec))) = self.spill_out(&value, n) else {
+                let Some(spill) = self.spill.as_deref().filter(|s| n as u64 <= s.max()) else {
                     return Err(TrySendError::TooLarge(value));
                 };
-                tx.try_send_with(|slot| Some(rec.encode(slot)? | MARKED))
-                    .map_err(|e| {
-                        spill.discard(&rec);
-                        restore_try(e, value)
-                    })
+                // The spill segment is made once a slot is claimed, so a
+                // full (or disconnected) queue costs nothing. Should making
+                // it fail, the claimed position is given up as skipped.
+                tx.try_send_with(|slot| match spill.write(n, |b| C::encode_into(&value, b)) {
+                    Ok(Some(rec)) => Some(rec.encode(slot)? | MARKED),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "queue: could not create a spill segment");
+                        None
+                    }
+                })
+                .map_err(|e| restore_try(e, value))
             }
             _ => tx
                 .try_send_with(|slot| C::encode_into(&value, slot))
@@ -1291,6 +1294,16 @@ mod tests {
         assert_eq!(q.get(), Ok(vec![1]));
         assert_eq!(q.get(), Ok(big));
         assert_eq!(q.get(), Ok(vec![2; 10]));
+        assert!(spill_files(uid).is_empty());
+        // Non-blocking spills: one slot each; closed is Disconnected, and
+        // neither a full nor a closed queue leaves a segment.
+        q.put_nowait(vec![8; 5000]).unwrap();
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get_nowait(), Ok(vec![8; 5000]));
+        q.close();
+        assert!(
+            matches!(q.put_nowait(vec![8; 5000]), Err(TrySendError::Disconnected(v)) if v.len() == 5000)
+        );
         assert!(spill_files(uid).is_empty());
         let s = "é".repeat(40_000);
         let strings = Queue::<(u32, String)>::in_process(32, 2).unwrap();
