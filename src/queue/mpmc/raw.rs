@@ -85,10 +85,11 @@
 //! | 128 | `head: u64`, padded to 128 bytes |
 //! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `full_fence: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
 //! | 384 | `MAX_PEERS` sender `PeerSlot`s, then `MAX_PEERS` receiver slots (8 bytes each) |
-//! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32`, `pad: u32`, payload |
+//! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32` (bit 31: the message is marked), `pad: u32`, payload |
 //!
-//! Header params: `[slot_size, capacity, MAX_PEERS, LAYOUT_TAG]`, all
-//! validated on attach against the body length.
+//! Header params: `[slot_size, capacity, MAX_PEERS, LAYOUT_TAG, spill uid,
+//! largest spill]`, the first four validated on attach against the body
+//! length (the last two belong to the typed queue; see `queue::spill`).
 
 use crate::error::Error;
 use crate::primitives::{spin_hint, AtomicU32, AtomicU64, CachePadded, Ordering};
