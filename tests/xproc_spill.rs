@@ -224,6 +224,54 @@ fn broken_spills_fail_one_message() {
     assert_eq!(shm_names_with(&format!("{family}-")), Vec::<String>::new());
 }
 
+/// A spill record corrupted in the slot (its magic, or a pid that names
+/// no spill segment) gives `Decode` for that message; the next arrives,
+/// and the spill segment the record lost goes with the queue.
+fn corrupted_records_fail_one_message() {
+    const SLOT: usize = 64;
+    let name = unique_name("spill-rec");
+    let q = Queue::<Vec<u8>>::create(&name, SLOT, 4).unwrap();
+    let family = family_of(&q);
+    let tx = q.clone();
+    let mut sender = fork(move || {
+        for i in 0..2u8 {
+            tx.put(vec![i; 10_000]).unwrap();
+            tx.put(vec![i]).unwrap();
+        }
+        0
+    });
+    sender.join_ok("sender");
+    // The records sit in slots 1 and 3 (family_of used slot 0 once, so
+    // the four messages occupy slots 1, 2, 3, 0). Payload of slot i: the
+    // body's slot array (after the header line, two index lines and two
+    // 64-entry peer tables), 16 bytes of stamp and length, then the bytes.
+    let raw = shmkit::Segment::open(&name).unwrap();
+    let payload = |i: usize| shmkit::segment::BODY_OFFSET + 384 + 2 * 64 * 8 + i * (16 + SLOT) + 16;
+    let poke = |at: usize, bytes: &[u8]| {
+        assert!(at + bytes.len() <= raw.len());
+        // SAFETY: in bounds of the mapping (checked); the receiving side
+        // of this process is not reading the slot while we write.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw.as_ptr().add(at), bytes.len()) };
+    };
+    poke(payload(1), b"XXXX"); // bad magic
+    poke(payload(3) + 4, &0x7fff_fff0u32.to_le_bytes()); // a pid nobody used
+    for i in 0..2u8 {
+        assert!(
+            matches!(q.get_nowait(), Err(GetError::Decode(_))),
+            "record {i} is corrupt"
+        );
+        assert_eq!(q.get_nowait(), Ok(vec![i]));
+    }
+    assert_eq!(
+        shm_names_with(&format!("{family}-")).len(),
+        2,
+        "both spills orphaned"
+    );
+    drop(raw);
+    drop(q);
+    assert_eq!(shm_names_with(&family), Vec::<String>::new());
+}
+
 /// `gc()` leaves the spill of a live queue alone and removes the spill
 /// family of a queue whose every holder died.
 fn gc_keeps_live_spills_and_removes_dead_ones() {
@@ -315,6 +363,10 @@ fn main() {
             (
                 "joinable_queue_spills_across_processes",
                 joinable_queue_spills_across_processes,
+            ),
+            (
+                "corrupted_records_fail_one_message",
+                corrupted_records_fail_one_message,
             ),
         ],
         120,
