@@ -140,31 +140,39 @@ fn sender_exits_before_receiver_attaches() {
 /// Senders SIGKILLed at random points of a loop of spilling sends: what
 /// arrives is intact, and once the queue is dropped no segment of its
 /// spill family is left (neither spills whose record never went out nor
-/// the anchor).
+/// the anchor). The last sender is killed while blocked on a full queue
+/// with its next spill segment made, so an orphan is certain.
 fn sigkilled_spill_senders_leave_nothing() {
     const ROUNDS: u64 = 12;
     let q = Queue::<Vec<u8>>::bounded(4).unwrap();
     let family = family_of(&q);
+    let spills = || shm_names_with(&format!("{family}-"));
     let mut rng = Rng::new(77);
     let mut got = 0;
-    for round in 0..ROUNDS {
+    for round in 0..=ROUNDS {
         let tx = q.clone();
         let mut victim = fork(move || {
-            for i in 0.. {
-                let v = pattern(round * 1_000_000 + i, 150_000 + (i as usize % 7) * 1000);
-                if tx.put(v).is_err() {
+            let v = pattern(round, 150_000 + round as usize * 1000);
+            loop {
+                if tx.put(v.clone()).is_err() {
                     return 3;
                 }
             }
-            0
         });
-        // Receive a few, then kill the sender wherever it is.
-        for _ in 0..rng.below(6) {
-            let v = q.get_timeout(Duration::from_secs(60)).expect("a value");
-            assert!(v.len() >= 150_000, "intact length");
-            got += 1;
+        if round < ROUNDS {
+            // Receive a few, then kill the sender wherever it is.
+            for _ in 0..rng.below(6) {
+                let v = q.get_timeout(Duration::from_secs(60)).expect("a value");
+                assert!(v.len() >= 150_000, "intact length");
+                got += 1;
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(3000)));
+        } else {
+            // Four queued and the fifth made, its sender blocked.
+            common::wait_until(Duration::from_secs(60), "a blocked spilling sender", || {
+                spills().len() == 5
+            });
         }
-        std::thread::sleep(Duration::from_micros(rng.below(3000)));
         victim.kill();
         loop {
             match q.get_nowait() {
@@ -178,6 +186,7 @@ fn sigkilled_spill_senders_leave_nothing() {
         }
     }
     assert!(got > 0);
+    assert!(!spills().is_empty(), "killed senders left spill segments");
     drop(q);
     assert_eq!(shm_names_with(&family), Vec::<String>::new());
 }
