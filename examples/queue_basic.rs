@@ -27,8 +27,8 @@ impl std::fmt::Display for Value {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init();
-    // Up to 128 bytes per encoded message, 4 slots.
-    let q = Queue::<Vec<Value>>::anonymous(128, 4)?;
+    // Python's `Queue()`: no sizes to choose.
+    let q = Queue::<Vec<Value>>::new()?;
     let child = process::fork(|| {
         q.put(vec![
             Value::Int(42),

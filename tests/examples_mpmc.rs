@@ -30,6 +30,25 @@ fn queue_basic_prints_the_list() {
     );
 }
 
+/// `Queue::new()` carried a 4 MiB value between two small ones, in
+/// order and intact: the checksum is computed here from the bytes the
+/// child built, not taken from the example.
+#[test]
+fn queue_big_message_arrives_intact() {
+    let pixels: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let sum = pixels.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    assert_eq!(
+        run_example("queue_big_message", &[]).lines(),
+        [
+            "note start".to_string(),
+            format!("frame 1: {} bytes, checksum {sum:016x}", 4 << 20),
+            "note end".to_string(),
+        ]
+    );
+}
+
 /// 001-4: the producer's 'a' reached the consumer process.
 #[test]
 fn queue_two_processes_delivers_a() {

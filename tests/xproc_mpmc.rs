@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{fork, run, unique_name, Exit, Rng};
 use serde::{Deserialize, Serialize};
 use shmkit::queue::{
-    GetError, JoinableQueue, MpmcQueue, Queue, RecvError, RecvTimeoutError, SendError,
-    TryRecvError, TrySendError,
+    GetError, JoinableQueue, MpmcQueue, Queue, RecvError, RecvTimeoutError, TryRecvError,
+    TrySendError,
 };
 use shmkit::{ShmArray, ShmBox, ShmValue};
 
@@ -379,7 +379,8 @@ fn typed_queue_across_processes() {
         data: vec![],
         note: None,
     };
-    assert!(matches!(jobs.put(huge.clone()), Err(SendError::TooLarge(j)) if j == huge));
+    // Larger than a slot: it spills and arrives like any job (adding 0).
+    jobs.put(huge).unwrap();
     jobs.close();
     assert_eq!(back.get_timeout(LONG), Ok(want));
     child.join_ok("typed child");

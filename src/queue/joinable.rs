@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use super::error::{SendError, SendTimeoutError, TrySendError};
 use super::mpmc::{MpmcQueue, QueueConfig};
-use super::typed::{Codec, GetError, PodCodec, Postcard, Queue, Sizing};
+use super::typed::{
+    Codec, GetError, PodCodec, Postcard, Queue, Sizing, DEFAULT_CAPACITY, DEFAULT_SLOT_SIZE,
+};
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::primitives::{AtomicU64, Ordering};
@@ -83,11 +85,7 @@ impl<T, C: Sizing<T>> SegmentObject for JoinableQueue<T, C> {
     type Config = C::Config;
 
     fn create_in(name: Option<&str>, config: C::Config) -> Result<Self, Error> {
-        let QueueConfig {
-            slot_size,
-            capacity,
-        } = C::queue_config(config);
-        Self::make(name, slot_size, capacity)
+        Self::make(name, C::queue_config(config))
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
@@ -106,13 +104,49 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
     /// 2^24) holding encodings of at most `max_encoded_size` bytes.
     pub fn create(name: &str, max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::make(Some(name), max_encoded_size, capacity)
+        Self::make(Some(name), QueueConfig::new(max_encoded_size, capacity))
     }
 
     /// Creates an anonymous queue (shared with children forked or spawned
     /// with it afterwards).
     pub fn anonymous(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::make(None, max_encoded_size, capacity)
+        Self::make(None, QueueConfig::new(max_encoded_size, capacity))
+    }
+
+    /// Python's `JoinableQueue()`: an anonymous queue with the default
+    /// sizes of [`Queue::new`] ([`DEFAULT_CAPACITY`] slots of
+    /// [`DEFAULT_SLOT_SIZE`] bytes; larger values spill). `put` blocks
+    /// once that many values wait.
+    ///
+    /// ```
+    /// use shmkit::JoinableQueue;
+    ///
+    /// let q = JoinableQueue::<String>::new()?;
+    /// q.put("y".repeat(50_000))?;
+    /// assert_eq!(q.get()?.len(), 50_000);
+    /// q.task_done()?;
+    /// q.join();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<Self, Error> {
+        Self::bounded(DEFAULT_CAPACITY)
+    }
+
+    /// Python's `JoinableQueue(maxsize)`: [`new`](Self::new) with exactly
+    /// `capacity` slots.
+    pub fn bounded(capacity: usize) -> Result<Self, Error> {
+        Self::anonymous(DEFAULT_SLOT_SIZE, capacity)
+    }
+
+    /// A named queue with the default sizes of [`new`](Self::new).
+    pub fn create_default(name: &str) -> Result<Self, Error> {
+        Self::create(name, DEFAULT_SLOT_SIZE, DEFAULT_CAPACITY)
+    }
+
+    /// Opens the named queue, or creates it with the default sizes.
+    pub fn open_or_create_default(name: &str) -> Result<Self, Error> {
+        Self::open_or_create(name, DEFAULT_SLOT_SIZE, DEFAULT_CAPACITY)
     }
 
     /// Opens the named queue, or creates it if there is none (race-free
@@ -127,7 +161,8 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T, Postcard> {
 
     /// A queue for threads of one process (heap memory).
     pub fn in_process(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
-        let q = MpmcQueue::in_process_kind(ObjectKind::JOINABLE_QUEUE, max_encoded_size, capacity)?;
+        let config = QueueConfig::new(max_encoded_size, capacity);
+        let q = MpmcQueue::in_process_kind(ObjectKind::JOINABLE_QUEUE, config)?;
         Ok(Self::wrap(q))
     }
 }
@@ -146,16 +181,14 @@ impl<T: bytemuck::Pod + Send + Sync> JoinableQueue<T, PodCodec> {
 
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
     /// Creates the queue, recording `T`'s type tag (or the scoped one).
-    fn make(name: Option<&str>, slot_size: usize, capacity: usize) -> Result<Self, Error> {
+    fn make(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
         let tag = type_tag::creation_tag(C::type_tag());
         let q = type_tag::create_tagged(tag, || {
-            MpmcQueue::create_kind(name, ObjectKind::JOINABLE_QUEUE, slot_size, capacity)
+            MpmcQueue::create_kind(name, ObjectKind::JOINABLE_QUEUE, config)
         })?;
         Ok(Self::wrap(q))
     }
-}
 
-impl<T, C> JoinableQueue<T, C> {
     /// Wraps a queue this process just created (registered on both sides
     /// now, as a typed [`Queue`]'s creator handle is).
     fn wrap(q: MpmcQueue) -> Self {
@@ -163,7 +196,9 @@ impl<T, C> JoinableQueue<T, C> {
             queue: Queue::from_new_mpmc(q),
         }
     }
+}
 
+impl<T, C> JoinableQueue<T, C> {
     fn counter(&self) -> (&AtomicU64, &Notifier) {
         self.queue.as_mpmc().joinable()
     }

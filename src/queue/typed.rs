@@ -13,13 +13,29 @@
 //!   as a length and their bytes (postcard's own wire format for them, so
 //!   either side may use plain postcard), and so is anything serde
 //!   serialises as bytes (`serde_bytes::ByteBuf`, fields marked
-//!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose encoding does not
-//!   fit is refused at send with `TooLarge(value)`. A message that does not
-//!   decode is an error for that message only ([`GetError::Decode`]); the
-//!   queue stays usable.
+//!   `#[serde(with = "serde_bytes")]`) or as a string. A value whose
+//!   encoding does not fit its slot *spills*: the encoding goes into a
+//!   shared segment of its own and the slot carries a small record naming
+//!   it (see [`spill`]); it still takes one slot, in order
+//!   with the others. Only a value over the queue's largest spill
+//!   ([`QueueConfig::max_spill`], 1 GiB by default) is refused at send
+//!   with `TooLarge(value)`. A message that does not decode (or whose
+//!   spill segment is missing or malformed) is an error for that message
+//!   only ([`GetError::Decode`]); the queue stays usable.
 //! * [`PodCodec`] for `T: bytemuck::Pod`: the value's bytes are the
 //!   message (slot size = `size_of::<T>()`), no serialisation at all.
 //!   [`PodQueue<T>`] names this form.
+//!
+//! # Sizes
+//!
+//! [`Queue::new`] is Python's `Queue()`: nothing to choose —
+//! [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256) bytes,
+//! larger values spilling. Unlike Python's unbounded queue, `put` blocks
+//! once 1024 values wait. [`Queue::bounded(n)`](Queue::bounded) is
+//! `Queue(maxsize=n)`: exactly `n` values. `create_default` and
+//! `open_or_create_default` are the named forms. The memory is reserved
+//! at create (about 280 KiB for the default queue); spill segments are
+//! made per large value.
 //!
 //! The creator records `T`'s [`TypeTag`] in the segment header (the traced
 //! serde shape for [`Postcard`], name, size and alignment for
@@ -51,7 +67,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -59,7 +75,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::{RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
-use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig};
+use super::mpmc::{MpmcQueue, MpmcReceiver, MpmcSender, QueueConfig, MARKED};
+use super::spill::{self, Spill, SpillRecord};
 use super::DrainError;
 use crate::error::{AttachError, Error};
 use crate::os::Deadline;
@@ -374,13 +391,14 @@ impl From<RecvTimeoutError> for GetError {
 /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
 /// struct Job { id: u32, name: String }
 ///
-/// // 4 slots, each holding an encoding of at most 64 bytes.
+/// // 4 slots of 64 bytes; larger encodings spill into segments of their own.
 /// let q = Queue::<Job>::anonymous(64, 4)?;
 /// q.put(Job { id: 1, name: "one".into() }).unwrap();
 /// assert_eq!(q.qsize(), 1);
 /// assert_eq!(q.get().unwrap(), Job { id: 1, name: "one".into() });
-/// let big = Job { id: 2, name: "x".repeat(100) };
-/// assert!(matches!(q.put_nowait(big), Err(TrySendError::TooLarge(_))));
+/// let big = Job { id: 2, name: "x".repeat(100_000) };
+/// q.put(big).unwrap(); // one slot, like any value
+/// assert_eq!(q.get().unwrap().name.len(), 100_000);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Queue<T, C = Postcard> {
@@ -389,6 +407,9 @@ pub struct Queue<T, C = Postcard> {
     rx: OnceLock<Result<MpmcReceiver, ()>>,
     _t: PhantomData<fn(T) -> T>,
     _c: PhantomData<fn() -> C>,
+    /// This process's hold on the spill anchor (`None`: the queue does
+    /// not spill). Declared last: released after the queue's memory.
+    spill: Option<Arc<Spill>>,
 }
 
 /// The zero-copy form: a queue of `bytemuck::Pod` values.
@@ -426,6 +447,7 @@ impl<T, C> Clone for Queue<T, C> {
             rx: again(&self.rx),
             _t: PhantomData,
             _c: PhantomData,
+            spill: self.spill.clone(),
         }
     }
 }
@@ -477,7 +499,77 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
     pub fn in_process(max_encoded_size: usize, capacity: usize) -> Result<Self, Error> {
         MpmcQueue::in_process(max_encoded_size, capacity).map(Self::from_new_mpmc)
     }
+
+    /// Python's `Queue()`: an anonymous queue with no sizes to choose —
+    /// [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256)
+    /// bytes; a value whose encoding is larger spills into a segment of
+    /// its own (up to [`DEFAULT_MAX_SPILL`](super::spill::DEFAULT_MAX_SPILL), 1 GiB; see
+    /// [`spill`]). Unlike Python's, `put` blocks once 1024
+    /// values wait (use [`bounded`](Self::bounded) for another number).
+    ///
+    /// ```
+    /// use shmkit::Queue;
+    ///
+    /// let q = Queue::<Vec<u8>>::new()?;
+    /// q.put(vec![7; 3 << 20])?; // 3 MiB: no sizing needed
+    /// q.put(vec![1, 2])?;
+    /// assert_eq!(q.get()?.len(), 3 << 20);
+    /// assert_eq!(q.get()?, [1, 2]);
+    /// assert_eq!(q.capacity(), 1024);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<Self, Error> {
+        Self::bounded(DEFAULT_CAPACITY)
+    }
+
+    /// Python's `Queue(maxsize)`: like [`new`](Self::new) with exactly
+    /// `capacity` slots (1 to 2^24).
+    ///
+    /// ```
+    /// use shmkit::queue::{Queue, TrySendError};
+    ///
+    /// let q = Queue::<String>::bounded(3)?;
+    /// for word in ["a", "b", "c"] {
+    ///     q.put_nowait(word.to_string()).unwrap();
+    /// }
+    /// assert!(matches!(q.put_nowait("d".into()), Err(TrySendError::Full(_))));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn bounded(capacity: usize) -> Result<Self, Error> {
+        Self::anonymous(DEFAULT_SLOT_SIZE, capacity)
+    }
+
+    /// A named queue with the default sizes of [`new`](Self::new).
+    ///
+    /// ```
+    /// use shmkit::Queue;
+    ///
+    /// let name = format!("doc-qdef-{}", std::process::id());
+    /// let q = Queue::<String>::create_default(&name)?;
+    /// let other = Queue::<String>::open(&name)?; // what another process does
+    /// q.put("x".repeat(10_000))?;
+    /// assert_eq!(other.get()?.len(), 10_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_default(name: &str) -> Result<Self, Error> {
+        Self::create(name, DEFAULT_SLOT_SIZE, DEFAULT_CAPACITY)
+    }
+
+    /// Opens the named queue, or creates it with the default sizes of
+    /// [`new`](Self::new) (see [`SegmentObject::open_or_create`]).
+    pub fn open_or_create_default(name: &str) -> Result<Self, Error> {
+        Self::open_or_create(name, DEFAULT_SLOT_SIZE, DEFAULT_CAPACITY)
+    }
 }
+
+/// Slots of a queue made by [`Queue::new`] / [`Queue::bounded`] (and the
+/// `JoinableQueue` equivalents): values whose encoding is larger spill.
+pub const DEFAULT_SLOT_SIZE: usize = 256;
+
+/// Capacity of a queue made by [`Queue::new`] (Python's `Queue()`):
+/// `put` blocks once this many values wait.
+pub const DEFAULT_CAPACITY: usize = 1024;
 
 impl<T: Pod + Send + Sync> Queue<T, PodCodec> {
     /// Creates a named queue of `capacity` slots (any number from 1 to
@@ -546,32 +638,100 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 }
 
-impl<T, C> Queue<T, C> {
+impl<T, C: Codec<T>> Queue<T, C> {
     /// Wraps a queue this process just created: registers on both sides
     /// now (see "Who keeps a queue connected" in the module docs).
     pub(crate) fn from_new_mpmc(queue: MpmcQueue) -> Self {
         let tx = OnceLock::from(queue.sender().map_err(|_| ()));
         let rx = OnceLock::from(queue.receiver().map_err(|_| ()));
+        let spill = Self::hold_spill(&queue);
         Queue {
             queue,
             tx,
             rx,
             _t: PhantomData,
             _c: PhantomData,
+            spill,
         }
     }
 
     /// Wraps an attached queue: registers on each side on first use.
     pub(crate) fn from_mpmc_unchecked(queue: MpmcQueue) -> Self {
+        let spill = Self::hold_spill(&queue);
         Queue {
             queue,
             tx: OnceLock::new(),
             rx: OnceLock::new(),
             _t: PhantomData,
             _c: PhantomData,
+            spill,
         }
     }
 
+    /// Holds the queue's spill anchor, for codecs whose encodings vary in
+    /// size and slots that fit a spill record.
+    fn hold_spill(queue: &MpmcQueue) -> Option<Arc<Spill>> {
+        if C::natural_slot_size().is_some() || queue.slot_size() < spill::RECORD_LEN {
+            return None;
+        }
+        let named = queue
+            .segment()
+            .and_then(|s| s.name().map(|n| (n, s.file_id())));
+        Spill::hold(queue.spill_params(), named).map(Arc::new)
+    }
+
+    /// Spills `value` (encoding `len` bytes, more than a slot holds):
+    /// `Ok(None)` when it cannot (no spilling here, or over the largest
+    /// spill): `TooLarge`.
+    fn spill_out(&self, value: &T, len: usize) -> Result<Option<(&Spill, SpillRecord)>, ()> {
+        let Some(spill) = self.spill.as_deref() else {
+            return Ok(None);
+        };
+        if len as u64 > spill.max() {
+            return Ok(None);
+        }
+        match spill.write(len, |buf| C::encode_into(value, buf)) {
+            Ok(Some(rec)) => Ok(Some((spill, rec))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::debug!(error = %e, "queue: could not create a spill segment");
+                Err(())
+            }
+        }
+    }
+
+    /// One received message: a value, or a spill record to take.
+    fn unspill(&self, r: Result<T, Result<SpillRecord, DecodeError>>) -> Result<T, GetError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(Err(e)) => Err(GetError::Decode(e)),
+            Err(Ok(rec)) => {
+                let (uid, max) = self.queue.spill_params();
+                if uid == 0 {
+                    return Err(GetError::Decode(DecodeError(
+                        "spill record in a queue without spilling".into(),
+                    )));
+                }
+                Ok(spill::take_from(uid, max, &rec, C::decode)?)
+            }
+        }
+    }
+}
+
+/// A message as the receive callback sees it: a decoded value, or the
+/// record of a spilled one (marked).
+fn read_message<T, C: Codec<T>>(
+    bytes: &[u8],
+    marked: bool,
+) -> Result<Result<T, DecodeError>, Result<SpillRecord, DecodeError>> {
+    if marked {
+        Err(SpillRecord::decode(bytes))
+    } else {
+        Ok(C::decode(bytes))
+    }
+}
+
+impl<T, C> Queue<T, C> {
     /// Waits until receivers have taken every queued value, or `timeout`
     /// passes (`None`: no limit), or every receiver is gone with values
     /// still queued: the sending half of a rendezvous, see
@@ -657,16 +817,35 @@ impl<T, C> Queue<T, C> {
 }
 
 impl<T, C: Codec<T>> Queue<T, C> {
-    /// Sends `value` if a slot is free now.
+    /// Sends `value` if a slot is free now. A value whose encoding is
+    /// larger than a slot spills (see [`spill`]) and still
+    /// takes one slot.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let Some(tx) = self.tx() else {
             return Err(TrySendError::Disconnected(value));
         };
-        if C::encoded_len(&value).is_some_and(|n| n > self.queue.slot_size()) {
-            return Err(TrySendError::TooLarge(value));
+        match C::encoded_len(&value) {
+            Some(n) if n > self.queue.slot_size() => {
+                let Some(spill) = self.spill.as_deref().filter(|s| n as u64 <= s.max()) else {
+                    return Err(TrySendError::TooLarge(value));
+                };
+                // The spill segment is made once a slot is claimed, so a
+                // full (or disconnected) queue costs nothing. Should making
+                // it fail, the claimed position is given up as skipped.
+                tx.try_send_with(|slot| match spill.write(n, |b| C::encode_into(&value, b)) {
+                    Ok(Some(rec)) => Some(rec.encode(slot)? | MARKED),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "queue: could not create a spill segment");
+                        None
+                    }
+                })
+                .map_err(|e| restore_try(e, value))
+            }
+            _ => tx
+                .try_send_with(|slot| C::encode_into(&value, slot))
+                .map_err(|e| restore_try(e, value)),
         }
-        tx.try_send_with(|slot| C::encode_into(&value, slot))
-            .map_err(|e| restore_try(e, value))
     }
 
     /// Sends `value`, waiting at most until `deadline` (`None` = forever).
@@ -678,11 +857,21 @@ impl<T, C: Codec<T>> Queue<T, C> {
         let Some(tx) = self.tx() else {
             return Err(SendTimeoutError::Disconnected(value));
         };
-        if C::encoded_len(&value).is_some_and(|n| n > self.queue.slot_size()) {
-            return Err(SendTimeoutError::TooLarge(value));
+        match C::encoded_len(&value) {
+            Some(n) if n > self.queue.slot_size() => {
+                let Ok(Some((spill, rec))) = self.spill_out(&value, n) else {
+                    return Err(SendTimeoutError::TooLarge(value));
+                };
+                tx.send_deadline_with(deadline, |slot| Some(rec.encode(slot)? | MARKED))
+                    .map_err(|e| {
+                        spill.discard(&rec);
+                        restore_timeout(e, value)
+                    })
+            }
+            _ => tx
+                .send_deadline_with(deadline, |slot| C::encode_into(&value, slot))
+                .map_err(|e| restore_timeout(e, value)),
         }
-        tx.send_deadline_with(deadline, |slot| C::encode_into(&value, slot))
-            .map_err(|e| restore_timeout(e, value))
     }
 
     /// Sends `value`, waiting while the queue is full.
@@ -705,7 +894,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
         let Some(rx) = self.rx() else {
             return Err(GetError::Disconnected);
         };
-        rx.try_recv_with(C::decode)?.map_err(GetError::from)
+        let r = rx.try_recv_marked_with(read_message::<T, C>)?;
+        self.unspill(r.and_then(|v| v.map_err(Err)))
     }
 
     /// Takes a value, waiting until `deadline` (`None` = forever).
@@ -713,8 +903,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
         let Some(rx) = self.rx() else {
             return Err(GetError::Disconnected);
         };
-        rx.recv_deadline_with(deadline, C::decode)?
-            .map_err(GetError::from)
+        let r = rx.recv_deadline_marked_with(deadline, read_message::<T, C>)?;
+        self.unspill(r.and_then(|v| v.map_err(Err)))
     }
 
     /// Takes a value, waiting while the queue is empty (never
@@ -1075,6 +1265,155 @@ mod tests {
         drop(q);
         assert_eq!(reader.get(), Ok(1));
         assert_eq!(reader.get(), Err(GetError::Disconnected));
+    }
+
+    /// Values larger than a slot spill: they arrive intact, in order with
+    /// small ones, each taking one slot; their segments are gone once
+    /// received.
+    #[cfg(not(miri))]
+    #[test]
+    fn large_values_spill_in_order() {
+        let q = Queue::<Vec<u8>>::in_process(64, 3).unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31) as u8).collect();
+        q.put(vec![1]).unwrap();
+        q.put(big.clone()).unwrap();
+        q.put_nowait(vec![2; 10]).unwrap();
+        assert_eq!(q.qsize(), 3);
+        // Full: a spilling send waits and times out like any other, and
+        // leaves no segment behind.
+        assert!(matches!(
+            q.put_timeout(big.clone(), Duration::from_millis(10)),
+            Err(SendTimeoutError::Timeout(v)) if v == big
+        ));
+        assert!(matches!(
+            q.put_nowait(big.clone()),
+            Err(TrySendError::Full(_))
+        ));
+        let uid = q.as_mpmc().spill_params().0;
+        assert_eq!(spill_files(uid).len(), 1);
+        assert_eq!(q.get(), Ok(vec![1]));
+        assert_eq!(q.get(), Ok(big));
+        assert_eq!(q.get(), Ok(vec![2; 10]));
+        assert!(spill_files(uid).is_empty());
+        // Non-blocking spills: one slot each; closed is Disconnected, and
+        // neither a full nor a closed queue leaves a segment.
+        q.put_nowait(vec![8; 5000]).unwrap();
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get_nowait(), Ok(vec![8; 5000]));
+        q.close();
+        assert!(
+            matches!(q.put_nowait(vec![8; 5000]), Err(TrySendError::Disconnected(v)) if v.len() == 5000)
+        );
+        assert!(spill_files(uid).is_empty());
+        let s = "é".repeat(40_000);
+        let strings = Queue::<(u32, String)>::in_process(32, 2).unwrap();
+        strings.put((9, s.clone())).unwrap();
+        assert_eq!(strings.get(), Ok((9, s)));
+    }
+
+    #[cfg(not(miri))]
+    fn spill_files(uid: u64) -> Vec<String> {
+        crate::os::shm_names::list_names()
+            .unwrap()
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .filter(|n| n.starts_with(&format!("{}-", crate::segment::gc::spill_anchor_name(uid))))
+            .collect()
+    }
+
+    /// The largest spill is refused with `TooLarge` before anything is
+    /// created (tested with a small configured maximum).
+    #[cfg(not(miri))]
+    #[test]
+    fn over_the_largest_spill_is_too_large() {
+        let cfg = QueueConfig::new(32, 4).with_max_spill(1000);
+        let q = <Queue<Vec<u8>> as SegmentObject>::anonymous(cfg).unwrap();
+        let uid = q.as_mpmc().spill_params().0;
+        assert!(
+            matches!(q.put_nowait(vec![5; 2000]), Err(TrySendError::TooLarge(v)) if v.len() == 2000)
+        );
+        assert!(matches!(q.put(vec![5; 2000]), Err(SendError::TooLarge(_))));
+        assert!(spill_files(uid).is_empty());
+        q.put(vec![5; 900]).unwrap(); // spills: 902 bytes <= 1000
+        assert_eq!(q.get().unwrap().len(), 900);
+        // No spilling at all: the old behaviour.
+        let off = QueueConfig::new(32, 4).with_max_spill(0);
+        let q = <Queue<Vec<u8>> as SegmentObject>::anonymous(off).unwrap();
+        assert!(matches!(
+            q.put_nowait(vec![5; 40]),
+            Err(TrySendError::TooLarge(_))
+        ));
+    }
+
+    /// A corrupt spill record, a record naming a missing segment, or a
+    /// truncated segment is `Decode` for that message; the next arrives.
+    #[cfg(not(miri))]
+    #[test]
+    fn bad_spills_are_decode_errors_for_one_message() {
+        let q = Queue::<Vec<u8>>::in_process(64, 8).unwrap();
+        let (uid, _) = q.as_mpmc().spill_params();
+        let tx = q.as_mpmc().sender().unwrap();
+        // A marked message that is not a record.
+        tx.try_send_with(|slot| {
+            slot[..3].copy_from_slice(b"abc");
+            Some(3 | MARKED)
+        })
+        .unwrap();
+        q.put(vec![1]).unwrap();
+        assert!(matches!(q.get_nowait(), Err(GetError::Decode(_))));
+        assert_eq!(q.get_nowait(), Ok(vec![1]));
+        // A record whose segment was deleted.
+        q.put(vec![3; 1000]).unwrap();
+        for name in spill_files(uid) {
+            crate::Segment::unlink(&name).unwrap();
+        }
+        q.put(vec![4]).unwrap();
+        assert!(matches!(q.get_nowait(), Err(GetError::Decode(_))));
+        assert_eq!(q.get_nowait(), Ok(vec![4]));
+        // A record that claims more than its segment holds, or more than
+        // the largest spill.
+        for len in [5_000u64, u64::MAX] {
+            q.put(vec![6; 1000]).unwrap();
+            let [name] = &spill_files(uid)[..] else {
+                panic!("one spill")
+            };
+            let (_, Some((pid, seq))) = crate::segment::gc::parse_spill_name(name).unwrap() else {
+                panic!("{name}")
+            };
+            // Take the real record out and put a lying one in its place.
+            let rx = q.as_mpmc().receiver().unwrap();
+            rx.try_recv_marked_with(|_, marked| assert!(marked))
+                .unwrap();
+            tx.try_send_with(|slot| {
+                SpillRecord { pid, seq, len }
+                    .encode(slot)
+                    .map(|n| n | MARKED)
+            })
+            .unwrap();
+            q.put(vec![7]).unwrap();
+            assert!(matches!(q.get_nowait(), Err(GetError::Decode(_))));
+            assert_eq!(q.get_nowait(), Ok(vec![7]));
+            let _ = crate::Segment::unlink(name);
+        }
+        assert!(spill_files(uid).is_empty());
+    }
+
+    /// Dropping the last handle of a queue removes spills nobody took.
+    #[cfg(not(miri))]
+    #[test]
+    fn dropping_the_queue_removes_its_spills() {
+        let q = Queue::<String>::new().unwrap();
+        let uid = q.as_mpmc().spill_params().0;
+        q.put("z".repeat(5000)).unwrap();
+        q.put("z".repeat(6000)).unwrap();
+        let q2 = q.clone();
+        drop(q);
+        assert_eq!(spill_files(uid).len(), 2);
+        assert_eq!(q2.get().unwrap().len(), 5000);
+        drop(q2);
+        assert!(spill_files(uid).is_empty());
+        let anchor = crate::segment::gc::spill_anchor_name(uid);
+        assert_eq!(crate::os::shm_names::name_id(&anchor).unwrap(), None);
     }
 
     #[test]

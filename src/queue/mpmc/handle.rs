@@ -67,6 +67,9 @@ impl Drop for HeapBlock {
 /// The queue's algorithm view and the memory it points into.
 pub(super) struct Shared {
     pub(super) raw: RawQueue,
+    /// The typed queue's spill uid (0: none) and largest spill, from
+    /// header parameters 4 and 5 (see `queue::spill`).
+    spill: (u64, u64),
     // Declared last: dropped after `raw`, whose pointers point into it.
     storage: Storage,
 }
@@ -236,19 +239,44 @@ impl std::fmt::Debug for MpmcQueue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
     /// The largest message, in bytes (for a typed queue: the largest
-    /// encoding of a value).
+    /// encoding of a value kept in the slot itself; larger ones spill).
     pub slot_size: usize,
     /// How many messages the queue holds (1 to 2^24).
     pub capacity: usize,
+    /// The largest encoding a typed queue sends through a spill segment
+    /// (see [`queue::spill`](crate::queue::spill)); larger values are
+    /// refused with `TooLarge`. Default
+    /// [`DEFAULT_MAX_SPILL`](crate::queue::spill::DEFAULT_MAX_SPILL); 0
+    /// turns spilling off. Byte queues ignore it.
+    pub max_spill: u64,
 }
 
 impl QueueConfig {
-    /// `capacity` messages of up to `slot_size` bytes each.
+    /// `capacity` messages of up to `slot_size` bytes each (typed queues
+    /// spill larger values, up to the default maximum).
     pub fn new(slot_size: usize, capacity: usize) -> Self {
         Self {
             slot_size,
             capacity,
+            max_spill: crate::queue::spill::DEFAULT_MAX_SPILL,
         }
+    }
+
+    /// The same with the largest spilled encoding set to `max` bytes (0:
+    /// no spilling, a value larger than a slot is `TooLarge`).
+    ///
+    /// ```
+    /// use shmkit::queue::{Queue, QueueConfig, TrySendError};
+    /// use shmkit::SegmentObject;
+    ///
+    /// let cfg = QueueConfig::new(64, 4).with_max_spill(1000);
+    /// let q = <Queue<Vec<u8>> as SegmentObject>::anonymous(cfg)?;
+    /// assert!(matches!(q.put_nowait(vec![0; 2000]), Err(TrySendError::TooLarge(_))));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn with_max_spill(mut self, max: u64) -> Self {
+        self.max_spill = max;
+        self
     }
 }
 
@@ -256,12 +284,7 @@ impl SegmentObject for MpmcQueue {
     type Config = QueueConfig;
 
     fn create_in(name: Option<&str>, config: QueueConfig) -> Result<Self, Error> {
-        Self::create_kind(
-            name,
-            ObjectKind::MPMC_QUEUE,
-            config.slot_size,
-            config.capacity,
-        )
+        Self::create_kind(name, ObjectKind::MPMC_QUEUE, config)
     }
 
     fn from_segment(seg: Segment, opts: &OpenOptions) -> Result<Self, AttachError> {
@@ -405,6 +428,7 @@ impl MpmcQueue {
         let q = MpmcQueue {
             shared: Arc::new(Shared {
                 raw,
+                spill: (0, 0),
                 storage: Storage::Borrowed,
             }),
         };
@@ -438,21 +462,31 @@ impl MpmcQueue {
     /// A queue in ordinary heap memory, for threads of one process (no
     /// segment, no syscalls beyond futex; runs under Miri and loom).
     pub fn in_process(slot_size: usize, capacity: usize) -> Result<Self, Error> {
-        Self::in_process_kind(ObjectKind::MPMC_QUEUE, slot_size, capacity)
+        Self::in_process_kind(
+            ObjectKind::MPMC_QUEUE,
+            QueueConfig::new(slot_size, capacity),
+        )
     }
 
     pub(crate) fn create_kind(
         name: Option<&str>,
         kind: ObjectKind,
-        slot_size: usize,
-        capacity: usize,
+        config: QueueConfig,
     ) -> Result<Self, Error> {
+        let QueueConfig {
+            slot_size,
+            capacity,
+            max_spill,
+        } = config;
         let l = layout(slot_size, capacity, MAX_PEERS)?;
+        let spill = (crate::queue::spill::new_uid(), max_spill);
         let params = [
             slot_size as u64,
             capacity as u64,
             MAX_PEERS as u64,
             LAYOUT_TAG,
+            spill.0,
+            spill.1,
         ];
         let (seg, body) = create_object(name, kind, &params, l.size, |body| {
             if body.len() < l.size || body.as_ptr() as usize % BODY_ALIGN != 0 {
@@ -473,6 +507,7 @@ impl MpmcQueue {
             slot_size,
             capacity,
             os::current_pid(),
+            spill,
         ))
     }
 
@@ -484,6 +519,7 @@ impl MpmcQueue {
         slot_size: usize,
         capacity: usize,
         creator: u32,
+        spill: (u64, u64),
     ) -> Self {
         #[cfg(loom)]
         unimplemented!("segments are not available under loom; use in_process");
@@ -495,6 +531,7 @@ impl MpmcQueue {
             MpmcQueue {
                 shared: Arc::new(Shared {
                     raw,
+                    spill,
                     storage: Storage::Segment(seg),
                 }),
             }
@@ -511,7 +548,7 @@ impl MpmcQueue {
     }
 
     fn finish_attach(seg: Segment, info: HeaderInfo, body: Region) -> Result<Self, AttachError> {
-        let [slot_size, capacity, peers, tag, ..] = info.params;
+        let [slot_size, capacity, peers, tag, uid, max_spill, ..] = info.params;
         if tag != LAYOUT_TAG {
             return Err(AttachError::ParamMismatch {
                 what: "mpmc layout tag",
@@ -542,17 +579,20 @@ impl MpmcQueue {
         if body.as_ptr() as usize % BODY_ALIGN != 0 {
             return Err(AttachError::Corrupt("queue body misaligned"));
         }
-        let q = Self::from_parts(seg, body, l, slot_size, capacity, info.creator_pid);
+        let spill = (uid, max_spill);
+        let q = Self::from_parts(seg, body, l, slot_size, capacity, info.creator_pid, spill);
         q.shared.raw.senders().validate()?;
         q.shared.raw.receivers().validate()?;
         Ok(q)
     }
 
-    pub(crate) fn in_process_kind(
-        _kind: ObjectKind,
-        slot_size: usize,
-        capacity: usize,
-    ) -> Result<Self, Error> {
+    pub(crate) fn in_process_kind(_kind: ObjectKind, config: QueueConfig) -> Result<Self, Error> {
+        let QueueConfig {
+            slot_size,
+            capacity,
+            max_spill,
+        } = config;
+        let spill = (crate::queue::spill::new_uid(), max_spill);
         #[cfg(not(loom))]
         {
             let l = layout(slot_size, capacity, MAX_PEERS)?;
@@ -571,6 +611,7 @@ impl MpmcQueue {
             Ok(MpmcQueue {
                 shared: Arc::new(Shared {
                     raw,
+                    spill,
                     storage: Storage::Heap(block),
                 }),
             })
@@ -605,6 +646,7 @@ impl MpmcQueue {
             Ok(MpmcQueue {
                 shared: Arc::new(Shared {
                     raw,
+                    spill,
                     storage: Storage::Loom {
                         _hdr: hdr,
                         _senders: senders,
@@ -692,6 +734,13 @@ impl MpmcQueue {
     /// Largest message, in bytes.
     pub fn slot_size(&self) -> usize {
         self.shared.raw.slot_size
+    }
+
+    /// The typed queue's spill uid (0: spilling unsupported, e.g. an
+    /// embedded queue) and largest spilled encoding, as the creator
+    /// recorded them.
+    pub(crate) fn spill_params(&self) -> (u64, u64) {
+        self.shared.spill
     }
 
     /// How many live processes hold a sender, and how many a receiver (a

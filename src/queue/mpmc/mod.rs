@@ -28,6 +28,7 @@ mod receiver;
 mod sender;
 
 pub use handle::{MpmcQueue, QueueConfig};
+pub(crate) use raw::MARKED;
 pub use raw::{LAYOUT_TAG, MAX_CAPACITY, MAX_PEERS, MAX_SLOT_SIZE, SKIPPED};
 pub use receiver::MpmcReceiver;
 pub use sender::MpmcSender;

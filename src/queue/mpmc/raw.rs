@@ -85,10 +85,11 @@
 //! | 128 | `head: u64`, padded to 128 bytes |
 //! | 256 | `not_empty`, `not_full`, `all_done`: `Notifier` (8 bytes each), `departures: u32`, `full_fence: u32`, `unfinished: u64`, sender and receiver `PeerTableHeader`s; padded to 128 |
 //! | 384 | `MAX_PEERS` sender `PeerSlot`s, then `MAX_PEERS` receiver slots (8 bytes each) |
-//! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32`, `pad: u32`, payload |
+//! | 64-aligned | `capacity` slots of `16 + round_up(slot_size, 8)` bytes: `stamp: u64`, `len: u32` (bit 31: the message is marked), `pad: u32`, payload |
 //!
-//! Header params: `[slot_size, capacity, MAX_PEERS, LAYOUT_TAG]`, all
-//! validated on attach against the body length.
+//! Header params: `[slot_size, capacity, MAX_PEERS, LAYOUT_TAG, spill uid,
+//! largest spill]`, the first four validated on attach against the body
+//! length (the last two belong to the typed queue; see `queue::spill`).
 
 use crate::error::Error;
 use crate::primitives::{spin_hint, AtomicU32, AtomicU64, CachePadded, Ordering};
@@ -115,8 +116,16 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 /// recorded in the segment header. 1: power-of-two capacities, 64-byte
 /// lines. 2: any capacity (lap positions), 128-byte lines. 3: the
 /// asymmetric wake-up handshake (a `full_fence` word in the control line;
-/// see "Wake-ups" above).
-pub const LAYOUT_TAG: u64 = 3;
+/// see "Wake-ups" above). 4: bit 31 of a slot's length word marks a
+/// message (`MARKED`), and header parameters 4 and 5 hold the typed
+/// queue's spill uid and largest spill.
+pub const LAYOUT_TAG: u64 = 4;
+
+/// Bit of a slot's length word that marks a message for the layer above
+/// (the typed queue's spill records; see `queue::spill`): a writer returns
+/// its length with this bit set, and the receiver's callback is told. The
+/// length itself is the word without it (slot sizes stay below 2^20).
+pub(crate) const MARKED: usize = 1 << 31;
 
 /// Bytes of slot metadata in front of each payload.
 pub(super) const SLOT_META_SIZE: usize = 16;
@@ -438,7 +447,7 @@ impl RawQueue {
                         let dst =
                             unsafe { std::slice::from_raw_parts_mut(payload, self.slot_size) };
                         let len = match write.take().and_then(|w| w(dst)) {
-                            Some(n) if n <= self.slot_size => n,
+                            Some(n) if (n & !MARKED) <= self.slot_size => n,
                             _ => return Err(PushError::TooLarge),
                         };
                         std::mem::forget(skip);
@@ -485,9 +494,9 @@ impl RawQueue {
     }
 
     /// One attempt to take the oldest message, claiming as `me`; `f` sees
-    /// the payload while the slot is held.
+    /// the payload while the slot is held, and whether it was `MARKED`.
     #[inline]
-    pub(super) fn try_pop<R, F: FnOnce(&[u8]) -> R>(
+    pub(super) fn try_pop<R, F: FnOnce(&[u8], bool) -> R>(
         &self,
         me: u32,
         f: &mut Option<F>,
@@ -523,7 +532,8 @@ impl RawQueue {
                             pos = head.load(Ordering::SeqCst);
                             continue;
                         }
-                        let len = meta.len.load(Ordering::Relaxed) as usize;
+                        let word = meta.len.load(Ordering::Relaxed) as usize;
+                        let (len, marked) = (word & !MARKED, word & MARKED != 0);
                         if len > self.slot_size {
                             meta.stamp.store(free, Ordering::Release);
                             self.ctl().not_full.notify_one();
@@ -534,7 +544,7 @@ impl RawQueue {
                         // before the Release publish our Acquire CAS saw.
                         let bytes = unsafe { std::slice::from_raw_parts(payload, len) };
                         let r = match f.take() {
-                            Some(f) => f(bytes),
+                            Some(f) => f(bytes, marked),
                             // Unreachable: `f` is only taken here, once.
                             None => return Err(PopError::Corrupt("receive callback reused")),
                         };

@@ -40,7 +40,7 @@ pub struct MpmcReceiver {
 
 /// One pop attempt as `me` (waking a blocked sender on success).
 #[inline]
-fn attempt<R, F: FnOnce(&[u8]) -> R>(
+fn attempt<R, F: FnOnce(&[u8], bool) -> R>(
     raw: &RawQueue,
     me: u32,
     f: &mut Option<F>,
@@ -58,12 +58,14 @@ fn attempt<R, F: FnOnce(&[u8]) -> R>(
 /// for the call, so `process::fork` from inside `f` is refused (a child
 /// would keep reading a slot the parent frees).
 #[inline(always)]
-fn caught<R>(f: impl FnOnce(&[u8]) -> R) -> impl FnOnce(&[u8]) -> Result<R, Box<dyn Any + Send>> {
+fn caught<R>(
+    f: impl FnOnce(&[u8], bool) -> R,
+) -> impl FnOnce(&[u8], bool) -> Result<R, Box<dyn Any + Send>> {
     // AssertUnwindSafe: nothing `f` may have left half-done is observed
     // here; the same panic resumes at once in the caller's frame.
-    move |m| {
+    move |m, marked| {
         let _lent = Held::enter();
-        dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m))))
+        dead_frees_nothing(catch_unwind(AssertUnwindSafe(|| f(m, marked))))
     }
 }
 
@@ -100,7 +102,7 @@ fn rethrow<R>(r: Result<R, Box<dyn Any + Send>>) -> R {
 /// the sending side is gone and one last attempt drains it (`Ok(Some)`),
 /// or nothing changed (`Err(())`).
 #[inline]
-fn check_empty<R, F: FnOnce(&[u8]) -> R>(
+fn check_empty<R, F: FnOnce(&[u8], bool) -> R>(
     ep: &Endpoint,
     raw: &RawQueue,
     me: u32,
@@ -125,8 +127,8 @@ fn check_empty<R, F: FnOnce(&[u8]) -> R>(
 /// first), returning its length. It runs no user code, so it needs neither
 /// a guard token nor a caught panic.
 #[inline(always)]
-fn copy_into(buf: &mut Vec<u8>) -> impl FnOnce(&[u8]) -> usize + '_ {
-    move |m| {
+fn copy_into(buf: &mut Vec<u8>) -> impl FnOnce(&[u8], bool) -> usize + '_ {
+    move |m, _| {
         buf.clear();
         buf.extend_from_slice(m);
         m.len()
@@ -168,10 +170,19 @@ impl MpmcReceiver {
     /// message counts as received and the queue stays usable.
     #[inline]
     pub fn try_recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+        self.try_recv_caught(caught(move |m, _| f(m))).map(rethrow)
+    }
+
+    /// [`try_recv_with`](Self::try_recv_with) whose `f` is also told
+    /// whether the message was marked (the typed queue's spill records).
+    pub(crate) fn try_recv_marked_with<R>(
+        &self,
+        f: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<R, TryRecvError> {
         self.try_recv_caught(caught(f)).map(rethrow)
     }
 
-    fn try_recv_caught<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TryRecvError> {
+    fn try_recv_caught<R>(&self, f: impl FnOnce(&[u8], bool) -> R) -> Result<R, TryRecvError> {
         let Ok(me) = self.ep.me() else {
             return Err(TryRecvError::Disconnected);
         };
@@ -222,13 +233,24 @@ impl MpmcReceiver {
         deadline: Option<Deadline>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvTimeoutError> {
+        self.recv_deadline_caught(deadline, caught(move |m, _| f(m)))
+            .map(rethrow)
+    }
+
+    /// [`recv_deadline_with`](Self::recv_deadline_with) whose `f` is also
+    /// told whether the message was marked.
+    pub(crate) fn recv_deadline_marked_with<R>(
+        &self,
+        deadline: Option<Deadline>,
+        f: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<R, RecvTimeoutError> {
         self.recv_deadline_caught(deadline, caught(f)).map(rethrow)
     }
 
     fn recv_deadline_caught<R>(
         &self,
         deadline: Option<Deadline>,
-        f: impl FnOnce(&[u8]) -> R,
+        f: impl FnOnce(&[u8], bool) -> R,
     ) -> Result<R, RecvTimeoutError> {
         let Ok(me) = self.ep.me() else {
             return Err(RecvTimeoutError::Disconnected);

@@ -320,7 +320,7 @@ proptest::proptest! {
 #[test]
 fn layout_is_pinned() {
     use super::raw::{layout, Control, QueueHeader, LAYOUT_TAG, MAX_PEERS};
-    assert_eq!(LAYOUT_TAG, 3);
+    assert_eq!(LAYOUT_TAG, 4);
     assert_eq!(std::mem::offset_of!(Control, full_fence), 28);
     assert_eq!(std::mem::size_of::<QueueHeader>(), 384);
     assert_eq!(std::mem::offset_of!(QueueHeader, head), 128);
@@ -334,7 +334,7 @@ fn layout_is_pinned() {
     assert_eq!(l.slots + 3 * l.stride, 1504);
     assert_eq!(l.size, 1536, "rounded up to the header's alignment");
     // The embedded layout documented at `MpmcQueue::embedded_size`.
-    assert_eq!(MpmcQueue::LAYOUT_VERSION, 3);
+    assert_eq!(MpmcQueue::LAYOUT_VERSION, 4);
     assert_eq!(MpmcQueue::EMBED_ALIGN, 128);
     assert_eq!(MpmcQueue::embedded_size(10, 3).unwrap(), l.size);
 }
