@@ -127,6 +127,11 @@ impl SpinBudget {
             self.steps().min(Self::MAX_STEPS)
         };
         Spinner {
+            // The tight phase only while spinning pays (a budget shrunk to
+            // nothing means the peer is not caught spinning, e.g. it shares
+            // this CPU, where every probe only delays the yield).
+            tight: 0,
+            tight_limit: if limit > 0 { Spinner::TIGHT } else { 0 },
             step: 0,
             limit,
             yields: 0,
@@ -134,11 +139,17 @@ impl SpinBudget {
     }
 
     /// The budget after a wait that ended during `spinner`'s spin or
-    /// yield phase: if it ended after `k` spins, the budget becomes at
+    /// yield phase: if it ended in the tight phase, at least one step (so
+    /// the tight phase stays on); if it ended after `k` doubling spins, at
     /// least `k - 1` (what it took); if it needed the yields, one step
     /// less.
     #[inline]
     pub(crate) fn record(self, spinner: &Spinner) -> SpinBudget {
+        if spinner.step == 0 && spinner.tight > 0 {
+            // Ended in the tight phase: spinning catches the peer; keep at
+            // least one step so the next wait spins (tightly) again.
+            return self.with_steps(self.steps().max(1).min(Self::MAX_STEPS));
+        }
         let steps = if spinner.yields == 0 && spinner.step > 0 {
             self.steps().max(spinner.step - 1).min(Self::MAX_STEPS)
         } else {
@@ -177,16 +188,39 @@ impl Spin for Backoff {
 /// One wait's spin phase; see [`SpinBudget`].
 #[derive(Debug)]
 pub(crate) struct Spinner {
+    /// Probes done in the tight phase (one pause hint each)…
+    tight: u32,
+    /// …of this many.
+    tight_limit: u32,
     step: u32,
     limit: u32,
     yields: u32,
 }
 
+impl Spinner {
+    /// Probes with a single pause hint between them before the doubling
+    /// starts: an answer that comes within about a microsecond is seen
+    /// as soon as a busy-polling caller would see it, instead of at the
+    /// end of a burst of up to 64 hints. Skipped while the budget is
+    /// spent (see [`SpinBudget::start`]).
+    #[cfg(not(loom))]
+    const TIGHT: u32 = 32;
+    #[cfg(loom)]
+    const TIGHT: u32 = 0;
+}
+
 impl Spin for Spinner {
-    /// Spins 2^step pause hints (or, once the spin budget is spent, yields
-    /// the CPU) and returns true; returns false when it is time to park.
+    /// Spins (one pause hint per probe for the first [`Spinner::TIGHT`]
+    /// probes, then 2^step hints) or, once the spin budget is spent,
+    /// yields the CPU, and returns true; returns false when it is time to
+    /// park.
     #[inline]
     fn spin(&mut self) -> bool {
+        if self.tight < self.tight_limit {
+            self.tight += 1;
+            spin_hint();
+            return true;
+        }
         if self.step <= self.limit {
             #[cfg(not(loom))]
             for _ in 0..(1u32 << self.step) {

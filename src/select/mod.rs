@@ -23,10 +23,10 @@
 //! Every blocking primitive in shmkit parks on a [`Notifier`] (a futex
 //! word and a waiter count, in `sync::notifier`).
 //! A selector does the same *register → re-check → sleep* on all of its
-//! members' notifiers at once, after the same short spin as the queues'
-//! blocking calls (a backoff of `spin_loop` hints ending in two `yield`s,
-//! re-checking every member each round: a few microseconds, so that an
-//! answer that comes that quickly costs no futex sleep and wake):
+//! members' notifiers at once, after a short spin (the MPMC queue's
+//! doubling backoff of `spin_loop` hints ending in `yield`s, re-checking
+//! every member each round: a few microseconds, so that an answer that
+//! comes that quickly costs no futex sleep and wake):
 //!
 //! 1. register as a waiter on every notifier (`prepare_wait`: waiter count
 //!    `+1`, `SeqCst` fence, read the word), then, where `membarrier` is
@@ -480,7 +480,7 @@ fn select_loop(members: &[&dyn Selectable], deadline: Option<Deadline>) -> Vec<S
     if !ready.is_empty() || members.is_empty() {
         return finish(members, ready);
     }
-    // Spin briefly before registering anywhere, as the queues' own
+    // Spin briefly before registering anywhere, as the MPMC queue's own
     // blocking calls do: a peer that answers within a few microseconds
     // is then seen without a futex sleep and the ~20 µs cross-CPU wake
     // that ends it (the backoff ends in two `yield`s, for a peer that

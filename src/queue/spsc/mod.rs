@@ -13,9 +13,10 @@
 //!
 //! # Blocking and disconnection
 //!
-//! Blocking is a short pure spin whose length adapts per handle (it
-//! shrinks when spinning never catches the peer, e.g. both processes on
-//! one CPU), two `sched_yield`s, then the crate's one park loop on a
+//! Blocking is a short pure spin (32 probes one pause hint apart, then
+//! doubling bursts whose length adapts per handle: it shrinks when
+//! spinning never catches the peer, e.g. both processes on one CPU), two
+//! `sched_yield`s, then the crate's one park loop on a
 //! [`Notifier`](crate::sync::Notifier) ("data" for the consumer, "space"
 //! for the producer) in slices of 1 ms doubling to 64 ms; after each slice
 //! the waiter applies the endpoint registry's disconnection rule
