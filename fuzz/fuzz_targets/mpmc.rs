@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::queue::MpmcQueue;
-use shmkit::segment::{OpenOptions, HEADER_SIZE};
+use shmkit::segment::{OpenOptions, BODY_OFFSET};
 use shmkit::Segment;
 
 const SLOT: usize = 16;
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(seg) = q.segment() else { return };
     // The first 64 bytes (or fewer) are the image; the rest drives ops.
     let (image, ops) = rest.split_at(rest.len().min(64));
-    let body = HEADER_SIZE;
+    let body = BODY_OFFSET;
     match mode % 3 {
         0 => {
             scribble(seg, body + TAIL, &word(image, 0).to_le_bytes());

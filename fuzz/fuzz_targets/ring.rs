@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shmkit::queue::{SpscRing, TryPopIntoError};
-use shmkit::segment::HEADER_SIZE;
+use shmkit::segment::BODY_OFFSET;
 
 const CAP: usize = 256;
 
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(ring) = SpscRing::anonymous(CAP) else { return };
     let Some(seg) = ring.segment() else { return };
-    let body = seg.as_ptr().wrapping_add(HEADER_SIZE);
+    let body = seg.as_ptr().wrapping_add(BODY_OFFSET);
     // Index lines: tail, pushed at 0..16; head, popped at 128..144.
     let word = |i: usize| u64::from_le_bytes(data[i * 8..i * 8 + 8].try_into().unwrap());
     let (tail, head) = (word(0) & 0xffff, word(1) & 0xffff);
