@@ -29,13 +29,21 @@
 //! # Sizes
 //!
 //! [`Queue::new`] is Python's `Queue()`: nothing to choose —
-//! [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256) bytes,
+//! [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (1 KiB),
 //! larger values spilling. Unlike Python's unbounded queue, `put` blocks
 //! once 1024 values wait. [`Queue::bounded(n)`](Queue::bounded) is
 //! `Queue(maxsize=n)`: exactly `n` values. `create_default` and
 //! `open_or_create_default` are the named forms. The memory is reserved
-//! at create (about 280 KiB for the default queue); spill segments are
-//! made per large value.
+//! at create (about 1 MiB for the default queue, touched as slots are
+//! used); spill segments are made per large value.
+//!
+//! A spilled value costs a segment of its own: about 35 system calls
+//! between sender and receiver (create, size, map, name; open, map,
+//! unlink, unmap), 140–270 µs per value on the 2-vCPU VM of
+//! BENCHMARKS.md against 0.14 µs for one that fits its slot. Spilling is
+//! for the occasional large value; where large values are the common
+//! case, choose a slot size that holds them (`Queue::create(name,
+//! max_encoded_size, capacity)`).
 //!
 //! The creator records `T`'s [`TypeTag`] in the segment header (the traced
 //! serde shape for [`Postcard`], name, size and alignment for
@@ -501,8 +509,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
     }
 
     /// Python's `Queue()`: an anonymous queue with no sizes to choose —
-    /// [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (256)
-    /// bytes; a value whose encoding is larger spills into a segment of
+    /// [`DEFAULT_CAPACITY`] (1024) slots of [`DEFAULT_SLOT_SIZE`] (1 KiB);
+    /// a value whose encoding is larger spills into a segment of
     /// its own (up to [`DEFAULT_MAX_SPILL`](super::spill::DEFAULT_MAX_SPILL), 1 GiB; see
     /// [`spill`]). Unlike Python's, `put` blocks once 1024
     /// values wait (use [`bounded`](Self::bounded) for another number).
@@ -565,7 +573,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T, Postcard> {
 
 /// Slots of a queue made by [`Queue::new`] / [`Queue::bounded`] (and the
 /// `JoinableQueue` equivalents): values whose encoding is larger spill.
-pub const DEFAULT_SLOT_SIZE: usize = 256;
+pub const DEFAULT_SLOT_SIZE: usize = 1024;
 
 /// Capacity of a queue made by [`Queue::new`] (Python's `Queue()`):
 /// `put` blocks once this many values wait.
