@@ -1,10 +1,16 @@
 //! Seed 001-1, the CPU-bound vs IO-bound comparison: the seed's active
 //! code runs `random_sleep` over `[2] * 30` through
 //! `ProcessPoolExecutor(3)` + `as_completed` and prints each result; its
-//! commented-out variant runs `fib(25..35)` the same way. This port runs
-//! both (fib first), with sleeps of 20 ms instead of 2 s, and prints each
-//! result and the elapsed times.
+//! three commented-out variants run `fib(25..35)` through the same process
+//! pool, and `fib(25..40)` and `random_sleep([2] * 30)` through a
+//! `ThreadPoolExecutor(3)`. This port runs all four (the process pool is
+//! shmkit's `Executor`; the thread pool is three scoped std threads
+//! taking items in order, which is all a thread pool needs inside one
+//! process), with sleeps of 20 ms instead of 2 s, and prints each result
+//! as it completes and the elapsed times.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use shmkit::process::{self, as_completed, Executor};
@@ -48,5 +54,40 @@ fn main() -> Result<(), process::TaskError> {
         println!("exe result:{}", future.result()?);
     }
     println!("io-bound elapsed: {:.2?}", start.elapsed());
+
+    // The two ThreadPoolExecutor(3) variants.
+    let start = Instant::now();
+    thread_pool(3, (25..40).collect(), fib);
+    println!("threads cpu-bound elapsed: {:.2?}", start.elapsed());
+    let start = Instant::now();
+    thread_pool(3, vec![20u64; 30], random_sleep);
+    println!("threads io-bound elapsed: {:.2?}", start.elapsed());
     Ok(())
+}
+
+/// `ThreadPoolExecutor(workers)` + `as_completed`: runs `f` over `items`
+/// on `workers` threads and prints each result as it completes.
+fn thread_pool<A: Copy + Send + Sync, R: std::fmt::Display + Send>(
+    workers: usize,
+    items: Vec<A>,
+    f: fn(A) -> R,
+) {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (tx, next, items) = (tx.clone(), &next, &items);
+            s.spawn(move || {
+                while let Some(&item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if tx.send(f(item)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for result in rx {
+            println!("thread exe result:{result}");
+        }
+    });
 }

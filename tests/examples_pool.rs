@@ -127,7 +127,8 @@ fn fib(n: u32) -> u64 {
     }
 }
 
-/// 001-1: every submitted future completed once, with its value.
+/// 001-1 and its three commented variants: every submitted future (and
+/// every thread-pool item) completed once, with its value.
 #[test]
 fn fib_vs_sleep_results() {
     let r = run_example("fib_vs_sleep", &[]);
@@ -147,6 +148,19 @@ fn fib_vs_sleep_results() {
             .count(),
         2
     );
+    // The seed's commented ThreadPoolExecutor variants: fib(25..40) and
+    // thirty sleeps, each value once.
+    let threads: Vec<String> = r
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("thread exe result:"))
+        .map(str::to_owned)
+        .collect();
+    let mut want: Vec<String> = (25..40)
+        .map(|n| format!("thread exe result:{}", fib(n)))
+        .collect();
+    want.extend((0..30).map(|_| "thread exe result:20".to_owned()));
+    assert_eq!(sorted(threads), sorted(want));
 }
 
 /// 000-3: each of the 100 items was produced once and consumed once.
