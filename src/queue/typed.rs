@@ -709,11 +709,21 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     /// One received message: a value, or a spill record to take.
-    fn unspill(&self, r: Result<T, Result<SpillRecord, DecodeError>>) -> Result<T, GetError> {
+    #[inline]
+    fn unspill(&self, r: Result<T, Unread>) -> Result<T, GetError> {
         match r {
             Ok(v) => Ok(v),
-            Err(Err(e)) => Err(GetError::Decode(e)),
-            Err(Ok(rec)) => {
+            Err(u) => self.take_unread(u),
+        }
+    }
+
+    /// The rare half of [`unspill`](Self::unspill), out of the per-message
+    /// path.
+    #[cold]
+    fn take_unread(&self, u: Unread) -> Result<T, GetError> {
+        match u {
+            Unread::Bad(e) => Err(GetError::Decode(e)),
+            Unread::Spilled(rec) => {
                 let (uid, max) = self.queue.spill_params();
                 if uid == 0 {
                     return Err(GetError::Decode(DecodeError(
@@ -726,16 +736,22 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 }
 
+/// A received message that is not (yet) a value.
+enum Unread {
+    /// The record of a spilled value (a marked slot).
+    Spilled(SpillRecord),
+    /// A message (or record) that does not decode.
+    Bad(DecodeError),
+}
+
 /// A message as the receive callback sees it: a decoded value, or the
 /// record of a spilled one (marked).
-fn read_message<T, C: Codec<T>>(
-    bytes: &[u8],
-    marked: bool,
-) -> Result<Result<T, DecodeError>, Result<SpillRecord, DecodeError>> {
+#[inline]
+fn read_message<T, C: Codec<T>>(bytes: &[u8], marked: bool) -> Result<T, Unread> {
     if marked {
-        Err(SpillRecord::decode(bytes))
+        Err(SpillRecord::decode(bytes).map_or_else(Unread::Bad, Unread::Spilled))
     } else {
-        Ok(C::decode(bytes))
+        C::decode(bytes).map_err(Unread::Bad)
     }
 }
 
@@ -903,7 +919,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
             return Err(GetError::Disconnected);
         };
         let r = rx.try_recv_marked_with(read_message::<T, C>)?;
-        self.unspill(r.and_then(|v| v.map_err(Err)))
+        self.unspill(r)
     }
 
     /// Takes a value, waiting until `deadline` (`None` = forever).
@@ -912,7 +928,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
             return Err(GetError::Disconnected);
         };
         let r = rx.recv_deadline_marked_with(deadline, read_message::<T, C>)?;
-        self.unspill(r.and_then(|v| v.map_err(Err)))
+        self.unspill(r)
     }
 
     /// Takes a value, waiting while the queue is empty (never
