@@ -148,7 +148,7 @@ impl SpinBudget {
         if spinner.step == 0 && spinner.tight > 0 {
             // Ended in the tight phase: spinning catches the peer; keep at
             // least one step so the next wait spins (tightly) again.
-            return self.with_steps(self.steps().max(1).min(Self::MAX_STEPS));
+            return self.with_steps(self.steps().max(1.min(Self::MAX_STEPS)));
         }
         let steps = if spinner.yields == 0 && spinner.step > 0 {
             self.steps().max(spinner.step - 1).min(Self::MAX_STEPS)
