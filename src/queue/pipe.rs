@@ -25,6 +25,7 @@ use crate::error::{AttachError, Error};
 use crate::os::Deadline;
 use crate::queue::error::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 use crate::queue::spsc::{Consumer, EndpointError, Producer, SpscRing};
+use crate::segment::Segment;
 
 /// Default capacity of each direction of a pipe, in bytes.
 pub const DEFAULT_PIPE_CAPACITY: usize = 1 << 16;
@@ -178,6 +179,10 @@ impl Pipe {
     /// a.send(b"hello")?;
     /// assert_eq!(b.recv()?, b"hello");
     /// assert!(Pipe::open_or_create(&name, 4096).is_err()); // both ends taken
+    /// drop((a, b));
+    /// // Only this process ever held it: the names stay for a later opener
+    /// // (the rendezvous lifetime of `open_or_create`) until removed.
+    /// Pipe::unlink(&name)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Connection, Error> {
@@ -191,6 +196,33 @@ impl Pipe {
         }
         let tx = ba.producer().map_err(endpoint_err)?;
         Ok(Connection::new(tx, ab.consumer().map_err(endpoint_err)?))
+    }
+
+    /// Removes the names of the named pipe `name` (both directions), as
+    /// [`Segment::unlink`](crate::Segment::unlink) does for one segment:
+    /// ends already open keep working. A pipe from
+    /// [`open_or_create`](Self::open_or_create) that no second process
+    /// ever opened keeps its names for a later opener; this removes them.
+    /// `NotFound` if neither name exists.
+    ///
+    /// ```
+    /// use shmkit::queue::Pipe;
+    ///
+    /// let name = format!("doc-pipe-unlink-{}", std::process::id());
+    /// let end = Pipe::open_or_create(&name, 4096)?;
+    /// Pipe::unlink(&name)?;
+    /// assert!(Pipe::open(&name).is_err());
+    /// assert!(Pipe::unlink(&name).is_err()); // already gone
+    /// # drop(end);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unlink(name: &str) -> Result<(), AttachError> {
+        let (n_ab, n_ba) = names(name);
+        match (Segment::unlink(&n_ab), Segment::unlink(&n_ba)) {
+            (Err(e), _) | (_, Err(e)) if !matches!(e, AttachError::NotFound(_)) => Err(e),
+            (Err(e), Err(_)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Opens the other end of the named pipe made by [`Pipe::create`].
