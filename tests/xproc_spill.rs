@@ -328,6 +328,40 @@ fn gc_keeps_live_spills_and_removes_dead_ones() {
     assert_eq!(live.get_nowait(), Ok(pattern(3, 100_000)));
 }
 
+/// A named queue whose every holder was SIGKILLed is replaced by the next
+/// `create` of its name; its spill family (the anchor the dead left, and a
+/// spilled value nobody received) goes with it, without waiting for `gc`.
+fn replacing_a_dead_queue_removes_its_spills() {
+    let name = unique_name("spill-replace");
+    let before = shm_names_with("shmkit-spill-");
+    let sent = shmkit::ShmBox::<shmkit::Event>::anonymous(()).unwrap();
+    let flag = &sent;
+    let qname = name.clone();
+    let mut crasher = fork(move || {
+        let q = Queue::<Vec<u8>>::create(&qname, 64, 4).unwrap();
+        q.put(pattern(5, 50_000)).unwrap();
+        flag.set();
+        // Dies holding the queue: nothing is dropped.
+        // SAFETY: ends this forked child at once.
+        unsafe { libc::raise(libc::SIGKILL) };
+        0
+    });
+    crasher.wait(Duration::from_secs(60), "crasher");
+    assert!(sent.is_set());
+    let dead: Vec<String> = shm_names_with("shmkit-spill-")
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(dead.len(), 2, "the dead queue's anchor and spill: {dead:?}");
+    let fresh = Queue::<Vec<u8>>::create(&name, 64, 4).unwrap();
+    assert!(fresh.is_empty(), "a fresh queue, not the dead one");
+    let left: Vec<String> = shm_names_with("shmkit-spill-")
+        .into_iter()
+        .filter(|n| dead.contains(n))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "the dead family went with it");
+}
+
 /// `JoinableQueue::new()` spills too: a consumer process gets two 1 MiB
 /// tasks intact and marks them done; the producer's `join` returns.
 fn joinable_queue_spills_across_processes() {
@@ -378,6 +412,10 @@ fn main() {
             (
                 "corrupted_records_fail_one_message",
                 corrupted_records_fail_one_message,
+            ),
+            (
+                "replacing_a_dead_queue_removes_its_spills",
+                replacing_a_dead_queue_removes_its_spills,
             ),
         ],
         120,

@@ -49,7 +49,9 @@
 //! * A sender killed between creating a spill segment and sending its
 //!   record leaves the segment; it goes with the queue as above.
 //! * [`gc()`](crate::gc()) removes a spill family whose anchor nobody holds
-//!   and whose queue segment is gone, never one of a live queue.
+//!   and whose queue segment is gone, never one of a live queue; so does
+//!   the `create`/`open_or_create` that replaces a queue whose holders all
+//!   died (the stale segment and its family go together).
 //!
 //! Limits: a queue handed to a spawned child by descriptor must stay held
 //! by the parent until the child has attached; an embedded queue

@@ -68,48 +68,91 @@ impl Verdict {
 /// Removes the segment called `name` if it is stale; otherwise says why
 /// not.
 pub(crate) fn remove_if_stale(name: &str) -> Result<Verdict, Error> {
-    judge(name, false)
+    let (verdict, spill_uid) = judge_segment(name, false)?;
+    if let Some(uid) = spill_uid {
+        // The stale queue's spill family (its anchor, left by the dead
+        // holders, and any spills) goes with it, by gc's own rule.
+        sweep_spill_family(uid);
+    }
+    Ok(verdict)
 }
 
 fn judge(name: &str, dry_run: bool) -> Result<Verdict, Error> {
+    judge_segment(name, dry_run).map(|(verdict, _)| verdict)
+}
+
+/// The spill uid a removed segment recorded, if it was a typed queue
+/// that could spill (MPMC layout tag 4 or later, uid in parameter 4).
+fn spill_uid_of(h: &super::header::SegmentHeader, mapped_len: usize) -> Option<u64> {
+    use super::header::ObjectKind;
+    let info = h.validate_any(mapped_len).ok()?;
+    let queue = matches!(
+        info.kind,
+        ObjectKind::MPMC_QUEUE | ObjectKind::JOINABLE_QUEUE
+    );
+    (queue && info.params[3] == crate::queue::mpmc::LAYOUT_TAG && info.params[4] != 0)
+        .then_some(info.params[4])
+}
+
+/// Applies gc's spill-family rule to queue `uid`'s family, if it has one.
+fn sweep_spill_family(uid: u64) {
+    let Ok(names) = shm_names::list_names() else {
+        return;
+    };
+    let family: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.to_str())
+        .filter(|n| matches!(parse_spill_name(n), Some((u, _)) if u == uid))
+        .map(str::to_owned)
+        .collect();
+    if !family.is_empty() {
+        let _ = judge_spill_family(uid, &family, false);
+    }
+}
+
+/// [`judge`], and for a removed typed queue the spill uid it recorded.
+fn judge_segment(name: &str, dry_run: bool) -> Result<(Verdict, Option<u64>), Error> {
+    let verdict = |v: Verdict| Ok((v, None));
     let seg = match Segment::open_unheld(name) {
         Ok(seg) => seg,
-        Err(AttachError::NotFound(_)) => return Ok(Verdict::Gone),
-        Err(AttachError::PermissionDenied(_)) => return Ok(Verdict::PermissionDenied),
-        Err(AttachError::TooSmall { .. }) => return Ok(Verdict::Foreign("empty file")),
-        Err(AttachError::Corrupt(why)) => return Ok(Verdict::Foreign(why)),
+        Err(AttachError::NotFound(_)) => return verdict(Verdict::Gone),
+        Err(AttachError::PermissionDenied(_)) => return verdict(Verdict::PermissionDenied),
+        Err(AttachError::TooSmall { .. }) => return verdict(Verdict::Foreign("empty file")),
+        Err(AttachError::Corrupt(why)) => return verdict(Verdict::Foreign(why)),
         Err(AttachError::Untrusted { reason, .. }) => {
-            return Ok(reason
-                .foreign_reason()
-                .map_or(Verdict::PermissionDenied, Verdict::Foreign))
+            return verdict(
+                reason
+                    .foreign_reason()
+                    .map_or(Verdict::PermissionDenied, Verdict::Foreign),
+            )
         }
         Err(e) => return Err(e.into()),
     };
     let Some(h) = seg.header_unchecked().filter(|_| seg.has_magic()) else {
-        return Ok(Verdict::Foreign("no shmkit header"));
+        return verdict(Verdict::Foreign("no shmkit header"));
     };
     if h.version() != LAYOUT_VERSION {
-        return Ok(Verdict::OtherVersion(h.version()));
+        return verdict(Verdict::OtherVersion(h.version()));
     }
     match shm_names::try_hold_exclusive(seg.file())? {
-        Hold::Busy | Hold::Unsupported => return Ok(Verdict::Held),
+        Hold::Busy | Hold::Unsupported => return verdict(Verdict::Held),
         Hold::Taken => {}
     }
     // Held exclusively: nobody holds it and nobody can start to; its state
     // is final. A corrupt state word in an unheld segment is just stale.
     let state = h.state().unwrap_or_default();
     if state.persistent || state.kept {
-        return Ok(Verdict::Kept {
+        return verdict(Verdict::Kept {
             persistent: state.persistent,
         });
     }
     if dry_run {
-        return Ok(Verdict::WouldRemove);
+        return verdict(Verdict::WouldRemove);
     }
     if shm_names::unlink_if_id(name, seg.file_id())? {
-        Ok(Verdict::Removed)
+        Ok((Verdict::Removed, spill_uid_of(h, seg.len())))
     } else {
-        Ok(Verdict::Gone)
+        verdict(Verdict::Gone)
     }
     // Dropping `seg` closes and unmaps it, which releases the hold.
 }
