@@ -127,20 +127,34 @@ fn fib(n: u32) -> u64 {
     }
 }
 
+/// The stdout lines of `r` that start with `prefix`, sorted.
+fn sorted_lines_with(r: &common::ExampleRun, prefix: &str) -> Vec<String> {
+    sorted(
+        r.lines()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// `{prefix}{value}` for `fib(n)` over `fibs` and thirty 20 ms sleeps
+/// (what one pool variant of 001-1 prints), sorted.
+fn fib_and_sleep_results(prefix: &str, fibs: std::ops::Range<u32>) -> Vec<String> {
+    let mut want: Vec<String> = fibs.map(|n| format!("{prefix}{}", fib(n))).collect();
+    want.extend((0..30).map(|_| format!("{prefix}20")));
+    sorted(want)
+}
+
 /// 001-1 and its three commented variants: every submitted future (and
 /// every thread-pool item) completed once, with its value.
 #[test]
 fn fib_vs_sleep_results() {
     let r = run_example("fib_vs_sleep", &[]);
-    let results: Vec<String> = r
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("exe result:"))
-        .map(str::to_owned)
-        .collect();
-    let mut want: Vec<String> = (25..35).map(|n| format!("exe result:{}", fib(n))).collect();
-    want.extend((0..30).map(|_| "exe result:20".to_owned()));
-    assert_eq!(sorted(results), sorted(want));
+    assert_eq!(
+        sorted_lines_with(&r, "exe result:"),
+        fib_and_sleep_results("exe result:", 25..35)
+    );
     assert_eq!(
         r.lines()
             .iter()
@@ -150,17 +164,10 @@ fn fib_vs_sleep_results() {
     );
     // The seed's commented ThreadPoolExecutor variants: fib(25..40) and
     // thirty sleeps, each value once.
-    let threads: Vec<String> = r
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("thread exe result:"))
-        .map(str::to_owned)
-        .collect();
-    let mut want: Vec<String> = (25..40)
-        .map(|n| format!("thread exe result:{}", fib(n)))
-        .collect();
-    want.extend((0..30).map(|_| "thread exe result:20".to_owned()));
-    assert_eq!(sorted(threads), sorted(want));
+    assert_eq!(
+        sorted_lines_with(&r, "thread exe result:"),
+        fib_and_sleep_results("thread exe result:", 25..40)
+    );
 }
 
 /// 000-3: each of the 100 items was produced once and consumed once.
